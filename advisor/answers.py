@@ -1,0 +1,136 @@
+"""Reading and checking answers: answers files, built-in example profiles, validation.
+
+An answers file is a TOML or JSON table of question id -> value. Every problem is reported
+as a :class:`~advisor.errors.UsageError` that names the file, the id and the allowed values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import UsageError
+from advisor.models import Question
+
+_PROFILES_PACKAGE = "advisor.profiles"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A built-in example: a described set of answers."""
+
+    name: str
+    description: str
+    answers: Mapping[str, str]
+
+
+def read_answers_file(path: Path) -> dict[str, Any]:
+    """Parse ``path`` as TOML (``.toml``) or JSON (``.json``; other names: JSON, then TOML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"answers file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read answers file {str(path)!r}: {error}") from None
+    suffix = path.suffix.lower()
+    parsers = (
+        [_parse_toml]
+        if suffix == ".toml"
+        else [_parse_json]
+        if suffix == ".json"
+        else [_parse_json, _parse_toml]
+    )
+    problems = []
+    for parse in parsers:
+        try:
+            data = parse(text)
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if not isinstance(data, dict):
+            raise UsageError(
+                f"answers file {str(path)!r} must hold a table of question id = value, "
+                f"not {type(data).__name__}"
+            )
+        return data
+    raise UsageError(f"answers file {str(path)!r} is malformed: {'; '.join(problems)}")
+
+
+def _parse_toml(text: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"invalid TOML ({error})") from None
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"invalid JSON ({error})") from None
+
+
+def validate_answers(
+    data: Mapping[str, Any], questions: Sequence[Question], origin: str
+) -> dict[str, str]:
+    """Check every entry of ``data`` against ``questions``; return them as strings.
+
+    Collects all problems before raising, so one run shows everything to fix. Missing
+    answers are not an error here (see :func:`missing_questions`).
+    """
+    by_id = {question.id: question for question in questions}
+    problems = []
+    answers: dict[str, str] = {}
+    for key, value in data.items():
+        question = by_id.get(key)
+        if question is None:
+            close = difflib.get_close_matches(str(key), list(by_id), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"unknown question id {key!r}{hint}")
+            continue
+        if not isinstance(value, str) or question.choice(value) is None:
+            problems.append(
+                f"{key} = {value!r} is not allowed; choose one of: {', '.join(question.values)}"
+            )
+            continue
+        answers[key] = value
+    if problems:
+        raise UsageError(f"{origin}: " + "; ".join(problems))
+    return answers
+
+
+def missing_questions(questions: Sequence[Question], answers: Mapping[str, str]) -> list[Question]:
+    """The questions ``answers`` does not answer, in questionnaire order."""
+    return [question for question in questions if question.id not in answers]
+
+
+def describe_missing(missing: Sequence[Question]) -> str:
+    """One line per missing question: ``id: value1 | value2``."""
+    return "\n".join(f"  {q.id}: {' | '.join(q.values)}" for q in missing)
+
+
+def list_profiles() -> list[Profile]:
+    """Every built-in example profile, by name."""
+    folder = resources.files(_PROFILES_PACKAGE)
+    names = sorted(
+        entry.name.removesuffix(".toml")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    )
+    return [load_profile(name) for name in names]
+
+
+def load_profile(name: str) -> Profile:
+    """The built-in example ``name``; a :class:`UsageError` lists the others."""
+    resource = resources.files(_PROFILES_PACKAGE).joinpath(f"{name}.toml")
+    if not name.replace("-", "").replace("_", "").isalnum() or not resource.is_file():
+        known = ", ".join(p.name for p in list_profiles())
+        raise UsageError(f"unknown profile {name!r} (built-in: {known})")
+    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    return Profile(name=name, description=data["description"], answers=data["answers"])

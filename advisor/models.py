@@ -1,0 +1,161 @@
+"""The vocabulary shared by the core and plugins: axes, questions, capabilities, backends.
+
+Everything here is plain data (frozen dataclasses) except :class:`Backend`, which plugins
+subclass. Nothing in this module touches the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import ClassVar
+
+#: Version of the plugin contract. A backend declares the version it was written for in
+#: ``Backend.api_version``; the core refuses a backend whose version it does not support.
+PLUGIN_API_VERSION = 1
+SUPPORTED_PLUGIN_API_VERSIONS = frozenset({1})
+
+#: A completed (or partial) questionnaire: question id -> chosen value.
+Answers = Mapping[str, str]
+
+
+class Rating(IntEnum):
+    """How well a backend serves a threat axis."""
+
+    NONE = 0  # does not serve it at all
+    WEAK = 1  # only with extra layers, or partially
+    GOOD = 2  # serves it, with caveats
+    STRONG = 3  # serves it by design
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A dimension of the threat model that answers weight and backends are rated on.
+
+    ``id`` is a stable snake_case identifier; ``title`` is a short label for tables.
+    ``baseline`` is the weight the axis carries before any answer (what every user wants,
+    such as not losing data).
+    """
+
+    id: str
+    title: str
+    description: str
+    baseline: float = 0.0
+
+
+@dataclass(frozen=True)
+class Capability:
+    """How a backend serves one axis, and why.
+
+    ``why`` is one line; ``source`` names where the fact comes from (a man page, a spec,
+    an issue); ``fact`` is the anchor of the fact in ``docs/threat-model.md`` for the
+    built-in backends (third-party backends may leave it empty and cite ``source`` only).
+    """
+
+    rating: Rating
+    why: str
+    source: str
+    fact: str = ""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One allowed answer to a question and the axis weights it adds."""
+
+    value: str
+    label: str
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question of the threat-model questionnaire.
+
+    ``id`` is the stable key used in answers files. ``default`` is only a suggestion for
+    the interactive prompt: a non-interactive run never fills an answer in by itself.
+    """
+
+    id: str
+    text: str
+    help: str
+    choices: tuple[Choice, ...]
+    default: str | None = None
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        """The allowed answer values, in the order they are offered."""
+        return tuple(choice.value for choice in self.choices)
+
+    def choice(self, value: str) -> Choice | None:
+        """The choice with this value, or ``None`` if the value is not allowed."""
+        for choice in self.choices:
+            if choice.value == value:
+                return choice
+        return None
+
+
+@dataclass(frozen=True)
+class SystemFacts:
+    """Facts about the machine that are probed rather than asked. ``None`` means unknown."""
+
+    aes_instructions: bool | None = None
+    memory_bytes: int | None = None
+    cpu_count: int | None = None
+    solid_state_disk: bool | None = None
+    efi_firmware: bool | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """A warning or a mitigation attached to an assessment.
+
+    ``id`` is stable so scripts can match on it; ``fact`` anchors it in the threat-model
+    document where one applies.
+    """
+
+    id: str
+    text: str
+    fact: str = ""
+
+
+class Backend:
+    """An encryption design the advisor can recommend (and, in later versions, install).
+
+    Subclass it in a plugin and return instances from the ``advisor_backends`` hook.
+    Class attributes every backend must set:
+
+    ``name``
+        kebab-case identifier, used on the command line (``--backend NAME``).
+    ``summary``
+        one line saying what the design is.
+    ``api_version``
+        the :data:`PLUGIN_API_VERSION` the backend was written for. It has no default on
+        purpose: a backend written for an older contract must not pass as a newer one.
+    ``capabilities``
+        for every axis the backend has an opinion on, a :class:`Capability`. Axes it
+        leaves out count as :attr:`Rating.NONE`.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    api_version: ClassVar[int]
+    capabilities: ClassVar[Mapping[str, Capability]]
+
+    def gate(self, answers: Answers, system: SystemFacts) -> str | None:
+        """Return why this backend must not be used with these answers, or ``None``.
+
+        A gate is a hard constraint, not a low score: a gated backend is never recommended.
+        """
+        return None
+
+    def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        """Warnings that apply if this backend is chosen with these answers."""
+        return ()
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        """Steps that reduce what this backend leaves exposed for these answers."""
+        return ()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"

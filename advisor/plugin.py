@@ -1,0 +1,40 @@
+"""Everything a plugin author imports: ``from advisor.plugin import hookimpl, Backend, ...``.
+
+See ``docs/plugins.md`` for a complete example.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+from advisor.hookspecs import PROJECT_NAME
+from advisor.models import (
+    PLUGIN_API_VERSION,
+    Answers,
+    Axis,
+    Backend,
+    Capability,
+    Choice,
+    Note,
+    Question,
+    Rating,
+    SystemFacts,
+)
+
+#: Marks a function as a hook implementation. Functions named ``advisor_*`` are taken as
+#: hook implementations even without it; use it for options such as ``tryfirst``.
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+__all__ = [
+    "PLUGIN_API_VERSION",
+    "Answers",
+    "Axis",
+    "Backend",
+    "Capability",
+    "Choice",
+    "Note",
+    "Question",
+    "Rating",
+    "SystemFacts",
+    "hookimpl",
+]

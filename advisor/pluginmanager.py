@@ -1,0 +1,410 @@
+"""Finding, loading and validating plugins; the typed view of what they contribute.
+
+Loading is tolerant: a plugin that fails to import, has a hook with a wrong signature,
+implements an ``advisor_*`` hook that has no spec, or returns invalid data is recorded with
+the reason and left out, and every other plugin keeps working. ``ADVISOR_STRICT_PLUGINS=1``
+turns any such failure into an error; ``ADVISOR_DISABLE_PLUGINS=a,b`` skips the named entry
+points before they are imported.
+
+The core never calls ``pm.hook`` directly: :class:`LoadedPlugins` holds validated, typed
+results, each attributed to the plugin that provided it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import inspect
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from advisor import hookspecs, questionnaire
+from advisor.errors import PluginError, UsageError
+from advisor.models import (
+    SUPPORTED_PLUGIN_API_VERSIONS,
+    Axis,
+    Backend,
+    Capability,
+    Question,
+    Rating,
+)
+
+ENTRY_POINT_GROUP = "advisor"
+DISABLE_ENV = "ADVISOR_DISABLE_PLUGINS"
+STRICT_ENV = "ADVISOR_STRICT_PLUGINS"
+
+#: Plugins that are part of the core itself: always registered, never disabled.
+CORE_PLUGINS: tuple[tuple[str, ModuleType], ...] = (("core", questionnaire),)
+
+_SNAKE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_KEBAB_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class Status(enum.StrEnum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    BROKEN = "broken"
+    INCOMPATIBLE = "incompatible"
+
+
+@dataclass
+class PluginRecord:
+    """What ``advisor plugins`` reports about one plugin."""
+
+    name: str
+    module: str
+    distribution: str | None
+    version: str | None
+    status: Status = Status.ACTIVE
+    reason: str = ""
+    hooks: list[str] = field(default_factory=list)
+    axes: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+    backends: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "module": self.module,
+            "distribution": self.distribution,
+            "version": self.version,
+            "status": str(self.status),
+            "reason": self.reason,
+            "hooks": self.hooks,
+            "axes": self.axes,
+            "questions": self.questions,
+            "backends": self.backends,
+        }
+
+
+class _Rejected(Exception):
+    """A plugin's contribution is invalid; ``status`` says how to record it."""
+
+    def __init__(self, reason: str, status: Status = Status.BROKEN) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class _AdvisorPluginManager(pluggy.PluginManager):
+    """Takes any ``advisor_*`` function as a hook implementation, marked or not.
+
+    Without this, a plugin that forgot the marker, or misspelled a hook, would be silently
+    ignored; with it, the misspelling is reported as an unknown hook (pytest does the same
+    for ``pytest_*``).
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if (
+            opts is None
+            and name.startswith(hookspecs.HOOK_PREFIX)
+            and inspect.isroutine(getattr(plugin, name, None))
+        ):
+            return pluggy.HookimplOpts(
+                wrapper=False,
+                hookwrapper=False,
+                optionalhook=False,
+                tryfirst=False,
+                trylast=False,
+                specname=None,
+            )
+        return opts
+
+
+@dataclass(frozen=True)
+class LoadedPlugins:
+    """The validated contributions of every active plugin, and a record of every plugin."""
+
+    records: tuple[PluginRecord, ...]
+    axes: tuple[Axis, ...]
+    questions: tuple[Question, ...]
+    backends: tuple[Backend, ...]
+
+    def backend(self, name: str) -> Backend:
+        """The active backend called ``name``; a :class:`UsageError` names the others."""
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        known = ", ".join(b.name for b in self.backends) or "none"
+        raise UsageError(f"unknown backend {name!r} (installed: {known})")
+
+    @property
+    def failures(self) -> list[PluginRecord]:
+        return [r for r in self.records if r.status in (Status.BROKEN, Status.INCOMPATIBLE)]
+
+
+def load_plugins(
+    environ: Mapping[str, str] | None = None,
+    entry_points: Iterable[metadata.EntryPoint] | None = None,
+) -> LoadedPlugins:
+    """Load the core plugin and every entry point in the ``advisor`` group, and validate them.
+
+    ``environ`` defaults to ``os.environ``; ``entry_points`` to the installed ones (tests
+    pass their own to load plugins from a temporary distribution).
+    """
+    env = os.environ if environ is None else environ
+    strict = env.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    disabled = {name.strip() for name in env.get(DISABLE_ENV, "").split(",") if name.strip()}
+    if entry_points is None:
+        entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+    pm = _AdvisorPluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    records: list[PluginRecord] = []
+
+    def fail(record: PluginRecord, reason: str, status: Status) -> None:
+        record.status = status
+        record.reason = reason
+        if pm.has_plugin(record.name):
+            pm.unregister(name=record.name)
+        if strict:
+            raise PluginError(f"plugin {record.name!r} ({record.module}) is {status}: {reason}")
+
+    for name, module in CORE_PLUGINS:
+        pm.register(module, name=name)
+        records.append(
+            PluginRecord(name=name, module=module.__name__, distribution=None, version=None)
+        )
+
+    for ep in _ordered(entry_points):
+        record = PluginRecord(
+            name=ep.name,
+            module=ep.value,
+            distribution=ep.dist.name if ep.dist else None,
+            version=ep.dist.version if ep.dist else None,
+        )
+        records.append(record)
+        if ep.name in disabled:
+            record.status = Status.DISABLED
+            record.reason = f"disabled by {DISABLE_ENV}"
+            continue
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            fail(record, f"another plugin is already registered as {ep.name!r}", Status.BROKEN)
+            continue
+        _register(pm, ep, record, fail)
+
+    axes, questions, backends = _collect(pm, records, fail)
+    for record in records:
+        if record.status is Status.ACTIVE and pm.has_plugin(record.name):
+            plugin = pm.get_plugin(record.name)
+            record.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
+    return LoadedPlugins(tuple(records), axes, questions, backends)
+
+
+_Fail = Callable[[PluginRecord, str, Status], None]
+
+
+def _ordered(entry_points: Iterable[metadata.EntryPoint]) -> list[metadata.EntryPoint]:
+    """Built-in backends first (they ship with the core), then the rest by name."""
+
+    def key(ep: metadata.EntryPoint) -> tuple[bool, str]:
+        builtin = ep.dist is not None and ep.dist.name == "nixos-crypt-advisor"
+        return (not builtin, ep.name)
+
+    return sorted(entry_points, key=key)
+
+
+def _register(
+    pm: pluggy.PluginManager, ep: metadata.EntryPoint, record: PluginRecord, fail: _Fail
+) -> None:
+    try:
+        plugin = ep.load()
+    except Exception as error:  # any exception: a plugin must not take the CLI down
+        fail(record, f"import failed: {type(error).__name__}: {error}", Status.BROKEN)
+        return
+    try:
+        pm.register(plugin, name=ep.name)
+    except pluggy.PluginValidationError as error:
+        fail(record, f"bad hook signature: {_one_line(str(error))}", Status.BROKEN)
+        return
+    except ValueError as error:  # pluggy: the same object registered under another name
+        fail(record, str(error), Status.BROKEN)
+        return
+    unknown = [c.name for c in pm.get_hookcallers(plugin) or () if not c.has_spec()]
+    if unknown:
+        reason = "; ".join(_unknown_hook_message(pm, name) for name in sorted(unknown))
+        fail(record, reason, Status.BROKEN)
+
+
+def _unknown_hook_message(pm: pluggy.PluginManager, name: str) -> str:
+    specs = [n for n in dir(pm.hook) if n.startswith(hookspecs.HOOK_PREFIX)]
+    close = difflib.get_close_matches(name, specs, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown hook {name}{hint}"
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return " ".join(lines)
+
+
+def _call(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> list[Any]:
+    """Call one plugin's implementation of a no-argument hook; ``[]`` if it has none."""
+    caller = getattr(pm.hook, hook_name)
+    for impl in caller.get_hookimpls():
+        if impl.plugin_name == plugin_name:
+            try:
+                result = impl.function()
+            except Exception as error:
+                raise _Rejected(f"{hook_name} raised {type(error).__name__}: {error}") from error
+            if result is None:
+                return []
+            if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+                raise _Rejected(f"{hook_name} must return a list, not {type(result).__name__}")
+            return list(result)
+    return []
+
+
+class _PluginFailed(Exception):
+    def __init__(self, record: PluginRecord, rejected: _Rejected) -> None:
+        super().__init__(rejected.reason)
+        self.record = record
+        self.rejected = rejected
+
+
+@contextmanager
+def _blame(record: PluginRecord) -> Iterator[None]:
+    """Pin a rejected contribution on the plugin that made it."""
+    try:
+        yield
+    except _Rejected as rejected:
+        raise _PluginFailed(record, rejected) from rejected
+
+
+def _collect(
+    pm: pluggy.PluginManager, records: list[PluginRecord], fail: _Fail
+) -> tuple[tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...]]:
+    """Gather and validate contributions, leaving out every failing plugin entirely.
+
+    Each failure drops one plugin and starts over: the plugin may have declared axes that
+    others rely on, so what remains must be validated again to be consistent.
+    """
+    while True:
+        try:
+            return _collect_once(pm, [r for r in records if r.status is Status.ACTIVE])
+        except _PluginFailed as failure:
+            fail(failure.record, failure.rejected.reason, failure.rejected.status)
+
+
+def _collect_once(
+    pm: pluggy.PluginManager, active: list[PluginRecord]
+) -> tuple[tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...]]:
+    axes: dict[str, Axis] = {}
+    questions: dict[str, Question] = {}
+    backends: dict[str, Backend] = {}
+    owners: dict[str, str] = {}
+    # Axes first: any plugin's question or backend may use any plugin's axis.
+    for record in active:
+        with _blame(record):
+            for axis in _call(pm, "advisor_axes", record.name):
+                axis = _check_axis(axis, axes, owners)
+                axes[axis.id] = axis
+                owners[f"axis:{axis.id}"] = record.name
+    for record in active:
+        with _blame(record):
+            for question in _call(pm, "advisor_questions", record.name):
+                question = _check_question(question, axes, questions, owners)
+                questions[question.id] = question
+                owners[f"question:{question.id}"] = record.name
+            for backend in _call(pm, "advisor_backends", record.name):
+                backend = _check_backend(backend, axes, backends, owners)
+                backends[backend.name] = backend
+                owners[f"backend:{backend.name}"] = record.name
+    for record in active:
+        record.axes = _owned(owners, "axis", record)
+        record.questions = _owned(owners, "question", record)
+        record.backends = _owned(owners, "backend", record)
+    return tuple(axes.values()), tuple(questions.values()), tuple(backends.values())
+
+
+def _owned(owners: Mapping[str, str], kind: str, record: PluginRecord) -> list[str]:
+    prefix = f"{kind}:"
+    return [
+        key.removeprefix(prefix)
+        for key, owner in owners.items()
+        if key.startswith(prefix) and owner == record.name
+    ]
+
+
+def _taken(kind: str, key: str, owners: Mapping[str, str]) -> str:
+    return f"{kind} {key!r} is already provided by plugin {owners[f'{kind}:{key}']!r}"
+
+
+def _check_axis(axis: object, axes: Mapping[str, Axis], owners: Mapping[str, str]) -> Axis:
+    if not isinstance(axis, Axis):
+        raise _Rejected(f"advisor_axes returned {type(axis).__name__}, not Axis")
+    if not _SNAKE_ID.match(axis.id):
+        raise _Rejected(f"axis id {axis.id!r} is not snake_case")
+    if axis.id in axes:
+        raise _Rejected(_taken("axis", axis.id, owners))
+    return axis
+
+
+def _check_question(
+    question: object,
+    axes: Mapping[str, Axis],
+    questions: Mapping[str, Question],
+    owners: Mapping[str, str],
+) -> Question:
+    if not isinstance(question, Question):
+        raise _Rejected(f"advisor_questions returned {type(question).__name__}, not Question")
+    if not isinstance(question.id, str) or not _SNAKE_ID.match(question.id):
+        raise _Rejected(f"question id {question.id!r} is not snake_case")
+    if question.id in questions:
+        raise _Rejected(_taken("question", question.id, owners))
+    values = question.values
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise _Rejected(f"question {question.id!r} needs two or more distinct choices")
+    if question.default is not None and question.default not in values:
+        raise _Rejected(f"question {question.id!r}: default {question.default!r} is no choice")
+    for choice in question.choices:
+        if not _SNAKE_ID.match(choice.value):
+            raise _Rejected(f"question {question.id!r}: value {choice.value!r} is not snake_case")
+        for axis_id in choice.weights:
+            if axis_id not in axes:
+                raise _Rejected(f"question {question.id!r} weights unknown axis {axis_id!r}")
+    return question
+
+
+def _check_backend(
+    backend: object,
+    axes: Mapping[str, Axis],
+    backends: Mapping[str, Backend],
+    owners: Mapping[str, str],
+) -> Backend:
+    if not isinstance(backend, Backend):
+        raise _Rejected(f"advisor_backends returned {type(backend).__name__}, not a Backend")
+    label = type(backend).__name__
+    version = getattr(backend, "api_version", None)
+    if version not in SUPPORTED_PLUGIN_API_VERSIONS:
+        supported = ", ".join(str(v) for v in sorted(SUPPORTED_PLUGIN_API_VERSIONS))
+        raise _Rejected(
+            f"backend {label} is written for plugin API {version!r}; this advisor supports "
+            f"{supported}",
+            Status.INCOMPATIBLE,
+        )
+    name = getattr(backend, "name", None)
+    if not isinstance(name, str) or not _KEBAB_NAME.match(name):
+        raise _Rejected(f"backend {label} has no kebab-case name (got {name!r})")
+    if name in backends:
+        raise _Rejected(_taken("backend", name, owners))
+    if not isinstance(getattr(backend, "summary", None), str):
+        raise _Rejected(f"backend {name!r} has no summary")
+    capabilities = getattr(backend, "capabilities", None)
+    if not isinstance(capabilities, Mapping):
+        raise _Rejected(f"backend {name!r} has no capabilities mapping")
+    for axis_id, capability in capabilities.items():
+        if axis_id not in axes:
+            raise _Rejected(f"backend {name!r} rates unknown axis {axis_id!r}")
+        if not isinstance(capability, Capability) or not isinstance(capability.rating, Rating):
+            raise _Rejected(f"backend {name!r}: capability for {axis_id!r} is not a Capability")
+    return backend

@@ -1,0 +1,1 @@
+"""Built-in example profiles (TOML files), read by :mod:`advisor.answers`."""

@@ -1,0 +1,147 @@
+"""Built-in backend ``luks``: a ZFS pool on a LUKS2 container.
+
+Everything ZFS writes, including its labels and metadata, is inside the ciphertext.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from advisor.plugin import (
+    Answers,
+    Backend,
+    Capability,
+    Note,
+    Rating,
+    SystemFacts,
+    hookimpl,
+)
+
+
+class LuksBackend(Backend):
+    name = "luks"
+    summary = "ZFS on LUKS2: the whole pool, metadata included, inside one dm-crypt container"
+    api_version = 1
+    capabilities: ClassVar[Mapping[str, Capability]] = {
+        "metadata": Capability(
+            Rating.STRONG,
+            "Pool and dataset names, sizes, snapshot times and the host name in the vdev "
+            "labels are all inside the ciphertext.",
+            "OpenZFS docs, Debian Root on ZFS (Encryption); Ars Technica 2021",
+            "luks-hides-zfs-metadata",
+        ),
+        "untrusted_backup": Capability(
+            Rating.WEAK,
+            "Encryption sits below ZFS, so `zfs send` streams are plaintext; an untrusted "
+            "target needs another layer (age-encrypted streams, restic, borg).",
+            "zfs-send(8); cryptsetup FAQ 6.7",
+            "luks-backups-plaintext",
+        ),
+        "per_dataset_keys": Capability(
+            Rating.NONE,
+            "One volume key per LUKS device: every dataset shares it.",
+            "cryptsetup(8)",
+            "luks-one-key-per-device",
+        ),
+        "integrity": Capability(
+            Rating.WEAK,
+            "AES-XTS is not authenticated; ZFS checksums catch corruption but are no MAC, "
+            "and dm-integrity is still experimental and slow.",
+            "cryptsetup(8) Authenticated disk encryption; Broz et al. 2018",
+            "luks-no-authentication",
+        ),
+        "deniability": Capability(
+            Rating.NONE,
+            "The LUKS2 header (magic, UUID, cipher, PBKDF) is plain to see; its spec says "
+            "not to use LUKS2 for deniability.",
+            "LUKS2 on-disk format specification, section 1.2",
+            "luks-header-visible",
+        ),
+        "maturity": Capability(
+            Rating.STRONG,
+            "dm-crypt and cryptsetup have two decades of production use; ZFS above it runs "
+            "only its core code paths.",
+            "cryptsetup history; LUKS2 default since cryptsetup 2.1.0 (2019)",
+            "luks-maturity",
+        ),
+        "recoverability": Capability(
+            Rating.GOOD,
+            "A damaged header loses everything, but a `luksHeaderBackup` kept elsewhere covers it.",
+            "cryptsetup(8) WARNINGS; cryptsetup-luksHeaderBackup(8)",
+            "luks-header-backup",
+        ),
+        "remote_unlock": Capability(
+            Rating.STRONG,
+            "The NixOS initrd SSH server unlocks LUKS before the pool is imported.",
+            "nixpkgs initrd-ssh.nix, luksroot.nix",
+            "remote-unlock",
+        ),
+        "unattended_unlock": Capability(
+            Rating.STRONG,
+            "TPM2, FIDO2 and PKCS#11 via systemd-cryptenroll, or Clevis/Tang network-bound unlock.",
+            "systemd-cryptenroll(1); Clevis",
+            "unattended-unlock",
+        ),
+        "trim": Capability(
+            Rating.WEAK,
+            "`allowDiscards` shows which blocks are in use (and so the filesystem's shape).",
+            "dm-crypt.rst (allow_discards); nixpkgs luksroot.nix",
+            "trim-leaks-usage",
+        ),
+    }
+
+    def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        notes = []
+        if answers.get("offsite_backups") == "untrusted":
+            notes.append(
+                Note(
+                    "luks-plaintext-send",
+                    "`zfs send` from a pool on LUKS is plaintext: encrypt the stream (age) or "
+                    "use an encrypting backup tool before it reaches the untrusted host.",
+                    "luks-backups-plaintext",
+                )
+            )
+        if answers.get("ssd_trim") == "yes":
+            notes.append(
+                Note(
+                    "luks-discards",
+                    "With TRIM, `allowDiscards` lets someone holding the disk see which blocks "
+                    "are used. Leave it off if that matters more than SSD speed.",
+                    "trim-leaks-usage",
+                )
+            )
+        if answers.get("integrity") == "yes":
+            notes.append(
+                Note(
+                    "luks-unauthenticated",
+                    "LUKS with AES-XTS does not authenticate data: a careful attacker can "
+                    "alter or replay sectors; ZFS checksums only catch random damage.",
+                    "luks-no-authentication",
+                )
+            )
+        if answers.get("deniability") == "yes":
+            notes.append(
+                Note(
+                    "luks-header-visible",
+                    "The LUKS header at the start of the partition shows that the disk is "
+                    "encrypted.",
+                    "luks-header-visible",
+                )
+            )
+        return notes
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        return (
+            Note(
+                "luks-header-backup",
+                "Back up the LUKS header (`cryptsetup luksHeaderBackup`) to a medium off this "
+                "disk, and take a new backup after changing keyslots.",
+                "luks-header-backup",
+            ),
+        )
+
+
+@hookimpl
+def advisor_backends() -> Sequence[Backend]:
+    return (LuksBackend(),)

@@ -1,0 +1,138 @@
+"""Built-in backend ``luks-detached``: ZFS on LUKS2 with the header kept off the disk.
+
+The data partition carries no signature at all; the header, on a separate medium, is the
+only way in besides the passphrase. It shares dm-crypt and the ZFS layout with ``luks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from advisor.plugin import (
+    Answers,
+    Backend,
+    Capability,
+    Note,
+    Rating,
+    SystemFacts,
+    hookimpl,
+)
+from advisor_luks import LuksBackend
+
+
+class LuksDetachedBackend(LuksBackend):
+    name = "luks-detached"
+    summary = "ZFS on LUKS2 with a detached header: the disk itself shows no sign of encryption"
+    api_version = 1
+    capabilities: ClassVar[Mapping[str, Capability]] = {
+        **LuksBackend.capabilities,
+        "deniability": Capability(
+            Rating.GOOD,
+            "No header on the disk: if it was filled with random data first and TRIM stays "
+            "off, it looks like noise. Only 'simple' deniability, useless under coercion.",
+            "cryptsetup(8) --header; LUKS2 spec; cryptsetup FAQ 5.3, 5.18",
+            "detached-header-deniability",
+        ),
+        "maturity": Capability(
+            Rating.GOOD,
+            "The same dm-crypt code as LUKS, but a less-travelled boot path: the initrd has "
+            "to find the header on another device.",
+            "nixpkgs luksroot.nix header; udisks #944",
+            "detached-header-operations",
+        ),
+        "recoverability": Capability(
+            Rating.NONE,
+            "Lose the header medium and every backup of it and the data is gone for good.",
+            "cryptsetup(8) WARNINGS; cryptsetup FAQ 1.2",
+            "detached-header-loss",
+        ),
+        "remote_unlock": Capability(
+            Rating.GOOD,
+            "Works over initrd SSH, but only while the header medium is attached.",
+            "nixpkgs luksroot.nix header; crypttab(5) header=",
+            "detached-header-operations",
+        ),
+        "unattended_unlock": Capability(
+            Rating.WEAK,
+            "The header must be present at boot; leaving it in the machine undoes the design.",
+            "nixpkgs luksroot.nix header",
+            "detached-header-operations",
+        ),
+        "trim": Capability(
+            Rating.NONE,
+            "Discards leave unmapped regions that show where data lives: the disk no longer "
+            "looks random.",
+            "cryptsetup(8) --allow-discards; cryptsetup FAQ 5.3",
+            "trim-leaks-usage",
+        ),
+    }
+
+    def gate(self, answers: Answers, system: SystemFacts) -> str | None:
+        if answers.get("header_custody") == "no":
+            return (
+                "a detached header must live on a separate medium with a verified backup, "
+                "and you said you cannot keep one"
+            )
+        return None
+
+    def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        shared = [
+            note
+            for note in super().warnings(answers, system)
+            if note.id not in ("luks-discards", "luks-header-visible")
+        ]
+        notes = [
+            Note(
+                "detached-header-loss",
+                "The header is the key to the data: without it (and without a backup of it) "
+                "the passphrase opens nothing. A header backup plus any passphrase valid when "
+                "it was taken opens the disk even after that passphrase is removed.",
+                "detached-header-loss",
+            ),
+            *shared,
+        ]
+        if answers.get("ssd_trim") == "yes":
+            notes.append(
+                Note(
+                    "detached-discards",
+                    "TRIM undoes the point of a detached header: discarded blocks show where "
+                    "data lives. Keep it off.",
+                    "trim-leaks-usage",
+                )
+            )
+        if answers.get("deniability") == "yes" and answers.get("adversary") in (
+            "border",
+            "targeted",
+        ):
+            notes.append(
+                Note(
+                    "deniability-coercion",
+                    "Random-looking data invites the question of what it is; someone who can "
+                    "compel you does not need proof. Deniability hides, it does not protect.",
+                    "deniability-under-coercion",
+                )
+            )
+        return notes
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        return (
+            Note(
+                "header-backups",
+                "Keep the header on a removable medium with /boot, and a verified backup on a "
+                "second medium stored elsewhere (checksum it, check it with `cryptsetup isLuks "
+                "--header`).",
+                "detached-header-loss",
+            ),
+            Note(
+                "random-fill",
+                "Fill the data partition with random data before use, so written and unwritten "
+                "areas look alike.",
+                "detached-header-deniability",
+            ),
+        )
+
+
+@hookimpl
+def advisor_backends() -> Sequence[Backend]:
+    return (LuksDetachedBackend(),)

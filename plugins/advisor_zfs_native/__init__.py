@@ -1,0 +1,177 @@
+"""Built-in backend ``zfs-native``: OpenZFS native encryption (AES-256-GCM) on the datasets.
+
+The pool structure stays readable without the key; data, attributes and directory listings
+are encrypted and authenticated per dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+from advisor.plugin import (
+    Answers,
+    Backend,
+    Capability,
+    Note,
+    Rating,
+    SystemFacts,
+    hookimpl,
+)
+
+
+class ZfsNativeBackend(Backend):
+    name = "zfs-native"
+    summary = "OpenZFS native encryption: per-dataset keys, authenticated, raw-send backups"
+    api_version = 1
+    capabilities: ClassVar[Mapping[str, Capability]] = {
+        "metadata": Capability(
+            Rating.NONE,
+            "Dataset and snapshot names, hierarchy, properties, sizes, creation times, the "
+            "pool name and the host name stay readable without the key.",
+            "zfs-load-key(8) Encryption; OpenZFS docs Encryption; spa_config.c",
+            "zfs-native-metadata-plaintext",
+        ),
+        "untrusted_backup": Capability(
+            Rating.STRONG,
+            "`zfs send -w` sends ciphertext: the target stores, scrubs and resilvers it "
+            "without ever holding the key.",
+            "zfs-send(8) --raw; OpenZFS PR #5769",
+            "zfs-native-raw-send",
+        ),
+        "per_dataset_keys": Capability(
+            Rating.STRONG,
+            "Any dataset can be its own encryption root with its own key; others can stay "
+            "unencrypted.",
+            "zfs-load-key(8); zfsprops(7) keyformat",
+            "zfs-native-encryption-roots",
+        ),
+        "integrity": Capability(
+            Rating.STRONG,
+            "AES-GCM gives every block a MAC; readable metadata is authenticated with HMAC-SHA512.",
+            "zfs-load-key(8); zio_crypt.c",
+            "zfs-native-aead",
+        ),
+        "deniability": Capability(
+            Rating.NONE,
+            "Pool labels, names and properties are plaintext: the disk is plainly a ZFS pool.",
+            "zfs-load-key(8); spa_config.c",
+            "zfs-native-metadata-plaintext",
+        ),
+        "maturity": Capability(
+            Rating.WEAK,
+            "Shipped in 2019; snapshot/send corruption with encryption was open from 2021 "
+            "to 2025 (#12014, #11688) and raw-send reports continue in 2026.",
+            "openzfs/zfs #12014, #11688, PR #17340, #18739",
+            "zfs-native-bug-history",
+        ),
+        "recoverability": Capability(
+            Rating.GOOD,
+            "The wrapped key lives in the pool, but `change-key` has sharp edges with "
+            "raw-received children.",
+            "zfs-load-key(8) change-key; Bowman 2025 post-mortem",
+            "zfs-native-change-key",
+        ),
+        "remote_unlock": Capability(
+            Rating.STRONG,
+            "The NixOS initrd SSH server can run `zfs load-key` before the root is mounted.",
+            "nixpkgs zfs.nix requestEncryptionCredentials; initrd-ssh.nix",
+            "remote-unlock",
+        ),
+        "unattended_unlock": Capability(
+            Rating.GOOD,
+            "`keylocation=file://` or `https://` (OpenZFS 2.2+); no built-in TPM2 binding.",
+            "zfsprops(7) keylocation; commit 37086897b0",
+            "unattended-unlock",
+        ),
+        "trim": Capability(
+            Rating.STRONG,
+            "Block layout and sizes are already plaintext, so TRIM reveals little more.",
+            "OpenZFS docs Encryption (indirect blocks are cleartext)",
+            "trim-leaks-usage",
+        ),
+    }
+
+    def gate(self, answers: Answers, system: SystemFacts) -> str | None:
+        if answers.get("metadata_exposure") == "severe":
+            return (
+                "dataset names, sizes and snapshot times stay readable without the key, and "
+                "you said their exposure would be severe; the OpenZFS docs say native "
+                "encryption is not the right layer then"
+            )
+        return None
+
+    def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        notes = [
+            Note(
+                "zfs-native-change-key",
+                "`zfs change-key` re-wraps the key but keeps the master key: after a key "
+                "compromise, move the data to new datasets. After a change-key, send a new "
+                "snapshot of the encryption root before raw incrementals of its children.",
+                "zfs-native-change-key",
+            ),
+            Note(
+                "zfs-native-swap",
+                "No swap on a zvol and no hibernation: use a separate swap partition encrypted "
+                "with a random key at each boot.",
+                "zfs-native-swap",
+            ),
+        ]
+        if answers.get("metadata_exposure") == "some":
+            notes.append(
+                Note(
+                    "zfs-native-metadata",
+                    "Anyone holding the disk can list datasets, their sizes and snapshot times.",
+                    "zfs-native-metadata-plaintext",
+                )
+            )
+        if answers.get("offsite_backups") in ("trusted", "untrusted"):
+            notes.append(
+                Note(
+                    "zfs-native-raw-only",
+                    "Send with `zfs send -w` only, starting with a full raw send: mixing in a "
+                    "non-raw send breaks raw incrementals, and non-raw sends of encrypted "
+                    "datasets are where the corruption reports cluster. Run OpenZFS 2.2.8, "
+                    "2.3.3 or later.",
+                    "zfs-native-bug-history",
+                )
+            )
+        if system.aes_instructions is False:
+            notes.append(
+                Note(
+                    "zfs-native-no-aes",
+                    "This CPU has no AES instructions and native encryption only offers AES "
+                    "(CCM/GCM): expect slow I/O.",
+                    "aes-instructions",
+                )
+            )
+        return notes
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        if answers.get("metadata_exposure") == "none":
+            return ()
+        return (
+            Note(
+                "generic-dataset-names",
+                "Give datasets generic names (`rpool/safe/vol-a`, not the client or project), "
+                "since names are never encrypted.",
+                "zfs-native-mitigations",
+            ),
+            Note(
+                "automated-snapshots",
+                "Take snapshots on a fixed automatic schedule, so their times say nothing "
+                "about when you were active.",
+                "zfs-native-mitigations",
+            ),
+            Note(
+                "padding",
+                "Pad datasets with dummy data if their sizes could give something away; if "
+                "size analysis is a real threat, use LUKS instead.",
+                "zfs-native-mitigations",
+            ),
+        )
+
+
+@hookimpl
+def advisor_backends() -> Sequence[Backend]:
+    return (ZfsNativeBackend(),)
