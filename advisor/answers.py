@@ -105,9 +105,18 @@ def validate_answers(
     return answers
 
 
-def missing_questions(questions: Sequence[Question], answers: Mapping[str, str]) -> list[Question]:
-    """The questions ``answers`` does not answer, in questionnaire order."""
-    return [question for question in questions if question.id not in answers]
+def missing_questions(
+    questions: Sequence[Question], answers: Mapping[str, str], *, include_optional: bool = False
+) -> list[Question]:
+    """The questions ``answers`` leaves open, in questionnaire order.
+
+    Optional questions count only with ``include_optional`` (for the interactive prompt).
+    """
+    return [
+        question
+        for question in questions
+        if question.id not in answers and (include_optional or not question.optional)
+    ]
 
 
 def describe_missing(missing: Sequence[Question]) -> str:

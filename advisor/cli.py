@@ -145,14 +145,15 @@ def cmd_assess(args: argparse.Namespace) -> int:
         sources.update(dict.fromkeys(given, f"file:{args.answers}"))
 
     system = probe_system()
-    missing = answers_mod.missing_questions(questions, answers)
+    interactive = _interactive()
+    missing = answers_mod.missing_questions(questions, answers, include_optional=interactive)
+    if missing and not interactive:
+        raise UsageError(
+            f"{len(missing)} question(s) unanswered and no terminal to ask them on; "
+            "give them in --answers FILE or pick a --profile:\n"
+            + answers_mod.describe_missing(missing)
+        )
     if missing:
-        if not _interactive():
-            raise UsageError(
-                f"{len(missing)} question(s) unanswered and no terminal to ask them on; "
-                "give them in --answers FILE or pick a --profile:\n"
-                + answers_mod.describe_missing(missing)
-            )
         from advisor.prompts import ask_missing
         from advisor.report import system_summary
 

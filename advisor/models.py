@@ -74,6 +74,9 @@ class Question:
 
     ``id`` is the stable key used in answers files. ``default`` is only a suggestion for
     the interactive prompt: a non-interactive run never fills an answer in by itself.
+    An ``optional`` question is still asked at a terminal, but an answers file may leave
+    it out, and then it adds no weight. Plugins should make their questions optional, so
+    that installing a plugin does not invalidate existing answers files.
     """
 
     id: str
@@ -81,6 +84,7 @@ class Question:
     help: str
     choices: tuple[Choice, ...]
     default: str | None = None
+    optional: bool = False
 
     @property
     def values(self) -> tuple[str, ...]:

@@ -162,10 +162,10 @@ def load_plugins(
     records: list[PluginRecord] = []
 
     def fail(record: PluginRecord, reason: str, status: Status) -> None:
+        # Callers unregister what they registered; here the name may belong to another
+        # plugin (a duplicate entry-point name), which must stay.
         record.status = status
         record.reason = reason
-        if pm.has_plugin(record.name):
-            pm.unregister(name=record.name)
         if strict:
             raise PluginError(f"plugin {record.name!r} ({record.module}) is {status}: {reason}")
 
@@ -224,6 +224,9 @@ def _register(
     try:
         pm.register(plugin, name=ep.name)
     except pluggy.PluginValidationError as error:
+        # pluggy keeps the hooks it attached before the bad one: remove them all.
+        if pm.has_plugin(ep.name):
+            pm.unregister(name=ep.name)
         fail(record, f"bad hook signature: {_one_line(str(error))}", Status.BROKEN)
         return
     except ValueError as error:  # pluggy: the same object registered under another name
@@ -231,12 +234,13 @@ def _register(
         return
     unknown = [c.name for c in pm.get_hookcallers(plugin) or () if not c.has_spec()]
     if unknown:
-        reason = "; ".join(_unknown_hook_message(pm, name) for name in sorted(unknown))
+        pm.unregister(name=ep.name)
+        reason = "; ".join(_unknown_hook_message(name) for name in sorted(unknown))
         fail(record, reason, Status.BROKEN)
 
 
-def _unknown_hook_message(pm: pluggy.PluginManager, name: str) -> str:
-    specs = [n for n in dir(pm.hook) if n.startswith(hookspecs.HOOK_PREFIX)]
+def _unknown_hook_message(name: str) -> str:
+    specs = [n for n in dir(hookspecs) if n.startswith(hookspecs.HOOK_PREFIX)]
     close = difflib.get_close_matches(name, specs, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"unknown hook {name}{hint}"
@@ -292,6 +296,7 @@ def _collect(
         try:
             return _collect_once(pm, [r for r in records if r.status is Status.ACTIVE])
         except _PluginFailed as failure:
+            pm.unregister(name=failure.record.name)
             fail(failure.record, failure.rejected.reason, failure.rejected.status)
 
 

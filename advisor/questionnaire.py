@@ -108,7 +108,7 @@ QUESTIONS: tuple[Question, ...] = (
         (
             Choice("none", "No offsite backups"),
             Choice("trusted", "A host I trust with the data"),
-            Choice("untrusted", "A host that must never read them", {"untrusted_backup": 5}),
+            Choice("untrusted", "A host that must never read them", {"untrusted_backup": 6}),
         ),
         default="trusted",
     ),
@@ -164,7 +164,7 @@ QUESTIONS: tuple[Question, ...] = (
         "from 2021 to 2025; dm-crypt has been in the kernel for two decades.",
         (
             Choice("conservative", "Conservative: proven code only", {"maturity": 4}),
-            Choice("balanced", "Balanced", {"maturity": 2}),
+            Choice("balanced", "Balanced", {"maturity": 1}),
             Choice("early_adopter", "Early adopter: features first"),
         ),
         default="balanced",

@@ -41,8 +41,8 @@ class ZfsNativeBackend(Backend):
         ),
         "per_dataset_keys": Capability(
             Rating.STRONG,
-            "Any dataset can be its own encryption root with its own key; others can stay "
-            "unencrypted.",
+            "Any dataset can be its own encryption root with its own key; datasets outside "
+            "an encrypted tree can stay unencrypted.",
             "zfs-load-key(8); zfsprops(7) keyformat",
             "zfs-native-encryption-roots",
         ),

@@ -1,0 +1,221 @@
+"""Scoring, gates, tensions and the recommendations for the built-in profiles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import pytest
+
+from advisor.answers import list_profiles, load_profile, validate_answers
+from advisor.assessment import Assessment, assess, axis_weights, score_backend
+from advisor.conflicts import TENSIONS
+from advisor.models import Axis, Backend, Capability, Choice, Question, Rating, SystemFacts
+from advisor.questionnaire import AXES, QUESTIONS
+from advisor_luks import LuksBackend
+from advisor_luks_detached import LuksDetachedBackend
+from advisor_zfs_native import ZfsNativeBackend
+
+BACKENDS: tuple[Backend, ...] = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())
+NEUTRAL = {
+    "metadata_exposure": "none",
+    "adversary": "thief",
+    "offsite_backups": "none",
+    "granularity": "no",
+    "integrity": "no",
+    "deniability": "no",
+    "header_custody": "yes",
+    "stability": "balanced",
+    "unlock": "console",
+    "ssd_trim": "no",
+}
+SYSTEM = SystemFacts(aes_instructions=True, memory_bytes=16 * 1024**3)
+
+
+def run(answers: Mapping[str, str], system: SystemFacts = SYSTEM) -> Assessment:
+    return assess(axes=AXES, questions=QUESTIONS, backends=BACKENDS, answers=answers, system=system)
+
+
+def with_answers(**changes: str) -> dict[str, str]:
+    return {**NEUTRAL, **changes}
+
+
+def scores(assessment: Assessment) -> dict[str, float]:
+    return {ranked.backend: ranked.score for ranked in assessment.ranking}
+
+
+class Flat(Backend):
+    name = "flat"
+    summary = "rates one axis"
+    api_version = 1
+    capabilities: ClassVar[Mapping[str, Capability]] = {
+        "a": Capability(Rating.STRONG, "why a", "src", "fact-a"),
+        "b": Capability(Rating.WEAK, "why b", "src"),
+    }
+
+
+def test_axis_weights_are_baseline_plus_chosen_answers() -> None:
+    axes = [Axis("a", "A", "", baseline=1.0), Axis("b", "B", "")]
+    question = Question("q", "?", "", (Choice("x", "X", {"a": 2, "b": 3}), Choice("y", "Y")))
+    assert axis_weights(axes, [question], {"q": "x"}) == {"a": 3.0, "b": 3.0}
+    assert axis_weights(axes, [question], {"q": "y"}) == {"a": 1.0, "b": 0.0}
+    assert axis_weights(axes, [question], {}) == {"a": 1.0, "b": 0.0}
+
+
+def test_score_is_the_weighted_share_of_the_best_possible_fit() -> None:
+    score, reasons = score_backend(Flat(), {"a": 2.0, "b": 1.0, "c": 1.0})
+    # (2*3 + 1*1 + 1*0) / (3 * 4) = 7/12
+    assert score == pytest.approx(58.3)
+    assert [r.axis for r in reasons] == ["a", "b", "c"]
+    assert reasons[0].fact == "fact-a"
+    assert reasons[2].rating is Rating.NONE  # an axis the backend makes no claim on
+    assert score_backend(Flat(), {"a": 0.0}) == (0.0, [])
+
+
+def test_more_weight_on_an_axis_favours_the_backend_strong_on_it() -> None:
+    base = scores(run(NEUTRAL))
+    backups = scores(run(with_answers(offsite_backups="untrusted")))
+    assert backups["zfs-native"] - backups["luks"] > base["zfs-native"] - base["luks"]
+
+
+def test_ranking_puts_eligible_first_best_first_and_is_deterministic() -> None:
+    assessment = run(with_answers(header_custody="no", metadata_exposure="severe"))
+    order = [(r.eligible, r.score) for r in assessment.ranking]
+    eligible = [score for ok, score in order if ok]
+    assert eligible == sorted(eligible, reverse=True)
+    assert [ok for ok, _ in order] == sorted((ok for ok, _ in order), reverse=True)
+    assert run(NEUTRAL).to_json() == run(NEUTRAL).to_json()
+
+
+def test_no_header_custody_gates_the_detached_header() -> None:
+    assessment = run(with_answers(header_custody="no", deniability="yes"))
+    detached = next(r for r in assessment.ranking if r.backend == "luks-detached")
+    assert not detached.eligible
+    assert "separate medium" in (detached.gate or "")
+    assert assessment.recommended is not None
+    assert assessment.recommended.backend != "luks-detached"
+    # ...and asking for deniability anyway is named as a tension, not silently dropped.
+    assert "deniability-vs-custody" in [t.id for t in assessment.conflicts]
+
+
+def test_severe_metadata_exposure_gates_native_encryption() -> None:
+    assessment = run(with_answers(metadata_exposure="severe", granularity="yes"))
+    native = next(r for r in assessment.ranking if r.backend == "zfs-native")
+    assert not native.eligible
+    assert "not the right layer" in (native.gate or "")
+    assert "per-dataset-keys-vs-metadata" in [t.id for t in assessment.conflicts]
+
+
+def test_every_backend_gated_means_no_recommendation() -> None:
+    only_detached = assess(
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=(LuksDetachedBackend(),),
+        answers=with_answers(header_custody="no"),
+        system=SYSTEM,
+    )
+    assert only_detached.recommended is None
+    assert only_detached.next_command() is None
+    assert only_detached.to_json()["recommendation"] is None
+
+
+def test_blind_backups_with_severe_metadata_is_a_named_tension_with_a_layering() -> None:
+    data = run(with_answers(offsite_backups="untrusted", metadata_exposure="severe")).to_json()
+    tension = next(c for c in data["conflicts"] if c["id"] == "blind-backups-vs-metadata")
+    assert len(tension["tradeoffs"]) == 2
+    assert "zfs send -w" in tension["tradeoffs"][0]
+    assert "inside a LUKS container" in tension["layering"]
+    # the tension does not average away the gate: native stays ruled out
+    assert data["recommendation"] == "luks"
+
+
+def test_tension_conditions_must_all_match() -> None:
+    tension = next(t for t in TENSIONS if t.id == "deniability-vs-trim")
+    assert tension.applies(with_answers(deniability="yes", ssd_trim="yes"))
+    assert not tension.applies(with_answers(deniability="yes", ssd_trim="no"))
+    assert not tension.applies(with_answers(deniability="no", ssd_trim="yes"))
+
+
+def test_tension_conditions_name_real_questions_and_values() -> None:
+    by_id = {q.id: q for q in QUESTIONS}
+    for tension in TENSIONS:
+        for qid, values in tension.when.items():
+            assert qid in by_id, tension.id
+            assert values <= set(by_id[qid].values), tension.id
+
+
+def test_warnings_and_mitigations_come_from_the_recommended_backend() -> None:
+    data = run(with_answers(offsite_backups="untrusted", metadata_exposure="some")).to_json()
+    assert data["recommendation"] == "zfs-native"
+    mitigation_ids = {m["id"] for m in data["mitigations"]}
+    assert {"generic-dataset-names", "automated-snapshots", "padding"} <= mitigation_ids
+    assert "zfs-native-raw-only" in {w["id"] for w in data["warnings"]}
+    assert "luks-header-backup" not in mitigation_ids
+
+
+def test_machine_facts_add_warnings() -> None:
+    slow = SystemFacts(aes_instructions=False, memory_bytes=1024**3)
+    ids = {note.id for note in run(NEUTRAL, slow).warnings}
+    assert {"no-aes-instructions", "low-memory-argon2"} <= ids
+    assert not {"no-aes-instructions", "low-memory-argon2"} & {
+        note.id for note in run(NEUTRAL).warnings
+    }
+    assert run(NEUTRAL, SystemFacts()).warnings == run(NEUTRAL).warnings  # unknown: no guess
+
+
+def test_json_has_the_documented_fields() -> None:
+    data = run(NEUTRAL).to_json(saved_to="out dir/a.json")
+    for key in ("recommendation", "ranking", "axes", "reasons", "warnings", "conflicts"):
+        assert key in data
+    assert data["next_command"] == (
+        f"advisor install --backend {data['recommendation']} --from-assessment 'out dir/a.json'"
+    )
+    assert set(data["ranking"][0]) >= {"backend", "score"}
+    assert data["axes"]["maturity"] == 1.0 + 1.0  # baseline + balanced
+
+
+def test_every_reason_cites_a_fact_and_a_source() -> None:
+    for backend in BACKENDS:
+        for axis in AXES:
+            capability = backend.capabilities.get(axis.id)
+            assert capability is not None, f"{backend.name} makes no claim on {axis.id}"
+            assert capability.fact and capability.source and capability.why
+
+
+# The five built-in profiles, with the backend a security reviewer expects and why.
+EXPECTED = {
+    "journalist": ("luks", "metadata"),
+    "homelab": ("zfs-native", "untrusted_backup"),
+    "consultant": ("zfs-native", "per_dataset_keys"),
+    "activist": ("luks-detached", "deniability"),
+    "conservative-server": ("luks", "maturity"),
+}
+
+
+def test_all_five_profiles_are_covered() -> None:
+    assert {profile.name for profile in list_profiles()} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_profile_recommendation(name: str) -> None:
+    profile = load_profile(name)
+    answers = validate_answers(profile.answers, QUESTIONS, name)
+    assert set(answers) == {q.id for q in QUESTIONS}
+    assessment = run(answers)
+    backend, deciding_axis = EXPECTED[name]
+    assert assessment.recommended is not None
+    assert assessment.recommended.backend == backend
+    # the deciding axis is among the first reasons given, and is served well
+    top = assessment.recommended.reasons[:3]
+    assert deciding_axis in [reason.axis for reason in top]
+    assert next(r for r in top if r.axis == deciding_axis).rating >= Rating.GOOD
+
+
+def test_journalist_rules_out_native_encryption_and_homelab_names_the_tension() -> None:
+    journalist = run(validate_answers(load_profile("journalist").answers, QUESTIONS, "j"))
+    assert "zfs-native" in {r.backend for r in journalist.ranking if not r.eligible}
+    homelab = run(validate_answers(load_profile("homelab").answers, QUESTIONS, "h"))
+    assert "blind-backups-vs-metadata" in {t.id for t in homelab.conflicts}
+    activist = run(validate_answers(load_profile("activist").answers, QUESTIONS, "a"))
+    assert {"detached-header-loss", "deniability-coercion"} <= {w.id for w in activist.warnings}
+    assert "random-fill" in {m.id for m in activist.mitigations}

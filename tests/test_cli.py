@@ -1,0 +1,296 @@
+"""The real ``advisor`` command in a child process: output, exit status, error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from helpers import MakePluginDist, Result, RunCli
+
+# The answers-file contract: these ids and values must never change.
+CONTRACT = {
+    "metadata_exposure": ["none", "some", "severe"],
+    "adversary": ["thief", "border", "targeted"],
+    "offsite_backups": ["none", "trusted", "untrusted"],
+    "granularity": ["no", "yes"],
+    "integrity": ["no", "yes"],
+    "deniability": ["no", "yes"],
+    "header_custody": ["no", "yes"],
+    "stability": ["conservative", "balanced", "early_adopter"],
+    "unlock": ["console", "ssh", "unattended"],
+    "ssd_trim": ["no", "yes"],
+}
+
+
+def assert_clean_usage_error(result: Result, *fragments: str) -> None:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("advisor: error: ")
+    for fragment in fragments:
+        assert fragment in result.stderr
+    assert result.stdout == ""
+
+
+def test_help_lists_the_commands(run_cli: RunCli) -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("assess", "questions", "profiles", "plugins"):
+        assert command in result.stdout
+
+
+def test_assess_profile_json(run_cli: RunCli) -> None:
+    result = run_cli("assess", "--profile", "journalist", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)  # stdout holds the JSON and nothing else
+    assert data["recommendation"] == "luks"
+    assert data["ranking"][0] == {**data["ranking"][0], "backend": "luks"}
+    assert data["next_command"] == "advisor install --backend luks"
+    assert data["answer_sources"]["metadata_exposure"] == "profile:journalist"
+    assert data["system"]["memory_bytes"] > 0
+
+
+def test_assess_human_report(run_cli: RunCli) -> None:
+    result = run_cli("assess", "--profile", "homelab")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Recommended: zfs-native" in out
+    for section in ("Ranking", "What your answers weigh", "Why zfs-native", "Tension:"):
+        assert section in out
+    assert "Mitigations" in out and "generic names" in out
+    assert "advisor install --backend zfs-native" in out
+
+
+def test_answers_file_overrides_profile(run_cli: RunCli, tmp_path: Path) -> None:
+    answers = tmp_path / "a.toml"
+    answers.write_text('offsite_backups = "untrusted"\nmetadata_exposure = "none"\n')
+    result = run_cli(
+        "assess", "--profile", "conservative-server", "--answers", str(answers), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["answers"]["offsite_backups"] == "untrusted"
+    assert data["answer_sources"]["offsite_backups"] == f"file:{answers}"
+    assert data["answer_sources"]["stability"] == "profile:conservative-server"
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_complete_answers_file(run_cli: RunCli, tmp_path: Path, suffix: str) -> None:
+    answers = {**{k: v[0] for k, v in CONTRACT.items()}, "offsite_backups": "untrusted"}
+    path = tmp_path / f"answers{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(answers))
+    else:
+        path.write_text("".join(f'{k} = "{v}"\n' for k, v in answers.items()))
+    result = run_cli("assess", "--answers", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["answers"] == answers
+
+
+def test_missing_answers_without_a_terminal_exit_2_and_list_them(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    path = tmp_path / "partial.toml"
+    path.write_text('metadata_exposure = "some"\nadversary = "thief"\n')
+    result = run_cli("assess", "--answers", str(path))
+    assert_clean_usage_error(
+        result,
+        "8 question(s) unanswered and no terminal",
+        "offsite_backups: none | trusted | untrusted",
+        "stability: conservative | balanced | early_adopter",
+    )
+    assert "metadata_exposure:" not in result.stderr
+    assert_clean_usage_error(run_cli("assess"), "10 question(s) unanswered")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragments"),
+    [
+        ("unknown.toml", 'metadata_exposur = "some"\n', ["unknown question id", "did you mean"]),
+        ("value.toml", 'adversary = "alien"\n', ["adversary = 'alien'", "thief, border, targeted"]),
+        ("bool.toml", "granularity = true\n", ["granularity = True", "no, yes"]),
+        ("broken.toml", 'metadata_exposure = "some\n', ["is malformed", "invalid TOML"]),
+        ("broken.json", '{"adversary": ', ["is malformed", "invalid JSON"]),
+        ("list.json", '["thief"]', ["must hold a table", "not list"]),
+        ("binary.toml", b"\xff\xfe\x00", ["cannot read answers file"]),
+    ],
+)
+def test_bad_answers_files_exit_2_with_a_clear_message(
+    run_cli: RunCli, tmp_path: Path, name: str, content: str | bytes, fragments: list[str]
+) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    assert_clean_usage_error(run_cli("assess", "--answers", str(path)), *fragments)
+
+
+def test_missing_answers_file_and_unknown_profile(run_cli: RunCli, tmp_path: Path) -> None:
+    assert_clean_usage_error(
+        run_cli("assess", "--answers", str(tmp_path / "nope.toml")), "does not exist"
+    )
+    assert_clean_usage_error(
+        run_cli("assess", "--profile", "spy"), "unknown profile 'spy'", "journalist"
+    )
+
+
+def test_bad_arguments_exit_2(run_cli: RunCli) -> None:
+    result = run_cli("assess", "--frobnicate")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --frobnicate" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run_cli().returncode == 2
+
+
+def test_save_writes_the_assessment_atomically(run_cli: RunCli, tmp_path: Path) -> None:
+    target = tmp_path / "assessment.json"
+    result = run_cli("assess", "--profile", "activist", "--json", "--save", str(target))
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(target.read_text())
+    assert saved == json.loads(result.stdout)
+    assert saved["next_command"] == (
+        f"advisor install --backend luks-detached --from-assessment {target}"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["assessment.json"]  # no temp file left
+
+
+def test_save_refuses_an_unusable_path_before_doing_anything(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    assert_clean_usage_error(
+        run_cli("assess", "--profile", "activist", "--save", str(tmp_path / "no/such/a.json")),
+        "does not exist",
+    )
+    assert_clean_usage_error(
+        run_cli("assess", "--profile", "activist", "--save", str(tmp_path)), "is a directory"
+    )
+    # a bad answers file with --save leaves an existing assessment untouched
+    existing = tmp_path / "keep.json"
+    existing.write_text("{}")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('adversary = "alien"\n')
+    result = run_cli("assess", "--answers", str(bad), "--save", str(existing))
+    assert_clean_usage_error(result, "alien")
+    assert existing.read_text() == "{}"
+
+
+def test_questions_json_is_the_answers_contract(run_cli: RunCli) -> None:
+    result = run_cli("questions", "--json")
+    assert result.returncode == 0
+    questions = {q["id"]: q for q in json.loads(result.stdout)}
+    for qid, values in CONTRACT.items():
+        assert [c["value"] for c in questions[qid]["choices"]] == values
+        assert questions[qid]["plugin"] == "core"
+        assert questions[qid]["text"] and questions[qid]["help"]
+    assert "metadata_exposure" in run_cli("questions").stdout
+
+
+def test_profiles_lists_the_examples(run_cli: RunCli) -> None:
+    data = json.loads(run_cli("profiles", "--json").stdout)
+    assert {p["name"] for p in data} == {
+        "journalist",
+        "homelab",
+        "consultant",
+        "activist",
+        "conservative-server",
+    }
+    assert "activist" in run_cli("profiles").stdout
+
+
+def test_plugins_json_shows_the_builtins_active(run_cli: RunCli) -> None:
+    result = run_cli("plugins", "--json", "--check")
+    assert result.returncode == 0, result.stdout
+    records = {r["name"]: r for r in json.loads(result.stdout)}
+    for name in ("luks", "zfs-native", "luks-detached"):
+        assert records[name]["status"] == "active"
+        assert records[name]["backends"] == [name]
+        assert records[name]["distribution"] == "nixos-crypt-advisor"
+        assert records[name]["hooks"] == ["advisor_backends"]
+    assert "luks-detached" in run_cli("plugins").stdout
+
+
+def test_a_broken_plugin_is_listed_while_assess_still_works(
+    run_cli: RunCli, make_plugin_dist: MakePluginDist
+) -> None:
+    broken = make_plugin_dist("import package_that_does_not_exist\n", name="broken")
+    plugins = run_cli("plugins", "--json", "--check", extra_path=[broken.path])
+    assert plugins.returncode == 1
+    record = next(r for r in json.loads(plugins.stdout) if r["name"] == "broken")
+    assert record["status"] == "broken"
+    assert "package_that_does_not_exist" in record["reason"]
+    assert record["distribution"] == "advisor-example"
+
+    assess = run_cli("assess", "--profile", "journalist", "--json", extra_path=[broken.path])
+    assert assess.returncode == 0
+    assert json.loads(assess.stdout)["recommendation"] == "luks"
+    assert "plugin 'broken' is broken and was skipped" in assess.stderr
+
+    strict = run_cli(
+        "assess",
+        "--profile",
+        "journalist",
+        extra_path=[broken.path],
+        env={"ADVISOR_STRICT_PLUGINS": "1"},
+    )
+    assert strict.returncode == 1
+    assert "advisor: error: plugin 'broken'" in strict.stderr
+    assert "Traceback" not in strict.stderr
+
+
+def test_disabled_plugin(run_cli: RunCli) -> None:
+    env = {"ADVISOR_DISABLE_PLUGINS": "zfs-native"}
+    records = json.loads(run_cli("plugins", "--json", env=env).stdout)
+    assert next(r for r in records if r["name"] == "zfs-native")["status"] == "disabled"
+    data = json.loads(run_cli("assess", "--profile", "homelab", "--json", env=env).stdout)
+    assert "zfs-native" not in [r["backend"] for r in data["ranking"]]
+    assert data["recommendation"] == "luks"
+
+
+def test_installed_third_party_plugin_takes_part(run_cli: RunCli, tmp_path: Path) -> None:
+    """tests/plugins/advisor-tpm2-example, installed by tox through its real entry point."""
+    try:
+        metadata.distribution("advisor-tpm2-example")
+    except metadata.PackageNotFoundError:
+        pytest.fail(
+            "install the example plugin first: "
+            "pip install --no-deps tests/plugins/advisor-tpm2-example (tox does this)"
+        )
+    records = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)}
+    assert records["tpm2"]["status"] == "active"
+    assert records["tpm2"]["backends"] == ["luks-tpm2"]
+    questions = {q["id"]: q for q in json.loads(run_cli("questions", "--json").stdout)}
+    assert questions["tpm2"]["plugin"] == "tpm2"
+
+    # Optional plugin questions do not break existing answers files...
+    plain = json.loads(run_cli("assess", "--profile", "conservative-server", "--json").stdout)
+    assert plain["recommendation"] == "luks"
+    # ...and the plugin's backend wins when the answers favour it.
+    answers = tmp_path / "tpm.toml"
+    answers.write_text('tpm2 = "yes"\nunlock = "unattended"\n')
+    favoured = run_cli(
+        "assess", "--profile", "conservative-server", "--answers", str(answers), "--json"
+    )
+    data = json.loads(favoured.stdout)
+    assert data["recommendation"] == "luks-tpm2"
+    assert data["axes"]["measured_boot"] == 4
+    assert "measured_boot" in [reason["axis"] for reason in data["reasons"][:3]]
+
+
+def test_closed_stdout_is_not_a_traceback() -> None:
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "advisor", "questions", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ADVISOR_")},
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    reader.stdout.read(10)
+    reader.stdout.close()
+    stderr = reader.stderr.read().decode()
+    reader.wait(timeout=30)
+    assert "Traceback" not in stderr

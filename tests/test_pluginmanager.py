@@ -1,0 +1,290 @@
+"""Plugin loading: built-ins through entry points, tolerance of broken plugins, strictness."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import metadata
+
+import pytest
+from helpers import MakePluginDist, PluginDist
+
+from advisor.errors import PluginError, UsageError
+from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
+
+BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
+
+# A valid plugin body: an axis, an optional question and a backend that uses both.
+GOOD_PLUGIN = """
+    from advisor.plugin import (
+        PLUGIN_API_VERSION, Axis, Backend, Capability, Choice, Question, Rating, hookimpl,
+    )
+
+    class Shiny(Backend):
+        name = "shiny"
+        summary = "a test backend"
+        api_version = PLUGIN_API_VERSION
+        capabilities = {"sparkle": Capability(Rating.STRONG, "it sparkles", "tests")}
+
+    @hookimpl
+    def advisor_axes():
+        return [Axis("sparkle", "Sparkle", "how much it sparkles")]
+
+    @hookimpl
+    def advisor_questions():
+        return [Question("wants_sparkle", "Sparkle?", "", (
+            Choice("no", "No"), Choice("yes", "Yes", {"sparkle": 10})), optional=True)]
+
+    @hookimpl
+    def advisor_backends():
+        return [Shiny()]
+"""
+
+
+def installed() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def record(plugins: LoadedPlugins, name: str):  # type: ignore[no-untyped-def]
+    return next(r for r in plugins.records if r.name == name)
+
+
+@pytest.fixture
+def load_with(
+    plugin_on_path: Callable[[PluginDist], None],
+) -> Callable[..., LoadedPlugins]:
+    """Put written plugins on sys.path, then load everything the way the CLI does."""
+
+    def load(*plugins: PluginDist, env: dict[str, str] | None = None) -> LoadedPlugins:
+        for plugin in plugins:
+            plugin_on_path(plugin)
+        return load_plugins(environ=env or {})
+
+    return load
+
+
+def test_builtin_backends_load_through_entry_points() -> None:
+    names = {ep.name: ep.value for ep in installed()}
+    assert names["luks"] == "advisor_luks"
+    assert names["zfs-native"] == "advisor_zfs_native"
+    assert names["luks-detached"] == "advisor_luks_detached"
+
+    plugins = load_plugins(environ={})
+    assert {b.name for b in plugins.backends} >= BUILTIN_BACKENDS
+    for name in BUILTIN_BACKENDS:
+        builtin = record(plugins, name)
+        assert builtin.status is Status.ACTIVE
+        assert builtin.distribution == "nixos-crypt-advisor"
+        assert builtin.backends == [name]
+        assert builtin.hooks == ["advisor_backends"]
+    core = record(plugins, "core")
+    assert core.questions[:2] == ["metadata_exposure", "adversary"]
+    assert "metadata" in core.axes
+    assert plugins.failures == []
+
+
+def test_third_party_plugin_adds_axis_question_and_backend(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist(GOOD_PLUGIN, name="shiny"))
+    shiny = record(plugins, "shiny")
+    assert shiny.status is Status.ACTIVE, shiny.reason
+    assert (shiny.distribution, shiny.version) == ("advisor-example", "1.2.3")
+    assert shiny.axes == ["sparkle"]
+    assert shiny.questions == ["wants_sparkle"]
+    assert shiny.backends == ["shiny"]
+    assert plugins.backend("shiny").summary == "a test backend"
+
+
+def test_unknown_backend_lists_installed_ones() -> None:
+    with pytest.raises(UsageError, match=r"unknown backend 'btrfs' \(installed: .*luks"):
+        load_plugins(environ={}).backend("btrfs")
+
+
+def test_import_error_is_recorded_and_others_keep_working(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist("import package_that_does_not_exist\n", name="bad"))
+    bad = record(plugins, "bad")
+    assert bad.status is Status.BROKEN
+    assert "import failed: ModuleNotFoundError" in bad.reason
+    assert "package_that_does_not_exist" in bad.reason
+    assert {b.name for b in plugins.backends} >= BUILTIN_BACKENDS
+
+
+def test_exception_other_than_import_error_at_import(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist("raise RuntimeError('boom at import')\n", name="boom"))
+    assert record(plugins, "boom").status is Status.BROKEN
+    assert "RuntimeError: boom at import" in record(plugins, "boom").reason
+
+
+def test_bad_hook_signature_is_broken_and_fully_unregistered(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    # advisor_axes is valid and registered first; the bad advisor_backends must not leave
+    # it behind (pluggy's partial-registration pitfall).
+    source = GOOD_PLUGIN.replace("def advisor_backends():", "def advisor_backends(config):")
+    plugins = load_with(make_plugin_dist(source, name="sig"))
+    sig = record(plugins, "sig")
+    assert sig.status is Status.BROKEN
+    assert sig.reason.startswith("bad hook signature")
+    assert "config" in sig.reason
+    assert "sparkle" not in {axis.id for axis in plugins.axes}
+    assert "shiny" not in {b.name for b in plugins.backends}
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_unknown_hook_is_reported_with_a_suggestion(
+    marked: bool, make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    marker = "@hookimpl\n    " if marked else ""
+    source = f"""
+    from advisor.plugin import hookimpl
+
+    {marker}def advisor_backend():
+        return []
+    """
+    plugins = load_with(make_plugin_dist(source, name="typo"))
+    typo = record(plugins, "typo")
+    assert typo.status is Status.BROKEN
+    assert typo.reason == "unknown hook advisor_backend (did you mean advisor_backends?)"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("return 'luks'", "advisor_backends must return a list, not str"),
+        ("return [object()]", "advisor_backends returned object, not a Backend"),
+        ("raise ValueError('nope')", "advisor_backends raised ValueError: nope"),
+    ],
+)
+def test_invalid_hook_results_are_broken(
+    body: str,
+    reason: str,
+    make_plugin_dist: MakePluginDist,
+    load_with: Callable[..., LoadedPlugins],
+) -> None:
+    source = f"""
+    def advisor_backends():
+        {body}
+    """
+    plugins = load_with(make_plugin_dist(source, name="odd"))
+    assert record(plugins, "odd").status is Status.BROKEN
+    assert record(plugins, "odd").reason == reason
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (('name = "shiny"', 'name = "Shiny Backend"'), "has no kebab-case name"),
+        (
+            ('name = "shiny"', 'name = "luks"'),
+            "backend 'luks' is already provided by plugin 'luks'",
+        ),
+        (('{"sparkle": Capability', '{"glitter": Capability'), "rates unknown axis 'glitter'"),
+        (('{"sparkle": 10}', '{"glitter": 10}'), "weights unknown axis 'glitter'"),
+        (('Question("wants_sparkle"', 'Question("metadata_exposure"'), "already provided"),
+        (('Axis("sparkle"', 'Axis("metadata"'), "axis 'metadata' is already provided by"),
+        (("Rating.STRONG", "3"), "capability for 'sparkle' is not a Capability"),
+    ],
+)
+def test_invalid_contributions_are_broken_and_dropped_whole(
+    change: tuple[str, str],
+    reason: str,
+    make_plugin_dist: MakePluginDist,
+    load_with: Callable[..., LoadedPlugins],
+) -> None:
+    source = GOOD_PLUGIN.replace(*change)
+    assert source != GOOD_PLUGIN
+    plugins = load_with(make_plugin_dist(source, name="shiny"))
+    shiny = record(plugins, "shiny")
+    assert shiny.status is Status.BROKEN
+    assert reason in shiny.reason
+    assert "wants_sparkle" not in {q.id for q in plugins.questions}
+    assert "shiny" not in {b.name for b in plugins.backends}
+    assert {b.name for b in plugins.backends} >= BUILTIN_BACKENDS
+
+
+@pytest.mark.parametrize("version", ["999", "None"])
+def test_incompatible_api_version(
+    version: str, make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    source = GOOD_PLUGIN.replace("api_version = PLUGIN_API_VERSION", f"api_version = {version}")
+    plugins = load_with(make_plugin_dist(source, name="future"))
+    future = record(plugins, "future")
+    assert future.status is Status.INCOMPATIBLE
+    assert f"written for plugin API {version}; this advisor supports 1" in future.reason
+    assert "shiny" not in {b.name for b in plugins.backends}
+
+
+def test_backend_without_api_version_is_incompatible(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    source = GOOD_PLUGIN.replace("api_version = PLUGIN_API_VERSION", "")
+    plugins = load_with(make_plugin_dist(source, name="old"))
+    assert record(plugins, "old").status is Status.INCOMPATIBLE
+
+
+def test_dependent_plugin_fails_when_the_axis_it_uses_goes(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    # "a" declares the axis but breaks later; "b" rates that axis. Dropping "a" must take
+    # the axis with it, and "b" is then reported rather than silently scoring on it.
+    provider = """
+    from advisor.plugin import Axis
+
+    def advisor_axes():
+        return [Axis("sparkle", "Sparkle", "")]
+
+    def advisor_backends():
+        raise RuntimeError("late failure")
+    """
+    user = GOOD_PLUGIN.replace(
+        'return [Axis("sparkle", "Sparkle", "how much it sparkles")]', "return []"
+    )
+    plugins = load_with(
+        make_plugin_dist(provider, name="a", dist="advisor-a"),
+        make_plugin_dist(user, name="b", dist="advisor-b"),
+    )
+    assert record(plugins, "a").status is Status.BROKEN
+    assert record(plugins, "b").status is Status.BROKEN
+    assert "unknown axis 'sparkle'" in record(plugins, "b").reason
+
+
+def test_disabled_plugins_are_not_imported(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    # If it were imported, the import would fail and the status would say broken.
+    bad = make_plugin_dist("raise SystemExit('imported!')\n", name="skipme")
+    plugins = load_with(bad, env={"ADVISOR_DISABLE_PLUGINS": " skipme , zfs-native"})
+    assert record(plugins, "skipme").status is Status.DISABLED
+    assert record(plugins, "zfs-native").status is Status.DISABLED
+    assert "zfs-native" not in {b.name for b in plugins.backends}
+    assert bad.module not in __import__("sys").modules
+
+
+def test_strict_mode_makes_a_broken_plugin_fatal(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    bad = make_plugin_dist("import package_that_does_not_exist\n", name="bad")
+    with pytest.raises(PluginError, match=r"plugin 'bad' .* is broken: import failed"):
+        load_with(bad, env={"ADVISOR_STRICT_PLUGINS": "1"})
+
+
+def test_strict_mode_loads_good_plugins_normally(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist(GOOD_PLUGIN), env={"ADVISOR_STRICT_PLUGINS": "1"})
+    assert plugins.failures == []
+    assert "shiny" in {b.name for b in plugins.backends}
+
+
+def test_duplicate_entry_point_name_is_a_conflict(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist(GOOD_PLUGIN, name="luks", dist="advisor-impostor"))
+    impostor = next(r for r in plugins.records if r.distribution == "advisor-impostor")
+    assert impostor.status is Status.BROKEN
+    assert "already registered as 'luks'" in impostor.reason
+    assert plugins.backend("luks").summary.startswith("ZFS on LUKS2")
