@@ -22,7 +22,7 @@ def probe_system(root: Path = Path("/")) -> SystemFacts:
         memory_bytes=_memory_bytes(root / "proc/meminfo"),
         cpu_count=os.cpu_count() if root == Path("/") else None,
         solid_state_disk=_solid_state_disk(root / "sys/block"),
-        efi_firmware=(root / "sys/firmware/efi").is_dir(),
+        efi_firmware=_efi_firmware(root / "sys/firmware"),
     )
 
 
@@ -72,3 +72,10 @@ def _solid_state_disk(sys_block: Path) -> bool | None:
     if not rotational:
         return None
     return not all(rotational)
+
+
+def _efi_firmware(sys_firmware: Path) -> bool | None:
+    """EFI firmware exposes /sys/firmware/efi; without /sys/firmware we cannot tell."""
+    if not sys_firmware.is_dir():
+        return None
+    return (sys_firmware / "efi").is_dir()

@@ -111,8 +111,8 @@ def test_missing_answers_without_a_terminal_exit_2_and_list_them(
     ("name", "content", "fragments"),
     [
         ("unknown.toml", 'metadata_exposur = "some"\n', ["unknown question id", "did you mean"]),
-        ("value.toml", 'adversary = "alien"\n', ["adversary = 'alien'", "thief, border, targeted"]),
-        ("bool.toml", "granularity = true\n", ["granularity = True", "no, yes"]),
+        ("value.toml", 'adversary = "alien"\n', ['adversary = "alien"', "thief, border, targeted"]),
+        ("bool.toml", "granularity = true\n", ["granularity = true", "no, yes"]),
         ("broken.toml", 'metadata_exposure = "some\n', ["is malformed", "invalid TOML"]),
         ("broken.json", '{"adversary": ', ["is malformed", "invalid JSON"]),
         ("list.json", '["thief"]', ["must hold a table", "not list"]),

@@ -1,0 +1,123 @@
+"""Regenerate the tables in docs/ that are derived from code, so they cannot drift.
+
+A generated block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``.
+``python docs/generate.py`` rewrites every block; ``--check`` exits 1 if any is stale
+(the test suite runs the check).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from advisor.assessment import assess
+from advisor.models import Backend, SystemFacts
+from advisor.questionnaire import AXES, QUESTIONS
+from advisor_luks import LuksBackend
+from advisor_luks_detached import LuksDetachedBackend
+from advisor_zfs_native import ZfsNativeBackend
+
+DOCS = Path(__file__).resolve().parent
+BACKENDS: tuple[Backend, ...] = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())
+
+
+def axes_table() -> str:
+    rows = ["| Axis id | Title | Meaning | Baseline weight |", "|---|---|---|---|"]
+    rows += [f"| `{a.id}` | {a.title} | {a.description} | {a.baseline:g} |" for a in AXES]
+    return "\n".join(rows)
+
+
+def weights_table() -> str:
+    rows = ["| Question | Answer: weight added |", "|---|---|"]
+    for question in QUESTIONS:
+        effects = [
+            f"`{choice.value}`: " + ", ".join(f"{axis} {w:g}" for axis, w in choice.weights.items())
+            for choice in question.choices
+            if choice.weights
+        ]
+        rows.append(f"| `{question.id}` | {' · '.join(effects) or '(none)'} |")
+    return "\n".join(rows)
+
+
+def rating_matrix() -> str:
+    header = "| Axis | " + " | ".join(f"`{b.name}`" for b in BACKENDS) + " |"
+    rows = [header, "|---|" + "---|" * len(BACKENDS)]
+    for axis in AXES:
+        cells = []
+        for backend in BACKENDS:
+            capability = backend.capabilities[axis.id]
+            cells.append(f"[{int(capability.rating)}](#{capability.fact})")
+        rows.append(f"| `{axis.id}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def default_example() -> str:
+    """A worked example: the interactive defaults, with each backend's score."""
+    answers = {q.id: q.default for q in QUESTIONS if q.default is not None}
+    result = assess(
+        axes=AXES, questions=QUESTIONS, backends=BACKENDS, answers=answers, system=SystemFacts()
+    )
+    weights = {axis: w for axis, w in result.weights.items() if w > 0}
+    total = sum(weights.values())
+    lines = [
+        "Answers: " + ", ".join(f"`{qid}={value}`" for qid, value in answers.items()) + ".",
+        "Weights: "
+        + ", ".join(f"{axis} {w:g}" for axis, w in weights.items())
+        + f" (total {total:g}, so the best possible sum is {3 * total:g}).",
+        "",
+    ]
+    for ranked in result.ranking:
+        by_axis = {reason.axis: reason for reason in ranked.reasons}
+        terms = " + ".join(f"{w:g}·{int(by_axis[axis].rating)}" for axis, w in weights.items())
+        verdict = "" if ranked.eligible else f" — gated: {ranked.gate}"
+        lines.append(
+            f"- `{ranked.backend}`: 100 × ({terms}) / {3 * total:g} = {ranked.score}{verdict}"
+        )
+    return "\n".join(lines)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "axes": axes_table,
+    "weights": weights_table,
+    "ratings": rating_matrix,
+    "example": default_example,
+}
+_BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL)
+
+
+def regenerate(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(2)
+        return f"{match.group(1)}{GENERATORS[name]()}\n{match.group(4)}"
+
+    return _BLOCK.sub(replace, text)
+
+
+def stale_files() -> list[Path]:
+    """Docs whose generated blocks differ from what the code gives now."""
+    return [
+        path
+        for path in sorted(DOCS.glob("*.md"))
+        if regenerate(path.read_text(encoding="utf-8")) != path.read_text(encoding="utf-8")
+    ]
+
+
+def main(argv: list[str]) -> int:
+    if "--check" in argv:
+        stale = stale_files()
+        for path in stale:
+            print(f"{path.name}: generated blocks are stale; run python docs/generate.py")
+        return 1 if stale else 0
+    for path in sorted(DOCS.glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        new = regenerate(text)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            print(f"updated {path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
