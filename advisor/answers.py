@@ -11,14 +11,14 @@ import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import UsageError
 from advisor.models import Question
 
-_PROFILES_PACKAGE = "advisor.profiles"
+# Shipped inside the package; a plain path, as the wheel installs files (no zip import).
+_PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
 
 @dataclass(frozen=True)
@@ -135,12 +135,7 @@ def list_profiles() -> list[Profile]:
 
 
 def _profile_names() -> list[str]:
-    folder = resources.files(_PROFILES_PACKAGE)
-    return sorted(
-        entry.name.removesuffix(".toml")
-        for entry in folder.iterdir()
-        if entry.name.endswith(".toml")
-    )
+    return sorted(path.stem for path in _PROFILES_DIR.glob("*.toml"))
 
 
 def load_profile(name: str) -> Profile:
@@ -149,6 +144,5 @@ def load_profile(name: str) -> Profile:
     names = _profile_names()
     if name not in names:
         raise UsageError(f"unknown profile {name!r} (built-in: {', '.join(names)})")
-    resource = resources.files(_PROFILES_PACKAGE).joinpath(f"{name}.toml")
-    data = tomllib.loads(resource.read_text(encoding="utf-8"))
+    data = tomllib.loads((_PROFILES_DIR / f"{name}.toml").read_text(encoding="utf-8"))
     return Profile(name=name, description=data["description"], answers=data["answers"])

@@ -1,1 +1,0 @@
-"""Built-in example profiles (TOML files), read by :mod:`advisor.answers`."""
