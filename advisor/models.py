@@ -161,5 +161,91 @@ class Backend:
         """Steps that reduce what this backend leaves exposed for these answers."""
         return ()
 
+    def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
+        """NixOS settings this backend needs for ``layout`` (unlocking, pool import).
+
+        The core adds what every layout shares (boot loader, datasets, rollback, users).
+        """
+        return ()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
+
+
+@dataclass(frozen=True)
+class RemoteUnlock:
+    """SSH in the initrd, to type the passphrase from another machine.
+
+    ``host_key`` is the path on the installed system of the initrd's own ed25519 host key
+    (never the system's regular host key: it is copied, unencrypted, to the ESP).
+    """
+
+    authorized_keys: tuple[str, ...]
+    host_key: str = "/persist/etc/secrets/initrd/ssh_host_ed25519_key"
+    port: int = 2222
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything the NixOS configuration is generated from, already validated.
+
+    Device paths are stable ``/dev/disk/by-*`` links. ``data_device`` is the partition
+    that holds the LUKS container (``luks``, ``luks-detached``) or the pool itself
+    (``zfs-native``). ``hashed_password`` is a crypt(3) hash, never a password.
+    """
+
+    backend: str
+    hostname: str
+    host_id: str
+    user: str
+    hashed_password: str
+    data_device: str
+    esp_device: str
+    pool: str = "rpool"
+    header: str | None = None
+    initrd: str = "systemd"  # "systemd" (NixOS 26.05 default) or "scripted"
+    trim: bool = False
+    ssd: bool = False
+    remote_unlock: RemoteUnlock | None = None
+    sops_age_key_file: str | None = None
+    luks_name: str = "cryptroot"
+    nixos_release: str = "26.05"
+
+    @property
+    def root_dataset(self) -> str:
+        return f"{self.pool}/local/root"
+
+    @property
+    def blank_snapshot(self) -> str:
+        return f"{self.root_dataset}@blank"
+
+    @property
+    def nix_dataset(self) -> str:
+        return f"{self.pool}/local/nix"
+
+    @property
+    def home_dataset(self) -> str:
+        return f"{self.pool}/safe/home"
+
+    @property
+    def persist_dataset(self) -> str:
+        return f"{self.pool}/safe/persist"
+
+
+#: An attribute path in the NixOS configuration, such as ("boot", "zfs", "devNodes").
+AttrPath = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NixFragment:
+    """Settings a contributor adds to ``configuration.nix``, under a section heading.
+
+    ``settings`` maps attribute paths to values that :mod:`advisor.nix` can render
+    (strings, booleans, integers, lists, mappings, ``Raw`` and ``Apply``). The core
+    merges fragments: lists at the same path are concatenated, mappings merged key by
+    key, and two different values for one setting are a conflict naming both
+    contributors.
+    """
+
+    section: str
+    settings: Mapping[AttrPath, object]

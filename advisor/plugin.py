@@ -11,15 +11,20 @@ from advisor.hookspecs import PROJECT_NAME
 from advisor.models import (
     PLUGIN_API_VERSION,
     Answers,
+    AttrPath,
     Axis,
     Backend,
     Capability,
     Choice,
+    Layout,
+    NixFragment,
     Note,
     Question,
     Rating,
+    RemoteUnlock,
     SystemFacts,
 )
+from advisor.nix import Apply, Raw
 
 #: Marks a function as a hook implementation. Functions named ``advisor_*`` are taken as
 #: hook implementations even without it; use it for options such as ``tryfirst``.
@@ -28,13 +33,19 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 __all__ = [
     "PLUGIN_API_VERSION",
     "Answers",
+    "Apply",
+    "AttrPath",
     "Axis",
     "Backend",
     "Capability",
     "Choice",
+    "Layout",
+    "NixFragment",
     "Note",
     "Question",
     "Rating",
+    "Raw",
+    "RemoteUnlock",
     "SystemFacts",
     "hookimpl",
 ]

@@ -12,6 +12,8 @@ from advisor.plugin import (
     Answers,
     Backend,
     Capability,
+    Layout,
+    NixFragment,
     Note,
     Rating,
     SystemFacts,
@@ -140,6 +142,30 @@ class LuksBackend(Backend):
                 "luks-header-backup",
             ),
         )
+
+    def luks_device(self, layout: Layout) -> dict[str, object]:
+        """The ``boot.initrd.luks.devices.<name>`` entry that opens the pool's container."""
+        device: dict[str, object] = {"device": layout.data_device}
+        if layout.trim:
+            # Only when TRIM was accepted: discards show which blocks are in use.
+            device["allowDiscards"] = True
+        if layout.ssd:
+            device["bypassWorkqueues"] = True
+        return device
+
+    def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
+        settings: dict[tuple[str, ...], object] = {
+            ("boot", "initrd", "luks", "devices", layout.luks_name): self.luks_device(layout),
+            # The pool's vdev is the opened container, whatever the disk's by-id links.
+            ("boot", "zfs", "devNodes"): "/dev/mapper",
+        }
+        if layout.initrd == "systemd":
+            # The import polls for only a short while; it must wait for the unlock
+            # (nixpkgs issues 250003, 527478).
+            import_unit = ("boot", "initrd", "systemd", "services", f"zfs-import-{layout.pool}")
+            settings[(*import_unit, "after")] = ["cryptsetup.target"]
+            settings[(*import_unit, "wants")] = ["cryptsetup.target"]
+        return (NixFragment("Encryption", settings),)
 
 
 @hookimpl

@@ -13,6 +13,8 @@ from advisor.plugin import (
     Answers,
     Backend,
     Capability,
+    Layout,
+    NixFragment,
     Note,
     Rating,
     SystemFacts,
@@ -131,6 +133,35 @@ class LuksDetachedBackend(LuksBackend):
                 "detached-header-deniability",
             ),
         )
+
+    def luks_device(self, layout: Layout) -> dict[str, object]:
+        device = super().luks_device(layout)
+        if layout.header is None:
+            raise ValueError("the luks-detached backend needs a header path in the layout")
+        device["header"] = header_in_initrd(layout.header)
+        return device
+
+    def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
+        fragments = list(super().nix_fragments(layout))
+        if layout.header is not None and not layout.header.startswith("/dev/"):
+            # A header file is copied into the initrd on the ESP at each rebuild: keep
+            # /boot on the removable medium, or the disk carries its own header again.
+            fragments.append(
+                NixFragment(
+                    "Encryption",
+                    {("boot", "initrd", "secrets", INITRD_HEADER): layout.header},
+                )
+            )
+        return fragments
+
+
+#: Where a header file is placed inside the initrd.
+INITRD_HEADER = "/etc/luks/header.img"
+
+
+def header_in_initrd(header: str) -> str:
+    """The header as the initrd sees it: a device as is, a file at :data:`INITRD_HEADER`."""
+    return header if header.startswith("/dev/") else INITRD_HEADER
 
 
 @hookimpl

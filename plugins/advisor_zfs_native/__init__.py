@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from advisor.configuration import dev_nodes_for
 from advisor.plugin import (
     Answers,
     Backend,
     Capability,
+    Layout,
+    NixFragment,
     Note,
     Rating,
     SystemFacts,
@@ -168,6 +171,20 @@ class ZfsNativeBackend(Backend):
                 "Pad datasets with dummy data if their sizes could give something away; if "
                 "size analysis is a real threat, use LUKS instead.",
                 "zfs-native-mitigations",
+            ),
+        )
+
+    def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
+        return (
+            NixFragment(
+                "Encryption",
+                {
+                    # The pool's root dataset is the encryption root; naming it (rather
+                    # than true) keeps a missing key of another dataset from blocking
+                    # boot (nixpkgs issue 434524).
+                    ("boot", "zfs", "requestEncryptionCredentials"): [layout.pool],
+                    ("boot", "zfs", "devNodes"): dev_nodes_for(layout.data_device),
+                },
             ),
         )
 

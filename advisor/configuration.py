@@ -1,0 +1,394 @@
+"""The NixOS configuration for a layout: core fragments, merging, and the files' text.
+
+Pure: a validated :class:`~advisor.models.Layout` and the chosen backend in, file contents
+out. Nothing here touches a disk or runs a program; ``advisor config`` and the installer
+write the result.
+
+The core contributes what every layout shares (boot loader, ZFS basics, root rollback,
+file systems, persistence, users, optional remote unlock and sops key); the backend adds
+how its pool is unlocked and imported; plugins may add more through the
+``advisor_nix_fragments`` hook. Everything is merged into one attribute tree before it is
+rendered, so two contributors can never silently override each other.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeGuard, cast
+
+from advisor import __version__, nix
+from advisor.errors import PluginError
+from advisor.models import AttrPath, Backend, Layout, NixFragment, RemoteUnlock
+
+#: Sections appear in this order; sections the core does not know follow, in order of
+#: first appearance.
+SECTION_ORDER = (
+    "Boot loader",
+    "ZFS",
+    "Encryption",
+    "Root rollback",
+    "File systems",
+    "Persistence",
+    "Users",
+    "Remote unlock",
+    "Secrets",
+    "System",
+)
+
+#: Kept across reboots even though / is wiped. /etc/nixos holds this configuration.
+PERSISTED_DIRECTORIES = ("/etc/nixos", "/var/log", "/var/lib/nixos", "/var/lib/systemd/coredump")
+PERSISTED_FILES = ("/etc/machine-id",)
+SSH_HOST_KEY = "/persist/etc/ssh/ssh_host_ed25519_key"
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """A fragment and who contributed it (``core``, ``backend luks``, ``plugin x``)."""
+
+    contributor: str
+    fragment: NixFragment
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One ``path = value;`` line of the rendered configuration."""
+
+    section: str
+    path: AttrPath
+    value: object
+
+
+@dataclass(frozen=True)
+class GeneratedConfig:
+    """The text of the generated files, by file name."""
+
+    files: Mapping[str, str]
+
+
+class ConfigConflict(PluginError):
+    """Two contributors set one option to different values."""
+
+
+def dev_nodes_for(device: str) -> str:
+    """The ``/dev/disk/by-*`` folder the pool is imported from, chosen from its device.
+
+    A disk with a serial is addressed by id; a virtio disk without one has no by-id link
+    (and the import at boot would hang), so the installer gives a by-partuuid path.
+    """
+    return posixpath.dirname(device)
+
+
+def core_fragments(layout: Layout) -> list[NixFragment]:
+    """What every layout needs, whichever backend encrypts it."""
+    systemd_initrd = layout.initrd == "systemd"
+    fragments = [
+        NixFragment(
+            "Boot loader",
+            {
+                ("boot", "loader", "systemd-boot", "enable"): True,
+                # The boot-menu editor allows init=/bin/sh: a root shell without a password.
+                ("boot", "loader", "systemd-boot", "editor"): False,
+                ("boot", "loader", "efi", "canTouchEfiVariables"): True,
+                ("boot", "loader", "efi", "efiSysMountPoint"): "/boot",
+            },
+        ),
+        NixFragment(
+            "ZFS",
+            {
+                ("boot", "supportedFilesystems"): ["zfs"],
+                ("boot", "initrd", "systemd", "enable"): systemd_initrd,
+                # The pool was created under this host id (zgenhostid), so it imports
+                # without force; forceImportRoot=false keeps it that way.
+                ("networking", "hostId"): layout.host_id,
+                ("boot", "zfs", "forceImportRoot"): False,
+                ("services", "zfs", "autoScrub", "enable"): True,
+                ("services", "zfs", "trim", "enable"): layout.trim,
+            },
+        ),
+        NixFragment("Root rollback", _rollback(layout)),
+        NixFragment(
+            "File systems",
+            {
+                ("fileSystems", "/"): {"device": layout.root_dataset, "fsType": "zfs"},
+                ("fileSystems", "/nix"): {"device": layout.nix_dataset, "fsType": "zfs"},
+                ("fileSystems", "/home"): {"device": layout.home_dataset, "fsType": "zfs"},
+                ("fileSystems", "/persist"): {
+                    "device": layout.persist_dataset,
+                    "fsType": "zfs",
+                    # Mounted in the initrd, before anything reads persisted state.
+                    "neededForBoot": True,
+                },
+                ("fileSystems", "/boot"): {
+                    "device": layout.esp_device,
+                    "fsType": "vfat",
+                    "options": ["umask=0077"],
+                },
+            },
+        ),
+        NixFragment(
+            "Persistence",
+            {
+                ("environment", "persistence", "/persist"): {
+                    "hideMounts": True,
+                    "directories": list(PERSISTED_DIRECTORIES),
+                    "files": list(PERSISTED_FILES),
+                },
+                # Read from /persist directly: an impermanence bind mount would come too
+                # late for sshd and for secrets decrypted with the host key.
+                ("services", "openssh", "hostKeys"): [{"path": SSH_HOST_KEY, "type": "ed25519"}],
+            },
+        ),
+        NixFragment(
+            "Users",
+            {
+                # /etc/shadow is wiped at every boot: passwords must come from here.
+                ("users", "mutableUsers"): False,
+                ("users", "users", layout.user): {
+                    "isNormalUser": True,
+                    "extraGroups": ["wheel"],
+                    "initialHashedPassword": layout.hashed_password,
+                },
+            },
+        ),
+    ]
+    if layout.remote_unlock is not None:
+        fragments.append(NixFragment("Remote unlock", _remote_unlock(layout, layout.remote_unlock)))
+    if layout.sops_age_key_file is not None:
+        fragments.append(
+            NixFragment(
+                "Secrets",
+                # On /persist, readable before sops-nix decrypts at activation.
+                {("sops", "age", "keyFile"): layout.sops_age_key_file},
+            )
+        )
+    fragments.append(
+        NixFragment(
+            "System",
+            {
+                ("networking", "hostName"): layout.hostname,
+                ("system", "stateVersion"): layout.nixos_release,
+            },
+        )
+    )
+    return fragments
+
+
+def _rollback(layout: Layout) -> dict[AttrPath, object]:
+    command = f"zfs rollback -r {layout.blank_snapshot}"
+    if layout.initrd == "scripted":
+        # mkAfter: the scripted initrd imports the pool in postResumeCommands too, and
+        # the rollback must come after the import.
+        return {("boot", "initrd", "postResumeCommands"): nix.Apply("lib.mkAfter", command + "\n")}
+    return {
+        ("boot", "initrd", "systemd", "services", "rollback"): {
+            "description": "Roll back the root dataset to its blank snapshot",
+            "wantedBy": ["initrd.target"],
+            # After the pool is imported (and its key loaded), before / is mounted.
+            "after": [f"zfs-import-{layout.pool}.service"],
+            "before": ["sysroot.mount"],
+            "path": [nix.Raw("pkgs.zfs")],
+            "unitConfig": {"DefaultDependencies": "no"},
+            "serviceConfig": {"Type": "oneshot"},
+            "script": command,
+        }
+    }
+
+
+def _remote_unlock(layout: Layout, remote: RemoteUnlock) -> dict[AttrPath, object]:
+    settings: dict[AttrPath, object] = {
+        ("boot", "initrd", "network", "ssh"): {
+            "enable": True,
+            "port": remote.port,
+            "hostKeys": [remote.host_key],
+            "authorizedKeys": list(remote.authorized_keys),
+        },
+    }
+    if layout.initrd == "systemd":
+        settings[("boot", "initrd", "systemd", "network", "enable")] = True
+        settings[("boot", "initrd", "systemd", "network", "networks", "10-uplink")] = {
+            "matchConfig": {"Name": "en* eth*"},
+            "networkConfig": {"DHCP": "yes"},
+        }
+        # The login shell answers the passphrase prompts that are waiting.
+        settings[("boot", "initrd", "systemd", "users", "root", "shell")] = (
+            "/bin/systemd-tty-ask-password-agent"
+        )
+    else:
+        settings[("boot", "initrd", "network", "enable")] = True
+        settings[("boot", "kernelParams")] = ["ip=dhcp"]
+    return settings
+
+
+def merge(contributions: Sequence[Contribution]) -> list[Statement]:
+    """Merge every contribution into one tree and cut it into statements.
+
+    A statement is made for each path that was set and is not inside another set path,
+    under the section of its first contributor. Lists at one path are concatenated
+    (without repeats), mappings merged key by key; anything else must be equal, or a
+    :class:`ConfigConflict` names both contributors.
+    """
+    tree: dict[str, object] = {}
+    owners: dict[AttrPath, str] = {}
+    declared: dict[AttrPath, str] = {}  # path -> section, in order of declaration
+    for contribution in contributions:
+        for path, item in contribution.fragment.settings.items():
+            if not path:
+                raise ConfigConflict(f"{contribution.contributor} set an empty attribute path")
+            _insert(tree, owners, path, item, contribution.contributor)
+            declared.setdefault(path, contribution.fragment.section)
+    roots = [path for path in declared if not any(_is_prefix(other, path) for other in declared)]
+    return [Statement(declared[path], path, _lookup(tree, path)) for path in roots]
+
+
+def _is_prefix(shorter: AttrPath, longer: AttrPath) -> bool:
+    return len(shorter) < len(longer) and longer[: len(shorter)] == shorter
+
+
+def _insert(
+    tree: dict[str, object],
+    owners: dict[AttrPath, str],
+    path: AttrPath,
+    item: object,
+    contributor: str,
+) -> None:
+    if isinstance(item, Mapping):
+        if not item:
+            _set_leaf(tree, owners, path, {}, contributor)
+        for key, sub in item.items():
+            _insert(tree, owners, (*path, key), sub, contributor)
+        return
+    _set_leaf(tree, owners, path, item, contributor)
+
+
+def _set_leaf(
+    tree: dict[str, object],
+    owners: dict[AttrPath, str],
+    path: AttrPath,
+    item: object,
+    contributor: str,
+) -> None:
+    node = tree
+    for depth, key in enumerate(path[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            prefix = path[: depth + 1]
+            raise _conflict(prefix, child, owners[prefix], {path[depth + 1 :]: item}, contributor)
+        node = child
+    key = path[-1]
+    if key not in node:
+        node[key] = list(item) if _is_list(item) else item
+        owners[path] = contributor
+        return
+    current = node[key]
+    if isinstance(current, dict) and current and not isinstance(item, Mapping):
+        raise _conflict(path, current, _owner_below(owners, path), item, contributor)
+    if isinstance(current, list) and _is_list(item):
+        current.extend(element for element in item if element not in current)
+        return
+    if current != item:
+        raise _conflict(path, current, owners.get(path, "?"), item, contributor)
+
+
+def _owner_below(owners: Mapping[AttrPath, str], path: AttrPath) -> str:
+    return next((owner for p, owner in owners.items() if p[: len(path)] == path), "?")
+
+
+def _is_list(item: object) -> TypeGuard[Sequence[object]]:
+    return isinstance(item, Sequence) and not isinstance(item, str | bytes)
+
+
+def _conflict(
+    path: AttrPath, first: object, first_owner: str, second: object, second_owner: str
+) -> ConfigConflict:
+    return ConfigConflict(
+        f"conflicting values for {nix.attr_path(path)}: {first!r} from {first_owner} and "
+        f"{second!r} from {second_owner}"
+    )
+
+
+def _lookup(tree: Mapping[str, object], path: AttrPath) -> object:
+    node: object = tree
+    for key in path:
+        node = cast(Mapping[str, object], node)[key]
+    return node
+
+
+def render_configuration(layout: Layout, statements: Sequence[Statement]) -> str:
+    """``configuration.nix``: a NixOS module, one commented block per section."""
+    known = {title: index for index, title in enumerate(SECTION_ORDER)}
+    first_seen: dict[str, int] = {}
+    for statement in statements:
+        first_seen.setdefault(statement.section, len(first_seen))
+    sections = sorted(first_seen, key=lambda s: (known.get(s, len(known)), first_seen[s]))
+
+    # nixos-generate-config writes hardware-configuration.nix (run it with
+    # --no-filesystems: the file systems are defined here).
+    body = [f"{nix.INDENT}imports = {nix.value([nix.Raw('./hardware-configuration.nix')], 1)};\n"]
+    for section in sections:
+        body.append("\n" + nix.comment(section, 1))
+        for statement in statements:
+            if statement.section == section:
+                rendered = nix.value(statement.value, 1)
+                body.append(f"{nix.INDENT}{nix.attr_path(statement.path)} = {rendered};\n")
+    header = nix.comment(
+        f"Generated by advisor {__version__} for the {layout.backend} backend.\n"
+        "Edit freely: advisor does not read this file back. See docs/configuration.md."
+    )
+    return header + "{ config, lib, pkgs, ... }:\n\n{\n" + "".join(body) + "}\n"
+
+
+def render_flake(layout: Layout) -> str:
+    """``flake.nix`` for ``nixos-install --flake .#<hostname>``."""
+    inputs: dict[str, object] = {
+        "nixpkgs": {"url": f"github:NixOS/nixpkgs/nixos-{layout.nixos_release}"},
+        "impermanence": {"url": "github:nix-community/impermanence"},
+    }
+    modules: list[object] = [
+        nix.Raw("./configuration.nix"),
+        nix.Raw("impermanence.nixosModules.impermanence"),
+    ]
+    arguments = ["nixpkgs", "impermanence"]
+    if layout.sops_age_key_file is not None:
+        inputs["sops-nix"] = {
+            "url": "github:Mic92/sops-nix",
+            "inputs": {"nixpkgs": {"follows": "nixpkgs"}},
+        }
+        modules.append(nix.Raw("sops-nix.nixosModules.sops"))
+        arguments.append("sops-nix")
+    flake = {
+        "description": f"NixOS on encrypted ZFS for {layout.hostname} (generated by advisor)",
+        "inputs": inputs,
+        "outputs": nix.Function(
+            tuple(arguments),
+            {
+                "nixosConfigurations": {
+                    layout.hostname: nix.Apply("nixpkgs.lib.nixosSystem", {"modules": modules})
+                }
+            },
+        ),
+    }
+    header = nix.comment(
+        f"Generated by advisor {__version__}. Install with:\n"
+        f"  nixos-install --flake /mnt/etc/nixos#{layout.hostname}"
+    )
+    return header + nix.value(flake) + "\n"
+
+
+def generate(
+    layout: Layout, backend: Backend, extra: Sequence[Contribution] = ()
+) -> GeneratedConfig:
+    """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones."""
+    contributions = [Contribution("core", f) for f in core_fragments(layout)]
+    contributions += [
+        Contribution(f"backend {backend.name}", f) for f in backend.nix_fragments(layout)
+    ]
+    contributions += extra
+    statements = merge(contributions)
+    return GeneratedConfig(
+        {
+            "configuration.nix": render_configuration(layout, statements),
+            "flake.nix": render_flake(layout),
+        }
+    )
