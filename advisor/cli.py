@@ -12,6 +12,7 @@ terminal); 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -64,6 +65,70 @@ def build_parser() -> argparse.ArgumentParser:
     profiles = commands.add_parser("profiles", help="list the built-in example profiles")
     profiles.add_argument("--json", action="store_true", help="print JSON")
     profiles.set_defaults(run=cmd_profiles)
+
+    config = commands.add_parser(
+        "config",
+        help="generate configuration.nix and flake.nix for an existing layout",
+        description=(
+            "Write configuration.nix and flake.nix for a disk that is already partitioned, "
+            "encrypted and has its pool. Touches no disk. The password is read from "
+            "--password-file, or asked twice at a terminal."
+        ),
+    )
+    config.add_argument("--backend", help="backend name (default: the assessment's)")
+    config.add_argument("--out", metavar="DIR", type=Path, required=True, help="where to write")
+    config.add_argument(
+        "--data-device",
+        metavar="PATH",
+        required=True,
+        help="the LUKS or ZFS partition, a /dev/disk/by-* path",
+    )
+    config.add_argument(
+        "--esp-device", metavar="PATH", required=True, help="the EFI system partition"
+    )
+    config.add_argument("--header", metavar="PATH", help="luks-detached: the header device or file")
+    config.add_argument("--pool", default="rpool", help="pool name (default: rpool)")
+    config.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
+    config.add_argument("--hostname", default="nixos", help="host name (default: nixos)")
+    config.add_argument("--user", required=True, help="the user account to create")
+    config.add_argument(
+        "--password-file", metavar="FILE", type=Path, help="the user's password (plain text)"
+    )
+    config.add_argument("--initrd", choices=("systemd", "scripted"), default="systemd")
+    config.add_argument(
+        "--from-assessment", metavar="FILE", type=Path, help="an 'advisor assess --save' file"
+    )
+    config.add_argument(
+        "--trim",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TRIM through the encryption layer (default: the assessment's answer, else no)",
+    )
+    config.add_argument(
+        "--ssd",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the disk is an SSD/NVMe (default: the assessment's probe, else no)",
+    )
+    config.add_argument(
+        "--remote-unlock-keys",
+        metavar="FILE",
+        type=Path,
+        help="enable SSH unlock in the initrd for these authorized_keys",
+    )
+    config.add_argument(
+        "--sops", action="store_true", help="create an age key for sops-nix on /persist"
+    )
+    config.add_argument(
+        "--persist-root",
+        metavar="DIR",
+        type=Path,
+        help="the target's /persist as mounted now (for generated keys), e.g. /mnt/persist",
+    )
+    config.add_argument("--nixos-release", default="26.05", help="NixOS release (default 26.05)")
+    config.add_argument("--force", action="store_true", help="replace existing files")
+    config.add_argument("--json", action="store_true", help="print what was written as JSON")
+    config.set_defaults(run=cmd_config)
 
     plugins = commands.add_parser(
         "plugins",
@@ -173,7 +238,10 @@ def cmd_assess(args: argparse.Namespace) -> int:
     )
     saved_to = str(args.save) if args.save is not None else None
     if args.save is not None:
-        _write_atomically(args.save, assessment.to_json(saved_to))
+        from advisor.files import write_atomically
+
+        text = json.dumps(assessment.to_json(saved_to), indent=2, ensure_ascii=False) + "\n"
+        write_atomically(args.save, text.encode())
     if args.json:
         print_json(assessment.to_json(saved_to))
     else:
@@ -231,6 +299,72 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from advisor.configure import (
+        ConfigRequest,
+        assessment_defaults,
+        read_assessment,
+        write_configuration,
+    )
+    from advisor.console import print_json, stdout_console
+
+    defaults = {}
+    if args.from_assessment is not None:
+        defaults = assessment_defaults(read_assessment(args.from_assessment))
+    backend = args.backend or defaults.get("backend")
+    if backend is None:
+        raise UsageError("give --backend NAME, or --from-assessment FILE to use its recommendation")
+    plugins = _load_plugins()
+    request = ConfigRequest(
+        backend=backend,
+        out_dir=args.out,
+        data_device=args.data_device,
+        esp_device=args.esp_device,
+        user=args.user,
+        password=_read_password(args.password_file),
+        hostname=args.hostname,
+        pool=args.pool,
+        host_id=args.host_id,
+        header=args.header,
+        initrd=args.initrd,
+        trim=args.trim if args.trim is not None else defaults.get("trim", False),
+        ssd=args.ssd if args.ssd is not None else defaults.get("ssd", False),
+        authorized_keys_file=args.remote_unlock_keys,
+        sops=args.sops,
+        persist_root=args.persist_root,
+        nixos_release=args.nixos_release,
+        force=args.force,
+    )
+    result = write_configuration(request, plugins)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    from advisor.report import render_config_result
+
+    render_config_result(stdout_console(), result)
+    return 0
+
+
+def _read_password(path: Path | None) -> str:
+    """The password from a file (first line), or asked twice, hidden, at a terminal."""
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--password-file {str(path)!r} cannot be read: {error}") from None
+        if not lines or not lines[0]:
+            raise UsageError(f"--password-file {str(path)!r} is empty")
+        return lines[0]
+    if not _interactive():
+        raise UsageError("no terminal to ask the password on: give --password-file FILE")
+    import getpass
+
+    first = getpass.getpass("Password for the new user: ")
+    if first != getpass.getpass("Again: "):
+        raise UsageError("the two passwords differ")
+    return first
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from advisor.console import print_json, stdout_console
 
@@ -253,21 +387,3 @@ def _check_writable(path: Path) -> None:
         raise UsageError(f"--save {str(path)!r}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"--save {str(path)!r}: directory {str(parent)!r} is not writable")
-
-
-def _write_atomically(path: Path, data: object) -> None:
-    """Write JSON next to ``path`` and rename it into place: never a half-written file."""
-    import json
-    import tempfile
-
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp_name).replace(path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise

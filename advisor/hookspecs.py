@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pluggy
 
-from advisor.models import Axis, Backend, Question
+from advisor.models import Axis, Backend, Layout, NixFragment, Question
 
 PROJECT_NAME = "advisor"
 HOOK_PREFIX = "advisor_"
@@ -60,5 +60,23 @@ def advisor_backends() -> Sequence[Backend]:
 
     :return: backend instances. An incompatible ``api_version`` marks the plugin
         ``incompatible``; any other invalid backend marks it ``broken``.
+    """
+    return ()  # pragma: no cover - pluggy never runs a spec body
+
+
+@hookspec
+def advisor_nix_fragments(layout: Layout, backend: Backend) -> Sequence[NixFragment]:
+    """Add settings to the generated ``configuration.nix``, whatever the backend.
+
+    Called once per generated configuration, after the core's and the backend's own
+    fragments (:meth:`Backend.nix_fragments`) are known. Use it for cross-cutting
+    additions (monitoring, extra persisted paths); a backend's own settings belong in
+    its ``nix_fragments`` method.
+
+    :param layout: the validated layout being configured.
+    :param backend: the backend that encrypts it.
+    :return: fragments to merge. Unlike discovery, generation is strict: a plugin that
+        raises, returns something else, or sets an option another contributor set to a
+        different value stops the command with an error naming it.
     """
     return ()  # pragma: no cover - pluggy never runs a spec body

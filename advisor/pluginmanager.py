@@ -33,6 +33,8 @@ from advisor.models import (
     Axis,
     Backend,
     Capability,
+    Layout,
+    NixFragment,
     Question,
     Rating,
 )
@@ -128,6 +130,30 @@ class LoadedPlugins:
     axes: tuple[Axis, ...]
     questions: tuple[Question, ...]
     backends: tuple[Backend, ...]
+    manager: pluggy.PluginManager = field(repr=False, compare=False)
+
+    def nix_fragments(self, layout: Layout, backend: Backend) -> list[tuple[str, NixFragment]]:
+        """Every active plugin's ``advisor_nix_fragments``, as (plugin name, fragment).
+
+        Strict, unlike discovery: this output ends up on a disk, so a failing plugin is
+        an error (:class:`PluginError`) naming it.
+        """
+        kwargs = {"layout": layout, "backend": backend}
+        fragments = []
+        # pluggy lists implementations last-registered first; keep load order.
+        for impl in reversed(self.manager.hook.advisor_nix_fragments.get_hookimpls()):
+            try:
+                results = _invoke(impl, "advisor_nix_fragments", kwargs)
+            except _Rejected as rejected:
+                raise PluginError(f"plugin {impl.plugin_name!r}: {rejected.reason}") from None
+            for fragment in results:
+                if not isinstance(fragment, NixFragment):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r}: advisor_nix_fragments returned "
+                        f"{type(fragment).__name__}, not NixFragment"
+                    )
+                fragments.append((impl.plugin_name, fragment))
+        return fragments
 
     def backend(self, name: str) -> Backend:
         """The active backend called ``name``; a :class:`UsageError` names the others."""
@@ -197,7 +223,7 @@ def load_plugins(
         if record.status is Status.ACTIVE and pm.has_plugin(record.name):
             plugin = pm.get_plugin(record.name)
             record.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
-    return LoadedPlugins(tuple(records), axes, questions, backends)
+    return LoadedPlugins(tuple(records), axes, questions, backends, pm)
 
 
 _Fail = Callable[[PluginRecord, str, Status], None]
@@ -251,20 +277,24 @@ def _one_line(message: str) -> str:
     return " ".join(lines)
 
 
+def _invoke(impl: pluggy.HookImpl, hook_name: str, kwargs: Mapping[str, object]) -> list[Any]:
+    """Call one implementation with the arguments it asks for; check it returned a list."""
+    try:
+        result = impl.function(*(kwargs[name] for name in impl.argnames))
+    except Exception as error:
+        raise _Rejected(f"{hook_name} raised {type(error).__name__}: {error}") from error
+    if result is None:
+        return []
+    if isinstance(result, str | bytes) or not isinstance(result, Iterable):
+        raise _Rejected(f"{hook_name} must return a list, not {type(result).__name__}")
+    return list(result)
+
+
 def _call(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> list[Any]:
     """Call one plugin's implementation of a no-argument hook; ``[]`` if it has none."""
-    caller = getattr(pm.hook, hook_name)
-    for impl in caller.get_hookimpls():
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
         if impl.plugin_name == plugin_name:
-            try:
-                result = impl.function()
-            except Exception as error:
-                raise _Rejected(f"{hook_name} raised {type(error).__name__}: {error}") from error
-            if result is None:
-                return []
-            if isinstance(result, str | bytes) or not isinstance(result, Iterable):
-                raise _Rejected(f"{hook_name} must return a list, not {type(result).__name__}")
-            return list(result)
+            return _invoke(impl, hook_name, {})
     return []
 
 

@@ -8,6 +8,7 @@ markup.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
@@ -18,6 +19,9 @@ from rich.text import Text
 from advisor.assessment import Assessment
 from advisor.models import Question, Rating, SystemFacts
 from advisor.pluginmanager import PluginRecord, Status
+
+if TYPE_CHECKING:
+    from advisor.configure import ConfigResult
 
 _RATING_MARK = {
     Rating.STRONG: ("+++", "bold green"),
@@ -202,3 +206,32 @@ def render_plugins(console: Console, records: Sequence[PluginRecord]) -> None:
             Text(", ".join(record.backends) or "-"),
         )
     console.print(table)
+
+
+def render_config_result(console: Console, result: ConfigResult) -> None:
+    """What ``advisor config`` wrote, and what to do next."""
+    layout = result.layout
+    console.print(
+        Text(f"Configuration for {layout.hostname} ({layout.backend}, ", style="bold")
+        + Text(f"{layout.initrd} initrd, host id {layout.host_id})", style="bold")
+    )
+    for path in result.written:
+        console.print(_indent(Text(f"wrote {path}")))
+    for path in result.unchanged:
+        console.print(_indent(Text(f"unchanged {path}", style="dim")))
+    for path in result.secrets_written:
+        console.print(_indent(Text(f"created {path} (mode 0600)")))
+    if result.initrd_host_key_fingerprint:
+        console.print(_indent(Text(f"initrd SSH host key: {result.initrd_host_key_fingerprint}")))
+    if result.age_public_key:
+        console.print(_indent(Text(f"sops age public key: {result.age_public_key}")))
+    if result.hardware_configuration_missing:
+        console.print()
+        console.print(
+            Text(
+                "hardware-configuration.nix is missing: run "
+                "'nixos-generate-config --root /mnt --no-filesystems' (the file systems are "
+                "defined in configuration.nix).",
+                style="yellow",
+            )
+        )

@@ -1,0 +1,256 @@
+"""Writing a NixOS configuration for an existing layout: ``advisor config``.
+
+The steps: validate the request into a :class:`~advisor.models.Layout`, hash the password,
+create (or reuse) the initrd SSH host key and the sops age key under the persist root,
+generate the files and write them atomically. ``advisor install`` calls
+:func:`write_configuration` with the disks it has just prepared.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from advisor import secrets, validate
+from advisor.configuration import Contribution, generate
+from advisor.errors import UsageError
+from advisor.files import write_atomically
+from advisor.models import Layout, RemoteUnlock
+from advisor.pluginmanager import LoadedPlugins
+
+#: Paths on the installed system; the files are written below the persist root given.
+INITRD_HOST_KEY = "/persist/etc/secrets/initrd/ssh_host_ed25519_key"
+SOPS_AGE_KEY = "/persist/var/lib/sops-nix/key.txt"
+INITRD_CHOICES = ("systemd", "scripted")
+
+
+@dataclass(frozen=True)
+class ConfigRequest:
+    """What the user asked for, not yet validated. ``password`` is never printed."""
+
+    backend: str
+    out_dir: Path
+    data_device: str
+    esp_device: str
+    user: str
+    password: str = field(repr=False)
+    hostname: str = "nixos"
+    pool: str = "rpool"
+    host_id: str | None = None
+    header: str | None = None
+    initrd: str = "systemd"
+    trim: bool = False
+    ssd: bool = False
+    authorized_keys_file: Path | None = None
+    sops: bool = False
+    persist_root: Path | None = None
+    nixos_release: str = "26.05"
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """What was written, for the summary and ``--json``. Holds no secret."""
+
+    layout: Layout
+    written: tuple[Path, ...]
+    unchanged: tuple[Path, ...]
+    secrets_written: tuple[Path, ...]
+    initrd_host_key_fingerprint: str | None
+    age_public_key: str | None
+    hardware_configuration_missing: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.layout.backend,
+            "hostname": self.layout.hostname,
+            "host_id": self.layout.host_id,
+            "pool": self.layout.pool,
+            "initrd": self.layout.initrd,
+            "written": [str(p) for p in self.written],
+            "unchanged": [str(p) for p in self.unchanged],
+            "secrets_written": [str(p) for p in self.secrets_written],
+            "initrd_host_key_fingerprint": self.initrd_host_key_fingerprint,
+            "age_public_key": self.age_public_key,
+            "hardware_configuration_missing": self.hardware_configuration_missing,
+        }
+
+
+def new_host_id() -> str:
+    """Eight random hex digits, never the all-zero id ZFS reads as 'none'."""
+    while (host_id := random.token_hex(4)) == "00000000":
+        continue
+    return host_id
+
+
+def read_assessment(path: Path) -> Mapping[str, Any]:
+    """A file written by ``advisor assess --save``; a :class:`UsageError` if it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--from-assessment {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"--from-assessment {str(path)!r} cannot be read: {error}") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("schema") != 1
+        or not isinstance(data.get("answers"), dict)
+        or not isinstance(data.get("system"), dict)
+    ):
+        raise UsageError(
+            f"--from-assessment {str(path)!r} is not an assessment saved by "
+            "'advisor assess --save' (schema 1)"
+        )
+    return data
+
+
+def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
+    """The request fields an assessment decides: backend, TRIM, SSD."""
+    defaults: dict[str, Any] = {
+        "trim": assessment["answers"].get("ssd_trim") == "yes",
+        "ssd": assessment["system"].get("solid_state_disk") is True,
+    }
+    if isinstance(assessment.get("recommendation"), str):
+        defaults["backend"] = assessment["recommendation"]
+    return defaults
+
+
+def read_authorized_keys(path: Path) -> tuple[str, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"--remote-unlock-keys {str(path)!r} cannot be read: {error}") from None
+    origin = f"--remote-unlock-keys {str(path)!r}"
+    keys = tuple(
+        validate.authorized_key(line.strip(), origin)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    if not keys:
+        raise UsageError(f"{origin} holds no public key")
+    return keys
+
+
+def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password: str) -> Layout:
+    """Validate every name and path of ``request`` into a :class:`Layout`."""
+    backend = plugins.backend(request.backend)
+    if request.initrd not in INITRD_CHOICES:
+        raise UsageError(f"--initrd {request.initrd!r}: choose systemd or scripted")
+    header = validate.header_path(request.header) if request.header else None
+    if backend.name == "luks-detached" and header is None:
+        raise UsageError("the luks-detached backend needs --header PATH (device or file)")
+    if backend.name != "luks-detached" and header is not None:
+        raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
+    wants_secrets = request.authorized_keys_file is not None or request.sops
+    if wants_secrets and request.persist_root is None:
+        raise UsageError(
+            "--remote-unlock-keys and --sops create keys on the target's /persist: "
+            "give --persist-root (for an install, /mnt/persist)"
+        )
+    remote = None
+    if request.authorized_keys_file is not None:
+        remote = RemoteUnlock(read_authorized_keys(request.authorized_keys_file), INITRD_HOST_KEY)
+    return Layout(
+        backend=backend.name,
+        hostname=validate.hostname(request.hostname),
+        host_id=validate.host_id(request.host_id) if request.host_id else new_host_id(),
+        user=validate.username(request.user),
+        hashed_password=hashed_password,
+        data_device=validate.device_path(request.data_device, "--data-device"),
+        esp_device=validate.device_path(request.esp_device, "--esp-device"),
+        pool=validate.pool_name(request.pool),
+        header=header,
+        initrd=request.initrd,
+        trim=request.trim,
+        ssd=request.ssd,
+        remote_unlock=remote,
+        sops_age_key_file=SOPS_AGE_KEY if request.sops else None,
+        nixos_release=validate.nixos_release(request.nixos_release),
+    )
+
+
+def _below(root: Path, target_path: str) -> Path:
+    """Where a path of the installed system's /persist lies under ``root``."""
+    return root / Path(target_path).relative_to("/persist")
+
+
+def _ensure_initrd_host_key(persist_root: Path) -> tuple[str, bool]:
+    """The fingerprint of the initrd host key, creating the key if there is none."""
+    path = _below(persist_root, INITRD_HOST_KEY)
+    if path.exists():
+        return secrets.load_ssh_host_key(path.read_bytes()).fingerprint, False
+    key = secrets.generate_ssh_host_key()
+    secrets.write_secret_file(path, key.private_openssh)
+    return key.fingerprint, True
+
+
+def _ensure_age_key(persist_root: Path) -> tuple[str, bool]:
+    path = _below(persist_root, SOPS_AGE_KEY)
+    if path.exists():
+        return secrets.load_age_key(path.read_text(encoding="utf-8")).public, False
+    key = secrets.generate_age_key()
+    text = secrets.age_key_file(key, datetime.now(UTC).replace(microsecond=0))
+    secrets.write_secret_file(path, text.encode())
+    return key.public, True
+
+
+def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> ConfigResult:
+    """Validate, generate and write. Nothing is written unless everything validates,
+    the configuration generates without conflict, and no file would be overwritten
+    without ``force``."""
+    # Validate everything first, so a typo does not cost a password hash.
+    layout = build_layout(request, plugins, hashed_password="")
+    layout = replace(layout, hashed_password=secrets.hash_password(request.password))
+    backend = plugins.backend(layout.backend)
+    extra = [
+        Contribution(f"plugin {name}", fragment)
+        for name, fragment in plugins.nix_fragments(layout, backend)
+    ]
+    files = generate(layout, backend, extra).files
+
+    out = request.out_dir
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is not a directory")
+    changed = {name: text for name, text in files.items() if _differs(out / name, text)}
+    clashing = [name for name in changed if (out / name).exists()]
+    if clashing and not request.force:
+        raise UsageError(
+            f"{', '.join(str(out / n) for n in clashing)} already exist(s) with other content; "
+            "use --force to replace"
+        )
+
+    secrets_written: list[Path] = []
+    fingerprint = age_public = None
+    if request.persist_root is not None and layout.remote_unlock is not None:
+        fingerprint, created = _ensure_initrd_host_key(request.persist_root)
+        if created:
+            secrets_written.append(_below(request.persist_root, INITRD_HOST_KEY))
+    if request.persist_root is not None and layout.sops_age_key_file is not None:
+        age_public, created = _ensure_age_key(request.persist_root)
+        if created:
+            secrets_written.append(_below(request.persist_root, SOPS_AGE_KEY))
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in changed.items():
+        write_atomically(out / name, text.encode())
+    return ConfigResult(
+        layout=layout,
+        written=tuple(out / name for name in changed),
+        unchanged=tuple(out / name for name in files if name not in changed),
+        secrets_written=tuple(secrets_written),
+        initrd_host_key_fingerprint=fingerprint,
+        age_public_key=age_public,
+        hardware_configuration_missing=not (out / "hardware-configuration.nix").exists(),
+    )
+
+
+def _differs(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") != text
+    except FileNotFoundError:
+        return True

@@ -1,0 +1,123 @@
+"""Checks for names and paths that end up in the NixOS configuration or on a command line.
+
+Each check returns the value (normalised where that is harmless, such as lower-casing a
+host id) or raises :class:`~advisor.errors.UsageError` naming the option and the rule.
+The Nix renderer escapes everything anyway; these checks keep values that NixOS, ZFS or
+crypttab would reject, or that would mean something else there, from getting that far.
+"""
+
+from __future__ import annotations
+
+import re
+
+from advisor.errors import UsageError
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_HOST_ID = re.compile(r"^[0-9a-f]{8}$")
+_STABLE_DEVICE = re.compile(
+    r"^/dev/disk/by-(id|partuuid|partlabel|uuid|path)/[A-Za-z0-9._:+@,=-]+$"
+)
+_FILE_PATH = re.compile(r"^/[A-Za-z0-9._/+@,=-]+$")
+_RELEASE = re.compile(r"^[0-9]{2}\.(05|11)$")
+_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+_KEY_BODY = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
+# Pool names zpool reserves for vdev types.
+_RESERVED_POOLS = {"mirror", "raidz", "raidz1", "raidz2", "raidz3", "draid", "spare", "log"}
+_RESERVED_USERS = {"root", "nobody", "nixbld", "messagebus", "sshd", "systemd-network"}
+
+
+def hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise UsageError(
+            f"--hostname {value!r}: use letters, digits and hyphens, 1 to 63 characters, "
+            "not starting or ending with a hyphen"
+        )
+    return value
+
+
+def username(value: str) -> str:
+    if not _USERNAME.match(value):
+        raise UsageError(
+            f"--user {value!r}: use lower-case letters, digits, '_' and '-', starting with a "
+            "letter or '_', at most 32 characters"
+        )
+    if value in _RESERVED_USERS:
+        raise UsageError(f"--user {value!r} is a system account; choose a personal user name")
+    return value
+
+
+def pool_name(value: str) -> str:
+    if not _POOL.match(value):
+        raise UsageError(
+            f"--pool {value!r}: use letters, digits, '_' and '-', starting with a letter, "
+            "at most 64 characters"
+        )
+    if value in _RESERVED_POOLS or re.match(r"^c[0-9]", value):
+        raise UsageError(f"--pool {value!r} is reserved by ZFS")
+    return value
+
+
+def host_id(value: str) -> str:
+    normalised = value.lower()
+    if not _HOST_ID.match(normalised):
+        raise UsageError(f"--host-id {value!r}: must be exactly 8 hexadecimal digits")
+    if normalised == "00000000":
+        raise UsageError("--host-id 00000000 means 'no host id' to ZFS; choose another")
+    return normalised
+
+
+def device_path(value: str, option: str) -> str:
+    """A partition path that stays the same across boots."""
+    if _STABLE_DEVICE.match(value):
+        return value
+    if value.startswith("/dev/") and not value.startswith("/dev/disk/"):
+        raise UsageError(
+            f"{option} {value!r}: names like /dev/sda2 or /dev/vda2 can change between boots; "
+            "give a /dev/disk/by-id/... or /dev/disk/by-partuuid/... path"
+        )
+    raise UsageError(
+        f"{option} {value!r}: expected /dev/disk/by-id/, by-partuuid/, by-partlabel/, "
+        "by-uuid/ or by-path/ followed by a link name (letters, digits and ._:+@,=-)"
+    )
+
+
+def header_path(value: str) -> str:
+    """A detached LUKS header: a stable device path, or an absolute file path."""
+    if value.startswith("/dev/"):
+        return device_path(value, "--header")
+    parts = value.split("/")
+    if not _FILE_PATH.match(value) or ".." in parts or "." in parts:
+        raise UsageError(
+            f"--header {value!r}: give a /dev/disk/by-* device, or an absolute file path of "
+            "letters, digits and ._/+@,=- without '.' or '..' components"
+        )
+    return value
+
+
+def nixos_release(value: str) -> str:
+    if not _RELEASE.match(value):
+        raise UsageError(f"--nixos-release {value!r}: expected a release such as 26.05")
+    return value
+
+
+def authorized_key(line: str, origin: str) -> str:
+    """One OpenSSH public key line, without options (``from=``, ``command=``)."""
+    fields = line.split(None, 2)
+    if len(fields) < 2 or fields[0] not in _KEY_TYPES or not _KEY_BODY.match(fields[1]):
+        raise UsageError(
+            f"{origin}: {line[:40]!r}... is not an OpenSSH public key line "
+            f"({' | '.join(_KEY_TYPES[:2])} ... BASE64 [comment]); options are not supported"
+        )
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in line):
+        raise UsageError(f"{origin}: a key line contains control characters")
+    return " ".join(fields)

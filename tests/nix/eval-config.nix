@@ -1,0 +1,18 @@
+# Evaluates a generated configuration.nix against minimal stand-ins for the NixOS module
+# arguments, so tests can assert on option paths and values as data (JSON).
+# nix-instantiate --eval --strict --json --arg file ./configuration.nix eval-config.nix
+{ file }:
+let
+  # lib.mk* wrap a value the way the module system does, in a shape JSON can show.
+  order = priority: content: { _order = priority; inherit content; };
+  lib = {
+    mkAfter = order 1500;
+    mkBefore = order 500;
+    mkDefault = content: { _override = 1000; inherit content; };
+    mkForce = content: { _override = 50; inherit content; };
+  };
+  pkgs = { zfs = { _package = "zfs"; }; };
+  module = import file { config = { }; inherit lib pkgs; };
+in
+  # Paths would be copied to the store by --json: show them as strings instead.
+  module // { imports = map toString module.imports; }

@@ -1,0 +1,340 @@
+"""``advisor config`` end to end, and hostile input in every name that reaches Nix."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nixeval
+import pytest
+from helpers import RunCli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from advisor.configuration import generate
+from advisor.configure import ConfigRequest, build_layout
+from advisor.errors import UsageError
+from advisor.pluginmanager import load_plugins
+
+CANARY = "canary-Pa55w0rd-7f3e"
+DATA = "/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"
+ESP = "/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
+HEADER = "/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+PUBKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me@x"
+
+
+@pytest.fixture
+def password_file(tmp_path: Path) -> Path:
+    path = tmp_path / "password"
+    path.write_text(CANARY + "\n")
+    return path
+
+
+def config_args(out: Path, password_file: Path, *extra: str, backend: str = "luks") -> list[str]:
+    args = ["config", "--backend", backend, "--out", str(out), "--data-device", DATA]
+    args += ["--esp-device", ESP, "--user", "alice", "--password-file", str(password_file)]
+    args += ["--hostname", "atlas", "--host-id", "8f2a91c4"]
+    if backend == "luks-detached" and "--header" not in extra:
+        args += ["--header", HEADER]
+    return [*args, *extra]
+
+
+def assert_no_canary(*texts: str) -> None:
+    for text in texts:
+        assert CANARY not in text
+
+
+@pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
+@pytest.mark.parametrize("initrd", ["systemd", "scripted"])
+def test_config_writes_files_that_parse_and_evaluate(
+    run_cli: RunCli, tmp_path: Path, password_file: Path, backend: str, initrd: str
+) -> None:
+    out = tmp_path / "etc-nixos"
+    result = run_cli(
+        *config_args(out, password_file, "--initrd", initrd, "--json", backend=backend)
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["written"] == [str(out / "configuration.nix"), str(out / "flake.nix")]
+    assert report["host_id"] == "8f2a91c4"
+    assert report["hardware_configuration_missing"] is True
+    for name in ("configuration.nix", "flake.nix"):
+        nixeval.parse(out / name)
+    cfg = nixeval.eval_config(out / "configuration.nix")
+    user = cfg["users"]["users"]["alice"]
+    assert user["initialHashedPassword"].startswith("$y$")  # yescrypt
+    assert cfg["boot"]["initrd"]["systemd"]["enable"] is (initrd == "systemd")
+    text = (out / "configuration.nix").read_text()
+    assert_no_canary(result.stdout, result.stderr, text, (out / "flake.nix").read_text())
+
+
+def test_password_hash_verifies(run_cli: RunCli, tmp_path: Path, password_file: Path) -> None:
+    out = tmp_path / "o"
+    assert run_cli(*config_args(out, password_file)).returncode == 0
+    hashed = nixeval.eval_config(out / "configuration.nix")["users"]["users"]["alice"][
+        "initialHashedPassword"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # libxcrypt, which knows yescrypt
+
+    assert crypt.crypt(CANARY, hashed) == hashed
+    assert crypt.crypt(CANARY + "x", hashed) != hashed
+
+
+def test_assessment_supplies_backend_trim_and_ssd(
+    run_cli: RunCli, tmp_path: Path, password_file: Path
+) -> None:
+    assessment = tmp_path / "assessment.json"
+    answers = tmp_path / "a.toml"
+    answers.write_text('ssd_trim = "yes"\n')
+    saved = run_cli(
+        "assess", "--profile", "homelab", "--answers", str(answers), "--save", str(assessment)
+    )
+    assert saved.returncode == 0, saved.stderr
+    out = tmp_path / "o"
+    args = config_args(out, password_file, "--from-assessment", str(assessment), "--json")
+    args.remove("--backend")
+    args.remove("luks")
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["backend"] == "zfs-native"  # the recommendation
+    cfg = nixeval.eval_config(out / "configuration.nix")
+    assert cfg["services"]["zfs"]["trim"]["enable"] is True
+
+
+def test_remote_unlock_and_sops_keys(run_cli: RunCli, tmp_path: Path, password_file: Path) -> None:
+    keys = tmp_path / "authorized_keys"
+    keys.write_text(f"# comment line\n{PUBKEY}\n")
+    persist = tmp_path / "persist"
+    out = tmp_path / "o"
+    args = config_args(
+        out, password_file, "--remote-unlock-keys", str(keys), "--sops",
+        "--persist-root", str(persist), "--json",
+    )  # fmt: skip
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+
+    host_key = persist / "etc/secrets/initrd/ssh_host_ed25519_key"
+    age_key = persist / "var/lib/sops-nix/key.txt"
+    assert report["secrets_written"] == [str(host_key), str(age_key)]
+    for secret in (host_key, age_key):
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    # The printed fingerprint and public key are those of the files, as the real tools see them.
+    public = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(host_key)], capture_output=True, text=True, check=True
+    ).stdout
+    pub_file = tmp_path / "host.pub"
+    pub_file.write_text(public)
+    listed = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(pub_file)], capture_output=True, text=True, check=True
+    ).stdout
+    assert report["initrd_host_key_fingerprint"] in listed
+    age_public = subprocess.run(
+        ["age-keygen", "-y", str(age_key)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert report["age_public_key"] == age_public
+    # Secrets never reach the output or the configuration.
+    private_text = host_key.read_text() + age_key.read_text()
+    secret_line = next(line for line in age_key.read_text().splitlines() if "SECRET" in line)
+    config_text = (out / "configuration.nix").read_text()
+    for text in (first.stdout, first.stderr, config_text):
+        assert secret_line not in text
+        assert "PRIVATE KEY" not in text
+    assert "PRIVATE KEY" in private_text
+
+    cfg = nixeval.eval_config(out / "configuration.nix")
+    assert cfg["boot"]["initrd"]["network"]["ssh"]["authorizedKeys"] == [PUBKEY]
+
+    # Running again reuses the keys and leaves identical files alone. (The password hash
+    # has a new salt, so configuration.nix differs and needs --force.)
+    again = run_cli(*args, "--force")
+    assert again.returncode == 0, again.stderr
+    report_again = json.loads(again.stdout)
+    assert report_again["secrets_written"] == []
+    assert report_again["written"] == [str(out / "configuration.nix")]
+    assert report_again["unchanged"] == [str(out / "flake.nix")]
+    assert report_again["initrd_host_key_fingerprint"] == report["initrd_host_key_fingerprint"]
+    assert report_again["age_public_key"] == report["age_public_key"]
+
+
+def test_existing_different_files_need_force(
+    run_cli: RunCli, tmp_path: Path, password_file: Path
+) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "configuration.nix").write_text("{ }\n")
+    result = run_cli(*config_args(out, password_file))
+    assert result.returncode == 2
+    assert "already exist" in result.stderr and "--force" in result.stderr
+    assert (out / "configuration.nix").read_text() == "{ }\n"
+    assert not (out / "flake.nix").exists()  # nothing half-written
+    forced = run_cli(*config_args(out, password_file, "--force"))
+    assert forced.returncode == 0, forced.stderr
+    assert "boot.zfs.devNodes" in (out / "configuration.nix").read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("--data-device", "/dev/sda2"), "can change between boots"),
+        (("--esp-device", "sda1"), "expected /dev/disk/by-id/"),
+        (("--hostname", "bad host"), "--hostname 'bad host'"),
+        (("--user", "root"), "system account"),
+        (("--user", 'x"; }; evil = {'), "--user"),
+        (("--host-id", "xyz"), "8 hexadecimal digits"),
+        (("--host-id", "00000000"), "no host id"),
+        (("--pool", "mirror"), "reserved"),
+        (("--pool", "rpool/x"), "--pool"),
+        (("--nixos-release", "unstable"), "26.05"),
+        (("--backend", "btrfs"), "unknown backend 'btrfs'"),
+        (("--header", HEADER), "only for the luks-detached backend"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    run_cli: RunCli,
+    tmp_path: Path,
+    password_file: Path,
+    change: tuple[str, str],
+    message: str,
+) -> None:
+    out = tmp_path / "o"
+    args = config_args(out, password_file)
+    option, bad = change
+    if option in args:
+        args[args.index(option) + 1] = bad
+    else:
+        args += [option, bad]
+    result = run_cli(*args)
+    assert result.returncode == 2, result
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert_no_canary(result.stdout, result.stderr)
+
+
+def test_other_refusals(run_cli: RunCli, tmp_path: Path, password_file: Path) -> None:
+    out = tmp_path / "o"
+    detached = config_args(out, password_file, backend="luks-detached")
+    without_header = (
+        detached[: detached.index("--header")] + detached[detached.index("--header") + 2 :]
+    )
+    assert "needs --header" in run_cli(*without_header).stderr
+    keys = tmp_path / "keys"
+    keys.write_text(PUBKEY + "\n")
+    no_root = run_cli(*config_args(out, password_file, "--remote-unlock-keys", str(keys)))
+    assert no_root.returncode == 2 and "--persist-root" in no_root.stderr
+    keys.write_text('command="rm -rf /" ssh-ed25519 AAAA x\n')
+    bad_keys = run_cli(
+        *config_args(out, password_file, "--remote-unlock-keys", str(keys), "--persist-root", "p")
+    )
+    assert bad_keys.returncode == 2 and "not an OpenSSH public key line" in bad_keys.stderr
+    no_password = [a for a in config_args(out, password_file) if a != str(password_file)]
+    no_password.remove("--password-file")
+    missing = run_cli(*no_password)
+    assert missing.returncode == 2 and "--password-file" in missing.stderr
+    bad_assessment = tmp_path / "a.json"
+    bad_assessment.write_text('{"schema": 99}')
+    result = run_cli(*config_args(out, password_file, "--from-assessment", str(bad_assessment)))
+    assert result.returncode == 2 and "schema 1" in result.stderr
+    assert not out.exists()
+
+
+def test_canary_never_in_a_failure(run_cli: RunCli, tmp_path: Path) -> None:
+    # A password mkpasswd cannot take is refused without echoing it.
+    password = tmp_path / "password"
+    password.write_text("")
+    result = run_cli(*config_args(tmp_path / "o", password))
+    assert result.returncode == 2 and "empty" in result.stderr
+
+
+# Hostile input: every accepted value round-trips through Nix; the rest is a UsageError.
+
+PLUGINS = load_plugins(environ={})
+hostile = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list("$\\{}'\"\n;=/ .-_@:")),
+        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def request(**overrides: Any) -> ConfigRequest:
+    fields: dict[str, Any] = {
+        "backend": "luks-detached",
+        "out_dir": Path("/nonexistent"),
+        "data_device": DATA,
+        "esp_device": ESP,
+        "user": "alice",
+        "password": "x",
+        "header": HEADER,
+    }
+    fields.update(overrides)
+    return ConfigRequest(**fields)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(["hostname", "user", "pool", "data_device", "esp_device", "header"]),
+    text=hostile,
+    prefix=st.sampled_from(["", "/dev/disk/by-id/", "/dev/disk/by-partuuid/", "/persist/"]),
+)
+def test_hostile_names_are_refused_or_inert(
+    field: str, text: str, prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    value = prefix + text if field in ("data_device", "esp_device", "header") else text
+    try:
+        layout = build_layout(request(**{field: value}), PLUGINS, hashed_password="$y$x")
+    except UsageError:
+        return  # refused with a message: fine
+    folder = tmp_path_factory.mktemp("hostile")
+    files = generate(layout, PLUGINS.backend(layout.backend)).files
+    for name, content in files.items():
+        (folder / name).write_text(content)
+        nixeval.parse(folder / name)
+    cfg = nixeval.eval_config(folder / "configuration.nix")
+    flake = nixeval.eval_flake(folder / "flake.nix")
+    # Whatever was accepted lands exactly where it belongs, as the same string.
+    assert cfg["networking"]["hostName"] == layout.hostname
+    assert list(flake["nixosConfigurations"]) == [layout.hostname]
+    assert list(cfg["users"]["users"]) == [layout.user]
+    assert cfg["fileSystems"]["/"]["device"] == f"{layout.pool}/local/root"
+    assert cfg["fileSystems"]["/boot"]["device"] == layout.esp_device
+    device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
+    assert device["device"] == layout.data_device
+    assert layout.header is not None
+    expected_header = layout.header if layout.header.startswith("/dev/") else "/etc/luks/header.img"
+    assert device["header"] == expected_header
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(comment=hostile.filter(lambda c: "\n" not in c and "\r" not in c))
+def test_hostile_key_comments_stay_inert(
+    comment: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("keys")
+    keys = folder / "keys"
+    keys.write_text(f"{PUBKEY.rsplit(' ', 1)[0]} {comment}\n")
+    try:
+        layout = build_layout(
+            request(authorized_keys_file=keys, persist_root=folder),
+            PLUGINS,
+            hashed_password="$y$x",
+        )
+    except UsageError:
+        return
+    (folder / "configuration.nix").write_text(
+        generate(layout, PLUGINS.backend(layout.backend)).files["configuration.nix"]
+    )
+    cfg = nixeval.eval_config(folder / "configuration.nix")
+    assert layout.remote_unlock is not None
+    assert cfg["boot"]["initrd"]["network"]["ssh"]["authorizedKeys"] == list(
+        layout.remote_unlock.authorized_keys
+    )

@@ -1,0 +1,397 @@
+"""Generated NixOS configuration: content evaluated by real Nix, golden files, merging."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import nixeval
+import pytest
+
+from advisor.configuration import (
+    ConfigConflict,
+    Contribution,
+    core_fragments,
+    generate,
+    merge,
+)
+from advisor.errors import PluginError
+from advisor.models import Backend, Layout, NixFragment, RemoteUnlock
+from advisor.pluginmanager import load_plugins
+from advisor_luks import LuksBackend
+from advisor_luks_detached import INITRD_HEADER, LuksDetachedBackend
+from advisor_zfs_native import ZfsNativeBackend
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+BACKENDS: dict[str, Backend] = {
+    "luks": LuksBackend(),
+    "zfs-native": ZfsNativeBackend(),
+    "luks-detached": LuksDetachedBackend(),
+}
+HASH = "$y$j9T$7cM0Q2yWm/Abc1defGhij.$0123456789abcdefghijklmnopqrstuvwxyzABCD"
+
+
+def golden_layout(backend: str, initrd: str) -> Layout:
+    """Fixed inputs for the golden files: one realistic machine per backend."""
+    base = Layout(
+        backend=backend,
+        hostname="atlas",
+        host_id="8f2a91c4",
+        user="alice",
+        hashed_password=HASH,
+        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        initrd=initrd,
+    )
+    if backend == "luks":
+        return replace(base, ssd=True)
+    if backend == "zfs-native":
+        return replace(
+            base,
+            data_device="/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64DNX0R123456A-part2",
+            trim=True,
+            ssd=True,
+        )
+    return replace(base, header="/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b")
+
+
+def remote_sops_layout() -> Layout:
+    return replace(
+        golden_layout("luks", "systemd"),
+        trim=True,
+        remote_unlock=RemoteUnlock(
+            ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey alice@laptop",)
+        ),
+        sops_age_key_file="/persist/var/lib/sops-nix/key.txt",
+    )
+
+
+VARIANTS: dict[str, Layout] = {
+    f"{backend}-{initrd}": golden_layout(backend, initrd)
+    for backend in BACKENDS
+    for initrd in ("systemd", "scripted")
+}
+VARIANTS["luks-systemd-remote-sops"] = remote_sops_layout()
+
+
+def write_variant(name: str, folder: Path) -> dict[str, Path]:
+    layout = VARIANTS[name]
+    files = generate(layout, BACKENDS[layout.backend]).files
+    paths = {}
+    for file_name, text in files.items():
+        paths[file_name] = folder / file_name
+        paths[file_name].write_text(text, encoding="utf-8")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, Any, Path]]:
+    """Every variant written, parsed and evaluated once: (config, flake, folder)."""
+    results = {}
+    for name in VARIANTS:
+        folder = tmp_path_factory.mktemp(name)
+        paths = write_variant(name, folder)
+        for path in paths.values():
+            nixeval.parse(path)
+        results[name] = (
+            nixeval.eval_config(paths["configuration.nix"]),
+            nixeval.eval_flake(paths["flake.nix"]),
+            folder,
+        )
+    return results
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_golden_files(name: str, tmp_path: Path) -> None:
+    """The generated files, as reviewed in tests/golden/ (ADVISOR_UPDATE_GOLDEN=1 rewrites)."""
+    paths = write_variant(name, tmp_path)
+    for file_name, path in paths.items():
+        golden = GOLDEN / name / file_name
+        if os.environ.get("ADVISOR_UPDATE_GOLDEN") == "1":
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+        assert path.read_text(encoding="utf-8") == golden.read_text(encoding="utf-8"), (
+            f"{golden} is stale: review the diff, then rerun with ADVISOR_UPDATE_GOLDEN=1"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_shared_content(name: str, evaluated: dict[str, tuple[Any, Any, Path]]) -> None:
+    cfg, flake, folder = evaluated[name]
+    layout = VARIANTS[name]
+    boot = cfg["boot"]
+    assert cfg["imports"] == [str(folder / "hardware-configuration.nix")]
+    assert boot["loader"]["systemd-boot"] == {"enable": True, "editor": False}
+    assert boot["loader"]["efi"]["canTouchEfiVariables"] is True
+    assert cfg["fileSystems"]["/boot"] == {
+        "device": layout.esp_device,
+        "fsType": "vfat",
+        "options": ["umask=0077"],
+    }
+    assert boot["supportedFilesystems"] == ["zfs"]
+    assert cfg["networking"] == {"hostId": "8f2a91c4", "hostName": "atlas"}
+    assert boot["zfs"]["forceImportRoot"] is False
+    assert cfg["services"]["zfs"] == {
+        "autoScrub": {"enable": True},
+        "trim": {"enable": layout.trim},
+    }
+    for mount, dataset in (("/", "local/root"), ("/nix", "local/nix"), ("/home", "safe/home")):
+        assert cfg["fileSystems"][mount] == {"device": f"rpool/{dataset}", "fsType": "zfs"}
+    assert cfg["fileSystems"]["/persist"] == {
+        "device": "rpool/safe/persist",
+        "fsType": "zfs",
+        "neededForBoot": True,
+    }
+    persistence = cfg["environment"]["persistence"]["/persist"]
+    assert {"/etc/nixos", "/var/log", "/var/lib/nixos"} <= set(persistence["directories"])
+    assert persistence["files"] == ["/etc/machine-id"]
+    assert cfg["services"]["openssh"]["hostKeys"] == [
+        {"path": "/persist/etc/ssh/ssh_host_ed25519_key", "type": "ed25519"}
+    ]
+    assert cfg["users"]["mutableUsers"] is False
+    assert cfg["users"]["users"]["alice"] == {
+        "isNormalUser": True,
+        "extraGroups": ["wheel"],
+        "initialHashedPassword": HASH,
+    }
+    assert cfg["system"]["stateVersion"] == "26.05"
+    assert flake["inputs"]["nixpkgs"]["url"] == "github:NixOS/nixpkgs/nixos-26.05"
+    assert flake["inputs"]["impermanence"]["url"] == "github:nix-community/impermanence"
+    modules = flake["nixosConfigurations"]["atlas"]["modules"]
+    assert modules[:2] == [str(folder / "configuration.nix"), "impermanence-module"]
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_rollback_systemd_initrd(backend: str, evaluated: dict[str, Any]) -> None:
+    cfg = evaluated[f"{backend}-systemd"][0]
+    initrd = cfg["boot"]["initrd"]
+    assert initrd["systemd"]["enable"] is True
+    assert "postResumeCommands" not in initrd
+    assert initrd["systemd"]["services"]["rollback"] == {
+        "description": "Roll back the root dataset to its blank snapshot",
+        "wantedBy": ["initrd.target"],
+        "after": ["zfs-import-rpool.service"],
+        "before": ["sysroot.mount"],
+        "path": [{"_package": "zfs"}],
+        "unitConfig": {"DefaultDependencies": "no"},
+        "serviceConfig": {"Type": "oneshot"},
+        "script": "zfs rollback -r rpool/local/root@blank",
+    }
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_rollback_scripted_initrd(backend: str, evaluated: dict[str, Any]) -> None:
+    cfg = evaluated[f"{backend}-scripted"][0]
+    initrd = cfg["boot"]["initrd"]
+    assert initrd["systemd"] == {"enable": False}  # no rollback unit, no import ordering
+    assert initrd["postResumeCommands"] == {
+        "_order": 1500,  # lib.mkAfter: after the pool import
+        "content": "zfs rollback -r rpool/local/root@blank\n",
+    }
+
+
+@pytest.mark.parametrize("initrd", ["systemd", "scripted"])
+def test_luks(initrd: str, evaluated: dict[str, Any]) -> None:
+    cfg = evaluated[f"luks-{initrd}"][0]
+    layout = VARIANTS[f"luks-{initrd}"]
+    assert cfg["boot"]["initrd"]["luks"]["devices"] == {
+        "cryptroot": {"device": layout.data_device, "bypassWorkqueues": True}
+    }  # no allowDiscards: TRIM was not accepted
+    assert cfg["boot"]["zfs"]["devNodes"] == "/dev/mapper"
+    assert "requestEncryptionCredentials" not in cfg["boot"]["zfs"]
+    services = cfg["boot"]["initrd"]["systemd"].get("services", {})
+    if initrd == "systemd":
+        assert services["zfs-import-rpool"] == {
+            "after": ["cryptsetup.target"],
+            "wants": ["cryptsetup.target"],
+        }
+
+
+@pytest.mark.parametrize("initrd", ["systemd", "scripted"])
+def test_luks_detached(initrd: str, evaluated: dict[str, Any]) -> None:
+    cfg = evaluated[f"luks-detached-{initrd}"][0]
+    layout = VARIANTS[f"luks-detached-{initrd}"]
+    assert cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"] == {
+        "device": layout.data_device,
+        "header": layout.header,
+    }
+
+
+def test_detached_header_file_goes_into_the_initrd(tmp_path: Path) -> None:
+    layout = replace(VARIANTS["luks-detached-systemd"], header="/persist/etc/luks/header.img")
+    path = tmp_path / "configuration.nix"
+    path.write_text(generate(layout, BACKENDS["luks-detached"]).files["configuration.nix"])
+    cfg = nixeval.eval_config(path)
+    assert cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]["header"] == INITRD_HEADER
+    assert cfg["boot"]["initrd"]["secrets"] == {INITRD_HEADER: "/persist/etc/luks/header.img"}
+
+
+@pytest.mark.parametrize("initrd", ["systemd", "scripted"])
+def test_zfs_native(initrd: str, evaluated: dict[str, Any]) -> None:
+    cfg = evaluated[f"zfs-native-{initrd}"][0]
+    assert cfg["boot"]["zfs"]["requestEncryptionCredentials"] == ["rpool"]
+    # The disk has a serial: the pool is found by id.
+    assert cfg["boot"]["zfs"]["devNodes"] == "/dev/disk/by-id"
+    assert "luks" not in cfg["boot"]["initrd"]
+
+
+def test_zfs_native_without_serial_imports_by_partuuid() -> None:
+    layout = replace(
+        VARIANTS["zfs-native-systemd"], data_device="/dev/disk/by-partuuid/6a3d2c1b-aaaa"
+    )
+    text = generate(layout, BACKENDS["zfs-native"]).files["configuration.nix"]
+    assert 'boot.zfs.devNodes = "/dev/disk/by-partuuid";' in text
+
+
+def test_trim_turns_on_discards_for_luks(tmp_path: Path) -> None:
+    layout = replace(VARIANTS["luks-systemd"], trim=True, ssd=False)
+    path = tmp_path / "configuration.nix"
+    path.write_text(generate(layout, BACKENDS["luks"]).files["configuration.nix"])
+    device = nixeval.eval_config(path)["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
+    assert device == {"device": layout.data_device, "allowDiscards": True}
+
+
+def test_remote_unlock_and_sops(evaluated: dict[str, Any]) -> None:
+    cfg, flake, _ = evaluated["luks-systemd-remote-sops"]
+    initrd = cfg["boot"]["initrd"]
+    assert initrd["network"]["ssh"] == {
+        "enable": True,
+        "port": 2222,
+        "hostKeys": ["/persist/etc/secrets/initrd/ssh_host_ed25519_key"],
+        "authorizedKeys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey alice@laptop"],
+    }
+    assert initrd["systemd"]["network"]["enable"] is True
+    assert initrd["systemd"]["users"]["root"]["shell"] == "/bin/systemd-tty-ask-password-agent"
+    assert cfg["sops"]["age"]["keyFile"] == "/persist/var/lib/sops-nix/key.txt"
+    assert flake["inputs"]["sops-nix"]["inputs"]["nixpkgs"]["follows"] == "nixpkgs"
+    assert flake["nixosConfigurations"]["atlas"]["modules"][-1] == "sops-module"
+
+
+def test_remote_unlock_scripted_initrd_uses_kernel_dhcp(tmp_path: Path) -> None:
+    layout = replace(remote_sops_layout(), initrd="scripted")
+    path = tmp_path / "configuration.nix"
+    path.write_text(generate(layout, BACKENDS["luks"]).files["configuration.nix"])
+    cfg = nixeval.eval_config(path)
+    assert cfg["boot"]["initrd"]["network"]["enable"] is True
+    assert cfg["boot"]["kernelParams"] == ["ip=dhcp"]
+
+
+# Merging
+
+
+def frag(section: str, **settings: object) -> NixFragment:
+    return NixFragment(section, {tuple(k.split("__")): v for k, v in settings.items()})
+
+
+def test_merge_concatenates_lists_and_merges_sets() -> None:
+    statements = merge(
+        [
+            Contribution("core", frag("A", boot__supportedFilesystems=["zfs"])),
+            Contribution("plugin x", frag("B", boot__supportedFilesystems=["zfs", "vfat"])),
+            Contribution("core", frag("A", users__users__alice={"isNormalUser": True})),
+            Contribution("plugin x", frag("B", users__users__alice__uid=1000)),
+        ]
+    )
+    values = {s.path: s.value for s in statements}
+    assert values[("boot", "supportedFilesystems")] == ["zfs", "vfat"]
+    # the longer path folds into the statement of the shorter one
+    assert values[("users", "users", "alice")] == {"isNormalUser": True, "uid": 1000}
+    assert ("users", "users", "alice", "uid") not in values
+
+
+def test_merge_accepts_equal_values_and_names_both_sides_of_a_conflict() -> None:
+    same = [Contribution(who, frag("A", networking__hostId="8f2a91c4")) for who in ("a", "b")]
+    assert len(merge(same)) == 1
+    with pytest.raises(ConfigConflict) as info:
+        merge(
+            [
+                Contribution("core", frag("A", networking__hostId="8f2a91c4")),
+                Contribution("plugin evil", frag("B", networking__hostId="deadbeef")),
+            ]
+        )
+    message = str(info.value)
+    assert "networking.hostId" in message
+    assert "'8f2a91c4' from core" in message and "'deadbeef' from plugin evil" in message
+
+
+def test_merge_conflict_between_a_value_and_a_set() -> None:
+    with pytest.raises(ConfigConflict, match=r"boot\.zfs: .* from a and .* from b"):
+        merge(
+            [
+                Contribution("a", frag("A", boot__zfs="oops")),
+                Contribution("b", frag("B", boot__zfs__devNodes="/dev/mapper")),
+            ]
+        )
+
+
+def test_core_fragments_do_not_conflict_with_any_backend() -> None:
+    for layout in VARIANTS.values():
+        backend = BACKENDS[layout.backend]
+        contributions = [Contribution("core", f) for f in core_fragments(layout)]
+        contributions += [Contribution("backend", f) for f in backend.nix_fragments(layout)]
+        assert merge(contributions)
+
+
+PLUGIN_WITH_FRAGMENTS = """
+    from advisor.plugin import NixFragment
+
+    def advisor_nix_fragments(layout):
+        return [NixFragment("Persistence", {
+            ("environment", "persistence", "/persist", "directories"): ["/var/lib/tailscale"],
+        })]
+"""
+
+
+def generate_with_plugins(layout: Layout) -> dict[str, str]:
+    plugins = load_plugins(environ={})
+    backend = plugins.backend(layout.backend)
+    extra = [
+        Contribution(f"plugin {name}", fragment)
+        for name, fragment in plugins.nix_fragments(layout, backend)
+    ]
+    return dict(generate(layout, backend, extra).files)
+
+
+def test_plugins_add_fragments_through_the_hook(
+    make_plugin_dist: Any, plugin_on_path: Any, tmp_path: Path
+) -> None:
+    plugin_on_path(make_plugin_dist(PLUGIN_WITH_FRAGMENTS, name="tailscale"))
+    files = generate_with_plugins(VARIANTS["luks-systemd"])
+    path = tmp_path / "configuration.nix"
+    path.write_text(files["configuration.nix"])
+    directories = nixeval.eval_config(path)["environment"]["persistence"]["/persist"]["directories"]
+    assert directories[-1] == "/var/lib/tailscale"
+    assert "/var/log" in directories
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'return [NixFragment("X", {("networking", "hostId"): "deadbeef"})]',
+            "from core and 'deadbeef' from plugin bad",
+        ),
+        ("raise RuntimeError('boom')", "plugin 'bad': advisor_nix_fragments raised RuntimeError"),
+        ("return ['not a fragment']", "returned str, not NixFragment"),
+    ],
+)
+def test_plugin_fragment_failures_stop_generation(
+    body: str, message: str, make_plugin_dist: Any, plugin_on_path: Any
+) -> None:
+    source = f"""
+    from advisor.plugin import NixFragment
+
+    def advisor_nix_fragments(layout, backend):
+        {body}
+    """
+    plugin_on_path(make_plugin_dist(source, name="bad"))
+    with pytest.raises(PluginError, match=message):
+        generate_with_plugins(VARIANTS["luks-systemd"])
+
+
+def test_generation_is_deterministic() -> None:
+    for layout in VARIANTS.values():
+        backend = BACKENDS[layout.backend]
+        assert generate(layout, backend).files == generate(layout, backend).files
