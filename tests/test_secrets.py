@@ -354,7 +354,7 @@ def test_load_age_key_reads_age_keygen_output(tmp_path: Path) -> None:
 
 
 def test_age_key_file_layout() -> None:
-    key = AgeKey(secret="AGE-SECRET-KEY-1XYZ", public="age1xyz")  # noqa: S106 - dummy
+    key = AgeKey(secret="AGE-SECRET-KEY-1XYZ", public="age1xyz")
     created = datetime(2026, 11, 27, 21, 0, 0, 123456, tzinfo=UTC)
     assert age_key_file(key, created) == (
         "# created: 2026-11-27T21:00:00Z\n# public key: age1xyz\nAGE-SECRET-KEY-1XYZ\n"
