@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from advisor import runner
 from advisor.pluginmanager import ENTRY_POINT_GROUP
 
 
@@ -36,3 +38,17 @@ class Result:
 
 MakePluginDist = Callable[..., PluginDist]
 RunCli = Callable[..., Result]
+
+
+def yescrypt_verifies(password: str, hashed: str) -> bool:
+    """Whether ``hashed`` is a yescrypt hash of ``password``, checked by another route."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # deprecated since 3.11, gone in 3.13
+    except ImportError:
+        # mkpasswd re-hashes with the same setting (everything before the last "$").
+        setting = hashed.rsplit("$", 1)[0]
+        argv = ["mkpasswd", "--method=yescrypt", f"--salt={setting}", "--stdin"]
+        return runner.run(argv, secret=password).stdout.strip() == hashed
+    return bool(crypt.crypt(password, hashed) == hashed)

@@ -7,7 +7,6 @@ import shutil
 import stat
 import subprocess
 import traceback
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from helpers import yescrypt_verifies
 
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
@@ -31,9 +31,16 @@ from advisor.secrets import (
     write_secret_file,
 )
 
-needs_mkpasswd = pytest.mark.skipif(shutil.which("mkpasswd") is None, reason="needs mkpasswd")
-needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="needs ssh-keygen")
-needs_age_keygen = pytest.mark.skipif(shutil.which("age-keygen") is None, reason="needs age-keygen")
+
+@pytest.fixture
+def required_tools() -> None:
+    """scripts/install-test-deps installs these; a missing one fails the test, never skips."""
+    missing = [t for t in ("mkpasswd", "ssh-keygen", "age-keygen") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run scripts/install-test-deps")
+
+
+needs_mkpasswd = needs_ssh_keygen = needs_age_keygen = pytest.mark.usefixtures("required_tools")
 
 CANARY = "canary-Pa55w0rd-7f3e"
 
@@ -79,18 +86,7 @@ def fake_tool(folder: Path, name: str, script: str) -> Path:
 # --------------------------------------------------------------------------- passwords
 
 
-def verifies(password: str, hashed: str) -> bool:
-    """Whether ``hashed`` is a hash of ``password``, checked outside advisor.secrets."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt  # deprecated since 3.11, gone in 3.13
-    except ImportError:
-        # mkpasswd re-hashes with the same setting (everything before the last "$").
-        setting = hashed.rsplit("$", 1)[0]
-        argv = ["mkpasswd", "--method=yescrypt", f"--salt={setting}", "--stdin"]
-        return runner.run(argv, secret=password).stdout.strip() == hashed
-    return crypt.crypt(password, hashed) == hashed
+verifies = yescrypt_verifies
 
 
 @needs_mkpasswd
