@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--password-file", metavar="FILE", type=Path, help="the user's password (plain text)"
     )
+    config.add_argument(
+        "--password-stdin", action="store_true", help="read the user's password from stdin"
+    )
     config.add_argument("--initrd", choices=("systemd", "scripted"), default="systemd")
     config.add_argument(
         "--from-assessment", metavar="FILE", type=Path, help="an 'advisor assess --save' file"
@@ -129,6 +132,30 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--force", action="store_true", help="replace existing files")
     config.add_argument("--json", action="store_true", help="print what was written as JSON")
     config.set_defaults(run=cmd_config)
+
+    disks = commands.add_parser(
+        "disks", help="list disks, whether each can be installed to, and why not"
+    )
+    disks.add_argument("--json", action="store_true", help="print JSON")
+    disks.set_defaults(run=cmd_disks)
+
+    for name in ("install", "plan"):
+        install = commands.add_parser(
+            name,
+            help=(
+                "partition, encrypt and create the pool on a disk, then write the config"
+                if name == "install"
+                else "print the install plan as a shell script (same as install --dry-run)"
+            ),
+            description=(
+                "Erase DISK and install the chosen backend's layout: GPT (ESP + data), "
+                "encryption, pool, datasets, mounts under --root and the NixOS "
+                "configuration. Every step is journaled: --resume continues an "
+                "interrupted install."
+            ),
+        )
+        _install_arguments(install)
+        install.set_defaults(run=cmd_install, dry_run=name == "plan")
 
     plugins = commands.add_parser(
         "plugins",
@@ -321,7 +348,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         data_device=args.data_device,
         esp_device=args.esp_device,
         user=args.user,
-        password=_read_password(args.password_file),
+        password=_read_password(args.password_file, from_stdin=args.password_stdin),
         hostname=args.hostname,
         pool=args.pool,
         host_id=args.host_id,
@@ -345,8 +372,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_password(path: Path | None) -> str:
-    """The password from a file (first line), or asked twice, hidden, at a terminal."""
+def _read_password(path: Path | None, *, from_stdin: bool = False) -> str:
+    """The password from a file or stdin (first line), or asked twice at a terminal."""
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise UsageError("--password-stdin: no password on stdin")
+        return line
     if path is not None:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -363,6 +395,167 @@ def _read_password(path: Path | None) -> str:
     if first != getpass.getpass("Again: "):
         raise UsageError("the two passwords differ")
     return first
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise argparse.ArgumentTypeError(f"expected PROPERTY=VALUE, got {text!r}")
+    return key, value
+
+
+def _install_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", help="backend name (default: the assessment's)")
+    parser.add_argument("--disk", help="the disk to erase: its id (see 'advisor disks')")
+    parser.add_argument(
+        "--yes-wipe", metavar="DISK-ID", help="confirm without a prompt; must name the disk"
+    )
+    parser.add_argument("--from-assessment", metavar="FILE", type=Path)
+    parser.add_argument("--pool", default="rpool")
+    parser.add_argument("--hostname", default="nixos")
+    parser.add_argument("--user", default="nixos", help="the user account (default: nixos)")
+    parser.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
+    parser.add_argument("--initrd", choices=("systemd", "scripted"), default="systemd")
+    parser.add_argument("--trim", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--ssd", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--header", metavar="PATH", help="luks-detached: header device/file")
+    parser.add_argument(
+        "--header-backup", metavar="FILE", help="luks-detached: where to back the header up"
+    )
+    parser.add_argument("--root", default="/mnt", help="where to mount the new system")
+    parser.add_argument(
+        "--pool-option",
+        metavar="PROP=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="override a zpool create -o property (repeatable)",
+    )
+    parser.add_argument(
+        "--fs-option",
+        metavar="PROP=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="override a zpool create -O property (repeatable)",
+    )
+    parser.add_argument("--passphrase-file", metavar="FILE", type=Path)
+    parser.add_argument("--password-file", metavar="FILE", type=Path)
+    parser.add_argument("--remote-unlock-keys", metavar="FILE", type=Path)
+    parser.add_argument("--sops", action="store_true")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="journal and log (default: /var/lib/advisor/install-<disk id>)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted install")
+    parser.add_argument("--stop-after", metavar="STEP", help="stop after this step id")
+    parser.add_argument(
+        "--allow-bios", action="store_true", help="install although this machine booted BIOS"
+    )
+    parser.add_argument(
+        "--insecure-fast-kdf",
+        action="store_true",
+        help="cheap key derivation, for tests only: never for a real disk",
+    )
+
+
+def cmd_disks(args: argparse.Namespace) -> int:
+    from advisor import disks
+    from advisor.console import print_json, stdout_console
+
+    found = disks.discover_disks()
+    firmware = disks.firmware()
+    if args.json:
+        print_json(disks.disks_to_json(found, firmware))
+        return 0
+    from advisor.report import render_disks
+
+    render_disks(stdout_console(), found, firmware)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from advisor import install
+    from advisor.configure import assessment_defaults, read_assessment
+    from advisor.console import stderr_console, stdout_console
+    from advisor.execute import StepFailed
+    from advisor.plan import render_script
+    from advisor.report import StepPrinter, render_install_result, render_step_failure
+
+    dry_run = args.dry_run
+    plugins = _load_plugins()
+    if args.resume:
+        if args.state_dir is None:
+            raise UsageError("--resume needs the --state-dir of the install to continue")
+        plan = install.resume_spec(args.state_dir, plugins)
+        state_dir = args.state_dir
+    else:
+        defaults = {}
+        if args.from_assessment is not None:
+            defaults = assessment_defaults(read_assessment(args.from_assessment))
+        backend = args.backend or defaults.get("backend")
+        if backend is None:
+            raise UsageError("give --backend NAME, or --from-assessment FILE")
+        if args.disk is None:
+            raise UsageError("give --disk DISK-ID (see 'advisor disks')")
+        disk = install.find_target(args.disk)
+        request = install.InstallRequest(
+            backend=backend,
+            disk=args.disk,
+            hostname=args.hostname,
+            user=args.user,
+            pool=args.pool,
+            host_id=args.host_id,
+            initrd=args.initrd,
+            trim=args.trim if args.trim is not None else defaults.get("trim", False),
+            ssd=args.ssd,
+            header=args.header,
+            header_backup=args.header_backup,
+            root=args.root,
+            pool_options=dict(args.pool_option),
+            dataset_options=dict(args.fs_option),
+            fast_kdf=args.insecure_fast_kdf,
+            remote_unlock_keys=args.remote_unlock_keys,
+            sops=args.sops,
+        )
+        plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
+        state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{disk.disk_id}")
+        for warning in disk.warnings:
+            stderr_console().print(f"warning: {warning}", style="yellow")
+    if dry_run:
+        sys.stdout.write(render_script(plan))
+        return 0
+
+    install.check_privileges(args.allow_bios)
+    interactive = install.interactive()
+    if not args.resume:
+        install.confirm(disk, args.yes_wipe, input if interactive else None)
+    minimum = install.MIN_PASSPHRASE
+    secrets = {
+        "passphrase": install.read_secret(
+            args.passphrase_file, "disk passphrase", interactive=interactive, minimum=minimum
+        ),
+        "password": install.read_secret(
+            args.password_file, "user password", interactive=interactive
+        ),
+    }
+    try:
+        outcome = install.run(
+            plan,
+            state_dir,
+            secrets,
+            StepPrinter(stderr_console()),
+            resume=args.resume,
+            stop_after=args.stop_after,
+        )
+    except StepFailed as failure:
+        render_step_failure(stderr_console(), failure, state_dir)
+        return 1
+    render_install_result(stdout_console(), plan, outcome, state_dir)
+    return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

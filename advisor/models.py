@@ -145,6 +145,8 @@ class Backend:
     summary: ClassVar[str]
     api_version: ClassVar[int]
     capabilities: ClassVar[Mapping[str, Capability]]
+    #: GPT type code of the data partition (sgdisk). 8300 says only "Linux data".
+    partition_type: ClassVar[str] = "8300"
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
         """Return why this backend must not be used with these answers, or ``None``.
@@ -167,6 +169,25 @@ class Backend:
         The core adds what every layout shares (boot loader, datasets, rollback, users).
         """
         return ()
+
+    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
+        """Steps between partitioning and pool creation (format and open a container).
+
+        The core partitions the disk before them and creates the pool, datasets, mounts
+        and configuration after them.
+        """
+        return ()
+
+    def pool_device(self, spec: InstallSpec) -> str:
+        """The device the pool is created on: by default the data partition itself."""
+        return spec.data_device
+
+    def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
+        """``zpool create -O`` options that encrypt the pool's root dataset, if any.
+
+        When not empty, the passphrase is fed to ``zpool create`` on stdin.
+        """
+        return {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
@@ -249,3 +270,74 @@ class NixFragment:
 
     section: str
     settings: Mapping[AttrPath, object]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action of an install, as a command: reviewable, loggable, resumable.
+
+    ``argv`` is run directly, never through a shell. ``secret`` names the secret fed on
+    stdin (``"passphrase"`` for the disk, ``"password"`` for the user), never its value;
+    ``secret_newline`` ends it with a newline (ZFS reads a line; ``cryptsetup
+    --key-file=-`` takes the bytes as they are). ``probe`` is a command that exits 0 when
+    the step's effect is already there; on ``--resume`` it decides whether an interrupted
+    step must run again. ``destructive`` steps destroy data on the target disk.
+    """
+
+    id: str
+    title: str
+    argv: tuple[str, ...]
+    secret: str | None = None
+    secret_newline: bool = False
+    probe: tuple[str, ...] | None = None
+    destructive: bool = False
+
+
+@dataclass(frozen=True)
+class InstallSpec:
+    """Everything an install will do, fixed before the first step and saved for --resume.
+
+    The partition GUIDs and the host id are chosen up front, so the plan, the pool's
+    labels and the generated configuration all name the same devices.
+    """
+
+    backend: str
+    disk: str  # stable path of the whole disk: /dev/disk/by-id/... (or by-path)
+    disk_id: str
+    disk_serial: str | None
+    disk_size: int
+    esp_partuuid: str
+    data_partuuid: str
+    host_id: str
+    hostname: str
+    user: str
+    pool: str = "rpool"
+    initrd: str = "systemd"
+    trim: bool = False
+    ssd: bool = False
+    root: str = "/mnt"
+    luks_name: str = "cryptroot"
+    header: str | None = None
+    header_backup: str | None = None
+    pool_options: Mapping[str, str] = field(default_factory=dict)
+    dataset_options: Mapping[str, str] = field(default_factory=dict)
+    fast_kdf: bool = False  # tests only: cheap key derivation
+    esp_size: str = "1G"
+    remote_unlock_keys: str | None = None  # authorized_keys file for SSH unlock in the initrd
+    sops: bool = False  # create a sops-nix age key on /persist
+
+    @property
+    def esp_device(self) -> str:
+        return f"/dev/disk/by-partuuid/{self.esp_partuuid}"
+
+    @property
+    def data_device(self) -> str:
+        """The data partition: by id when the disk has a serial (so ZFS imports it by id),
+        by partition UUID otherwise (a disk without a serial has no by-id link)."""
+        if self.disk_serial and self.disk.startswith("/dev/disk/by-id/"):
+            return f"{self.disk}-part2"
+        return f"/dev/disk/by-partuuid/{self.data_partuuid}"
+
+    @property
+    def data_partuuid_device(self) -> str:
+        return f"/dev/disk/by-partuuid/{self.data_partuuid}"

@@ -16,12 +16,14 @@ from advisor.models import (
     Backend,
     Capability,
     Choice,
+    InstallSpec,
     Layout,
     NixFragment,
     Note,
     Question,
     Rating,
     RemoteUnlock,
+    Step,
     SystemFacts,
 )
 from advisor.nix import Apply, Raw
@@ -39,6 +41,7 @@ __all__ = [
     "Backend",
     "Capability",
     "Choice",
+    "InstallSpec",
     "Layout",
     "NixFragment",
     "Note",
@@ -46,6 +49,7 @@ __all__ = [
     "Rating",
     "Raw",
     "RemoteUnlock",
+    "Step",
     "SystemFacts",
     "hookimpl",
 ]

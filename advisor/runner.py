@@ -45,11 +45,14 @@ def run(
     check: bool = True,
     timeout: float = 600,
     env: Mapping[str, str] | None = None,
+    start_new_session: bool = False,
 ) -> Result:
     """Run ``argv``; ``secret`` (if any) is written to its stdin, which is otherwise empty.
 
     Raises :class:`CommandError` when the program is missing, times out, or (with
     ``check``) exits non-zero; the error carries the tail of stderr.
+    ``start_new_session`` keeps the terminal's Ctrl-C from reaching the child, so the
+    caller can let a step finish before it stops.
     """
     child_env = {**os.environ, "LC_ALL": "C", **(env or {})}
     try:
@@ -64,6 +67,7 @@ def run(
             timeout=timeout,
             check=False,
             close_fds=True,
+            start_new_session=start_new_session,
         )
     except FileNotFoundError:
         raise CommandError(argv, f"{argv[0]}: command not found") from None

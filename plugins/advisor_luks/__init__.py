@@ -12,10 +12,12 @@ from advisor.plugin import (
     Answers,
     Backend,
     Capability,
+    InstallSpec,
     Layout,
     NixFragment,
     Note,
     Rating,
+    Step,
     SystemFacts,
     hookimpl,
 )
@@ -25,6 +27,7 @@ class LuksBackend(Backend):
     name = "luks"
     summary = "ZFS on LUKS2: the whole pool, metadata included, inside one dm-crypt container"
     api_version = 1
+    partition_type = "8309"  # Linux LUKS: the header says as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(
             Rating.STRONG,
@@ -166,6 +169,48 @@ class LuksBackend(Backend):
             settings[(*import_unit, "after")] = ["cryptsetup.target"]
             settings[(*import_unit, "wants")] = ["cryptsetup.target"]
         return (NixFragment("Encryption", settings),)
+
+    # Provisioning
+
+    def format_options(self, spec: InstallSpec) -> tuple[str, ...]:
+        """luksFormat options: LUKS2, Argon2id defaults, 4096-byte sectors (ashift=12)."""
+        options: tuple[str, ...] = ("--type", "luks2", "--batch-mode", "--sector-size", "4096")
+        if spec.fast_kdf:  # tests only: a real install keeps cryptsetup's Argon2id defaults
+            options += ("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
+        return options
+
+    def open_options(self, spec: InstallSpec) -> tuple[str, ...]:
+        return ("--allow-discards",) if spec.trim else ()
+
+    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
+        data = spec.data_partuuid_device
+        return (
+            Step(
+                "luks-format",
+                "Format the data partition as LUKS2",
+                ("cryptsetup", "luksFormat", *self.format_options(spec), "--key-file=-", data),
+                secret="passphrase",
+                probe=("cryptsetup", "isLuks", data),
+                destructive=True,
+            ),
+            Step(
+                "luks-open",
+                f"Open the LUKS container as /dev/mapper/{spec.luks_name}",
+                (
+                    "cryptsetup",
+                    "open",
+                    *self.open_options(spec),
+                    "--key-file=-",
+                    data,
+                    spec.luks_name,
+                ),
+                secret="passphrase",
+                probe=("cryptsetup", "status", spec.luks_name),
+            ),
+        )
+
+    def pool_device(self, spec: InstallSpec) -> str:
+        return f"/dev/mapper/{spec.luks_name}"
 
 
 @hookimpl

@@ -6,6 +6,7 @@ only way in besides the passphrase. It shares dm-crypt and the ZFS layout with `
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -13,10 +14,12 @@ from advisor.plugin import (
     Answers,
     Backend,
     Capability,
+    InstallSpec,
     Layout,
     NixFragment,
     Note,
     Rating,
+    Step,
     SystemFacts,
     hookimpl,
 )
@@ -27,6 +30,7 @@ class LuksDetachedBackend(LuksBackend):
     name = "luks-detached"
     summary = "ZFS on LUKS2 with a detached header: the disk itself shows no sign of encryption"
     api_version = 1
+    partition_type = "8300"  # generic: a LUKS type code would give the game away
     capabilities: ClassVar[Mapping[str, Capability]] = {
         **LuksBackend.capabilities,
         "deniability": Capability(
@@ -153,6 +157,59 @@ class LuksDetachedBackend(LuksBackend):
                 )
             )
         return fragments
+
+    # Provisioning: the header goes to its own device or file, is backed up and the
+    # backup verified before anything is written to the data partition.
+
+    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
+        if spec.header is None or spec.header_backup is None:
+            raise ValueError("luks-detached needs a header and a header backup path")
+        data, header, backup = spec.data_partuuid_device, spec.header, spec.header_backup
+        return (
+            Step(
+                "luks-format",
+                f"Format a LUKS2 header on {header} for the data partition",
+                (
+                    "cryptsetup",
+                    "luksFormat",
+                    *self.format_options(spec),
+                    "--header",
+                    header,
+                    "--key-file=-",
+                    data,
+                ),
+                secret="passphrase",
+                probe=("cryptsetup", "isLuks", header),
+                destructive=True,
+            ),
+            Step(
+                "header-backup",
+                f"Back up the header to {backup}",
+                ("cryptsetup", "luksHeaderBackup", header, "--header-backup-file", backup),
+                probe=("cryptsetup", "isLuks", backup),
+            ),
+            Step(
+                "header-verify",
+                "Verify the backup: same bytes as the header, and a LUKS header for the data",
+                (sys.executable, "-m", "advisor.verify", "header-backup", header, backup, data),
+            ),
+            Step(
+                "luks-open",
+                f"Open the data partition as /dev/mapper/{spec.luks_name} with the header",
+                (
+                    "cryptsetup",
+                    "open",
+                    *self.open_options(spec),
+                    "--header",
+                    header,
+                    "--key-file=-",
+                    data,
+                    spec.luks_name,
+                ),
+                secret="passphrase",
+                probe=("cryptsetup", "status", spec.luks_name),
+            ),
+        )
 
 
 #: Where a header file is placed inside the initrd.

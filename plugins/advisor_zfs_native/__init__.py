@@ -14,6 +14,7 @@ from advisor.plugin import (
     Answers,
     Backend,
     Capability,
+    InstallSpec,
     Layout,
     NixFragment,
     Note,
@@ -27,6 +28,7 @@ class ZfsNativeBackend(Backend):
     name = "zfs-native"
     summary = "OpenZFS native encryption: per-dataset keys, authenticated, raw-send backups"
     api_version = 1
+    partition_type = "BF00"  # Solaris/ZFS: the pool labels say as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(
             Rating.NONE,
@@ -187,6 +189,20 @@ class ZfsNativeBackend(Backend):
                 },
             ),
         )
+
+    def pool_device(self, spec: InstallSpec) -> str:
+        # The path the pool's labels record is the one NixOS imports from (devNodes).
+        return spec.data_device
+
+    def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
+        options = {
+            "encryption": "aes-256-gcm",
+            "keyformat": "passphrase",
+            "keylocation": "prompt",
+        }
+        if spec.fast_kdf:  # tests only: the minimum; real installs keep the default
+            options["pbkdf2iters"] = "100000"
+        return options
 
 
 @hookimpl

@@ -1,0 +1,248 @@
+"""Running an install plan: one step at a time, journaled, logged, resumable.
+
+The state directory holds three files:
+
+``spec.json``
+    the install spec and the plan's fingerprint, written before the first step, so
+    ``--resume`` rebuilds exactly the same plan (same partition GUIDs, same host id);
+``journal.jsonl``
+    one line per event (``started``, ``done``, ``failed``, ``probed``), fsynced as it is
+    written: a step is finished when its ``done`` line is on disk;
+``install.log``
+    every command with its exit status, time and output, secrets replaced by
+    ``<redacted>``.
+
+Secrets exist only in memory and on the stdin of the steps that need them. Ctrl-C is
+caught and honoured between steps: the running step finishes (its child runs in its
+own session, so the terminal's SIGINT does not reach it) and the journal stays exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from advisor import runner
+from advisor.errors import AdvisorError, UsageError
+from advisor.files import make_private_dirs, write_atomically
+from advisor.models import InstallSpec, Step
+from advisor.plan import Plan
+
+SPEC_FILE = "spec.json"
+JOURNAL_FILE = "journal.jsonl"
+LOG_FILE = "install.log"
+STATE_VERSION = 1
+
+
+class StepFailed(AdvisorError):
+    """A step exited non-zero. Carries what the user needs to fix it and resume."""
+
+    def __init__(self, step: Step, number: int, stderr_tail: str, log: Path) -> None:
+        super().__init__(f"step {number} ({step.id}: {step.title}) failed")
+        self.step = step
+        self.number = number
+        self.stderr_tail = stderr_tail
+        self.log = log
+
+
+class Progress(Protocol):
+    """What the executor reports while it runs (see :mod:`advisor.report`)."""
+
+    def started(self, number: int, total: int, step: Step) -> None: ...
+    def finished(self, number: int, total: int, step: Step, seconds: float) -> None: ...
+    def skipped(self, number: int, total: int, step: Step, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    completed: bool
+    stopped_after: str | None
+    log: Path
+    seconds: float
+
+
+def save_spec(state_dir: Path, plan: Plan) -> None:
+    """Start a new install's state: refuse if an unfinished one is there."""
+    make_private_dirs(state_dir)
+    if (state_dir / JOURNAL_FILE).exists():
+        raise UsageError(
+            f"{state_dir} holds an earlier install: continue it with --resume, or remove "
+            "the directory to start over"
+        )
+    data = {"version": STATE_VERSION, "fingerprint": plan.fingerprint, "spec": asdict(plan.spec)}
+    write_atomically(state_dir / SPEC_FILE, (json.dumps(data, indent=2) + "\n").encode(), 0o600)
+
+
+def load_spec(state_dir: Path) -> tuple[InstallSpec, str]:
+    """The spec and plan fingerprint of the install in ``state_dir`` (for --resume)."""
+    path = state_dir / SPEC_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        spec = InstallSpec(**data["spec"])
+        fingerprint = str(data["fingerprint"])
+    except FileNotFoundError:
+        raise UsageError(f"nothing to resume: {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{path} is not an install state advisor wrote: {error}") from None
+    return spec, fingerprint
+
+
+def journal_events(state_dir: Path) -> list[dict[str, Any]]:
+    path = state_dir / JOURNAL_FILE
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a crash: everything before it stands
+    return events
+
+
+class _Interrupt:
+    """Remembers a Ctrl-C until the executor can stop between steps."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class Executor:
+    """Runs a plan's steps in order, skipping what the journal says is done."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        state_dir: Path,
+        secrets: Mapping[str, str],
+        progress: Progress,
+        *,
+        check_target: Callable[[], None],
+        stop_after: str | None = None,
+    ) -> None:
+        self.plan = plan
+        self.state_dir = state_dir
+        self.secrets = dict(secrets)
+        self.progress = progress
+        self.check_target = check_target
+        self.stop_after = stop_after
+        self.log_path = state_dir / LOG_FILE
+        self._interrupt = _Interrupt()
+
+    def run(self) -> Outcome:
+        """Run every step not yet done; return when all are done or a stop was asked."""
+        events = journal_events(self.state_dir)
+        recorded = [e["fingerprint"] for e in events if e.get("event") == "plan"]
+        if recorded and recorded[-1] != self.plan.fingerprint:
+            raise UsageError(
+                f"the plan changed since the install in {self.state_dir} began "
+                "(different options or backend version): resume with the same version, "
+                "or remove the directory to start over"
+            )
+        done = {e["step"] for e in events if e.get("event") in ("done", "probed")}
+        started = {e["step"] for e in events if e.get("event") == "started"}
+        if not recorded:
+            self._record({"event": "plan", "fingerprint": self.plan.fingerprint})
+
+        begin = time.monotonic()
+        total = len(self.plan.steps)
+        target_checked = False
+        with self._interrupt.installed():
+            for number, step in enumerate(self.plan.steps, start=1):
+                if step.id in done:
+                    self.progress.skipped(number, total, step, "done earlier")
+                elif step.id in started and step.probe and self._probe(step.id, step.probe):
+                    # Interrupted after its effect was in place, before it was journaled.
+                    self._record({"event": "probed", "step": step.id})
+                    self.progress.skipped(number, total, step, "already in place")
+                else:
+                    if step.destructive and not target_checked:
+                        # The last look at the disk before anything is destroyed.
+                        self.check_target()
+                        target_checked = True
+                    self._run_step(number, total, step)
+                if self._interrupt.requested or step.id == self.stop_after:
+                    return Outcome(False, step.id, self.log_path, time.monotonic() - begin)
+        self._record({"event": "complete"})
+        return Outcome(True, None, self.log_path, time.monotonic() - begin)
+
+    def _probe(self, step_id: str, probe: tuple[str, ...]) -> bool:
+        result = runner.run(probe, check=False, start_new_session=True)
+        self._log(f"probe {step_id}: {shlex.join(probe)} -> exit {result.returncode}")
+        return result.returncode == 0
+
+    def _run_step(self, number: int, total: int, step: Step) -> None:
+        self.progress.started(number, total, step)
+        self._record({"event": "started", "step": step.id})
+        secret = None
+        if step.secret is not None:
+            secret = self.secrets[step.secret] + ("\n" if step.secret_newline else "")
+        stdin_note = f" (stdin: <{step.secret}>)" if step.secret else ""
+        self._log(f"step {number}/{total} {step.id}: {shlex.join(step.argv)}{stdin_note}")
+        begin = time.monotonic()
+        try:
+            result = runner.run(step.argv, secret=secret, check=False, start_new_session=True)
+        except runner.CommandError as error:  # not found, timed out
+            self._log(f"  {error}")
+            self._record({"event": "failed", "step": step.id})
+            raise StepFailed(step, number, str(error), self.log_path) from None
+        seconds = time.monotonic() - begin
+        stdout, stderr = self._redact(result.stdout), self._redact(result.stderr)
+        self._log(f"  exit {result.returncode} after {seconds:.2f} s")
+        for name, text in (("stdout", stdout), ("stderr", stderr)):
+            for line in text.rstrip().splitlines():
+                self._log(f"  {name}: {line}")
+        if result.returncode != 0:
+            self._record({"event": "failed", "step": step.id, "exit": result.returncode})
+            tail = "\n".join(stderr.strip().splitlines()[-10:])
+            raise StepFailed(step, number, tail, self.log_path)
+        self._record({"event": "done", "step": step.id, "seconds": round(seconds, 3)})
+        self.progress.finished(number, total, step, seconds)
+
+    def _redact(self, text: str) -> str:
+        for value in self.secrets.values():
+            if value:
+                text = text.replace(value, "<redacted>")
+        return text
+
+    def _record(self, event: dict[str, Any]) -> None:
+        event = {**event, "time": _now()}
+        path = self.state_dir / JOURNAL_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (json.dumps(event) + "\n").encode())
+            os.fsync(fd)  # a step counts as done only once this line is on disk
+        finally:
+            os.close(fd)
+
+    def _log(self, line: str) -> None:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, f"{_now()} {self._redact(line)}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

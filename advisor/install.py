@@ -1,0 +1,259 @@
+"""``advisor install``: from a disk the user confirmed to a mounted, configured pool.
+
+This module holds the effects around the pure plan: finding and checking the target
+disk, the confirmation, reading secrets, and running the plan with the executor.
+Safety rules, in the order they apply:
+
+1. the target must be a whole disk that is not mounted, holds no swap, is not held by
+   device-mapper, md or a pool, and does not hold the running system;
+2. the user confirms by typing the disk's id (or ``--yes-wipe DISK-ID`` names it);
+3. a real run needs root, and EFI firmware unless ``--allow-bios``;
+4. immediately before the first destructive step the disk is looked up again and must
+   still have the same id, serial and size, and still be unused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from advisor import disks as disk_probe
+from advisor import runner, validate
+from advisor.configure import new_host_id
+from advisor.errors import AdvisorError, UsageError
+from advisor.execute import Executor, Outcome, Progress, load_spec, save_spec
+from advisor.models import InstallSpec
+from advisor.plan import Plan, build_plan
+from advisor.pluginmanager import LoadedPlugins
+
+#: ZFS refuses shorter passphrases; the same floor applies to LUKS for consistency.
+MIN_PASSPHRASE = 8
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    """What the user asked for on the command line, not yet checked."""
+
+    backend: str
+    disk: str
+    hostname: str = "nixos"
+    user: str = "nixos"
+    pool: str = "rpool"
+    host_id: str | None = None
+    initrd: str = "systemd"
+    trim: bool = False
+    ssd: bool | None = None
+    header: str | None = None
+    header_backup: str | None = None
+    root: str = "/mnt"
+    pool_options: dict[str, str] = field(default_factory=dict)
+    dataset_options: dict[str, str] = field(default_factory=dict)
+    fast_kdf: bool = False
+    remote_unlock_keys: Path | None = None
+    sops: bool = False
+
+
+def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.Disk) -> InstallSpec:
+    """A fresh spec for ``disk``: names validated, partition GUIDs and host id chosen."""
+    backend = plugins.backend(request.backend)
+    if request.initrd not in ("systemd", "scripted"):
+        raise UsageError(f"--initrd {request.initrd!r}: choose systemd or scripted")
+    header = validate.header_path(request.header) if request.header else None
+    header_backup = request.header_backup
+    if backend.name == "luks-detached":
+        if header is None or header_backup is None:
+            raise UsageError(
+                "luks-detached needs --header PATH (a device or file off this disk) and "
+                "--header-backup FILE (on yet another medium)"
+            )
+        header_backup = validate.header_path(header_backup)
+        if header_backup.startswith("/dev/"):
+            raise UsageError("--header-backup must be a file (on another medium), not a device")
+        if _on_disk(header, disk):
+            raise UsageError("--header must not be on the disk being encrypted")
+    elif header is not None or header_backup is not None:
+        raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
+    root = request.root
+    if not root.startswith("/") or root == "/":
+        raise UsageError(f"--root {root!r}: give the absolute path the system is mounted at")
+    return InstallSpec(
+        backend=backend.name,
+        disk=disk.stable_path,
+        disk_id=disk.disk_id,
+        disk_serial=disk.serial,
+        disk_size=disk.size_bytes,
+        esp_partuuid=str(uuid.uuid4()),
+        data_partuuid=str(uuid.uuid4()),
+        host_id=validate.host_id(request.host_id) if request.host_id else new_host_id(),
+        hostname=validate.hostname(request.hostname),
+        user=validate.username(request.user),
+        pool=validate.pool_name(request.pool),
+        initrd=request.initrd,
+        trim=request.trim,
+        ssd=request.ssd if request.ssd is not None else disk.rotational is False,
+        root=root,
+        header=header,
+        header_backup=header_backup,
+        pool_options=dict(request.pool_options),
+        dataset_options=dict(request.dataset_options),
+        fast_kdf=request.fast_kdf,
+        remote_unlock_keys=str(request.remote_unlock_keys) if request.remote_unlock_keys else None,
+        sops=request.sops,
+    )
+
+
+def _on_disk(path: str, disk: disk_probe.Disk) -> bool:
+    """Whether a device path resolves to ``disk`` or one of its partitions."""
+    if not path.startswith("/dev/"):
+        return False
+    real = os.path.realpath(path)
+    rest = real.removeprefix(disk.path)
+    return real == disk.path or (rest != real and rest.lstrip("p").isdigit())
+
+
+def make_plan(spec: InstallSpec, plugins: LoadedPlugins) -> Plan:
+    return build_plan(
+        spec,
+        plugins.backend(spec.backend),
+        generate_hardware_config=runner.which("nixos-generate-config") is not None,
+    )
+
+
+def find_target(text: str) -> disk_probe.Disk:
+    """The disk the user named; a :class:`UsageError` if it must not be touched."""
+    disk = disk_probe.find_disk(disk_probe.discover_disks(), text)
+    if os.geteuid() == 0:
+        # Another program holding the disk open (a mount we cannot see, a partitioner)
+        # shows as EBUSY on an exclusive open.
+        disk = disk_probe.check_exclusive(disk)
+    if not disk.usable:
+        raise UsageError(
+            f"refusing to use {disk.disk_id} ({disk.path}): " + "; ".join(disk.problems)
+        )
+    return disk
+
+
+def confirm(disk: disk_probe.Disk, yes_wipe: str | None, ask: Callable[[str], str] | None) -> None:
+    """The user must name the disk: ``--yes-wipe DISK-ID``, or type its id at a prompt."""
+    if yes_wipe is not None:
+        if yes_wipe != disk.disk_id:
+            raise UsageError(
+                f"--yes-wipe {yes_wipe!r} does not name the target disk: its id is "
+                f"{disk.disk_id!r} ({disk.path}, serial {disk.serial or 'none'})"
+            )
+        return
+    if ask is None:
+        raise UsageError(
+            f"refusing to erase {disk.disk_id} without confirmation: run at a terminal, or "
+            f"pass --yes-wipe {disk.disk_id}"
+        )
+    answer = ask(f"Everything on {disk.disk_id} will be erased. Type its id to go on: ")
+    if answer.strip() != disk.disk_id:
+        raise UsageError("the typed id does not match the disk; nothing was changed")
+
+
+def identity_check(spec: InstallSpec) -> Callable[[], None]:
+    """A check that the disk is still the confirmed one, for just before destruction."""
+
+    def check() -> None:
+        try:
+            disk = disk_probe.check_exclusive(
+                disk_probe.find_disk(disk_probe.discover_disks(), spec.disk_id)
+            )
+        except UsageError:
+            raise AdvisorError(
+                f"the target disk {spec.disk_id} is gone; nothing was changed"
+            ) from None
+        changes = []
+        if disk.serial != spec.disk_serial:
+            changes.append(f"serial {spec.disk_serial} became {disk.serial}")
+        if disk.size_bytes != spec.disk_size:
+            changes.append(f"size {spec.disk_size} became {disk.size_bytes}")
+        if disk.stable_path != spec.disk:
+            changes.append(f"path {spec.disk} became {disk.stable_path}")
+        if changes or not disk.usable:
+            reasons = changes + list(disk.problems)
+            raise AdvisorError(
+                f"the target disk {spec.disk_id} is not the disk that was confirmed, or is "
+                f"in use now ({'; '.join(reasons)}); nothing was changed"
+            )
+
+    return check
+
+
+def read_secret(path: Path | None, what: str, *, interactive: bool, minimum: int = 1) -> str:
+    """A secret from the first line of a file, or asked twice (hidden) at a terminal."""
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read the {what} file {str(path)!r}: {error}") from None
+        value = lines[0] if lines else ""
+    elif interactive:
+        value = getpass.getpass(f"{what.capitalize()}: ")
+        if value != getpass.getpass(f"{what.capitalize()} again: "):
+            raise UsageError(f"the two {what}s differ")
+    else:
+        raise UsageError(f"no terminal to ask the {what} on: give it in a file")
+    if len(value) < minimum:
+        raise UsageError(f"the {what} must have at least {minimum} characters")
+    return value
+
+
+def check_privileges(allow_bios: bool) -> None:
+    if os.geteuid() != 0:
+        raise UsageError(
+            "advisor install partitions disks and must run as root; "
+            "--dry-run shows the plan without root"
+        )
+    firmware = disk_probe.firmware()
+    if firmware != "efi" and not allow_bios:
+        warning = disk_probe.firmware_warning(firmware) or "this machine did not boot with EFI"
+        raise UsageError(
+            f"{warning} (override with --allow-bios, e.g. to prepare a disk for another machine)"
+        )
+
+
+def run(
+    plan: Plan,
+    state_dir: Path,
+    secrets: dict[str, str],
+    progress: Progress,
+    *,
+    resume: bool,
+    stop_after: str | None,
+) -> Outcome:
+    if not resume:
+        save_spec(state_dir, plan)
+    elif stop_after is not None and stop_after not in {s.id for s in plan.steps}:
+        raise UsageError(f"--stop-after {stop_after!r}: no such step")
+    executor = Executor(
+        plan,
+        state_dir,
+        secrets,
+        progress,
+        check_target=identity_check(plan.spec),
+        stop_after=stop_after,
+    )
+    return executor.run()
+
+
+def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
+    spec, fingerprint = load_spec(state_dir)
+    plan = make_plan(spec, plugins)
+    if plan.fingerprint != fingerprint:
+        raise UsageError(
+            f"the plan for the install in {state_dir} would differ now (another advisor "
+            "version or backend plugin?): finish it with the version that started it, or "
+            "remove the directory to start over"
+        )
+    return plan
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()

@@ -1,0 +1,292 @@
+"""Install plans: the ordered steps that turn a disk into a NixOS-ready encrypted pool.
+
+Pure: an :class:`~advisor.models.InstallSpec` and a backend in, a :class:`Plan` out. The
+same plan is printed by ``--dry-run`` (as a shell script, secrets as placeholders) and
+run by :mod:`advisor.execute`, so what a review shows is exactly what runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from advisor import __version__
+from advisor.models import Backend, InstallSpec, Step
+
+#: The reference pool properties (zpool create -o), each overridable.
+POOL_PROPERTIES: Mapping[str, str] = {"ashift": "12", "autotrim": "on"}
+#: The reference properties of the pool's root file system (zpool create -O).
+FILESYSTEM_PROPERTIES: Mapping[str, str] = {
+    "acltype": "posixacl",
+    "canmount": "off",
+    "compression": "zstd",
+    "normalization": "none",
+    "relatime": "on",
+    "xattr": "sa",
+    "dnodesize": "auto",
+    "mountpoint": "none",
+}
+#: Environment variables the dry-run script reads the secrets from.
+SECRET_VARIABLES = {"passphrase": "ADVISOR_PASSPHRASE", "password": "ADVISOR_PASSWORD"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: InstallSpec
+    steps: tuple[Step, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of every step, so ``--resume`` can tell the plan has not changed."""
+        data = json.dumps([asdict(step) for step in self.steps], sort_keys=True)
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+
+def _properties(flag: str, values: Mapping[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in (flag, f"{key}={value}")]
+
+
+def _exists(kind: str, name: str) -> tuple[str, ...]:
+    return ("zfs", "list", "-H", "-t", kind, "-o", "name", name)
+
+
+def build_plan(
+    spec: InstallSpec,
+    backend: Backend,
+    *,
+    generate_hardware_config: bool,
+    advisor_command: Sequence[str] = (sys.executable, "-m", "advisor"),
+) -> Plan:
+    """Every step of the install, in order.
+
+    ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
+    installer). ``advisor_command`` runs ``advisor config`` for the configuration step.
+    """
+    config_options: list[str] = []
+    if spec.remote_unlock_keys:
+        config_options += ["--remote-unlock-keys", spec.remote_unlock_keys]
+    if spec.sops:
+        config_options.append("--sops")
+    disk, esp, data = spec.disk, spec.esp_device, spec.data_partuuid_device
+    pool, root = spec.pool, spec.root
+    steps: list[Step] = [
+        Step(
+            "wipe-disk",
+            "Erase partition tables and signatures on the disk",
+            ("wipefs", "--all", "--force", disk),
+            destructive=True,
+        ),
+        Step(
+            "partition",
+            f"Create the GPT: ESP ({spec.esp_size}) and the data partition",
+            (
+                "sgdisk",
+                f"--new=1:1M:+{spec.esp_size}",
+                "--typecode=1:EF00",
+                f"--partition-guid=1:{spec.esp_partuuid}",
+                "--change-name=1:ESP",
+                "--new=2:0:0",
+                f"--typecode=2:{backend.partition_type}",
+                f"--partition-guid=2:{spec.data_partuuid}",
+                "--change-name=2:data",
+                disk,
+            ),
+            probe=("blkid", "--match-token", f"PARTUUID={spec.data_partuuid}"),
+            destructive=True,
+        ),
+        # The /dev/disk/by-partuuid links appear when udev has seen the new partitions.
+        Step("settle", "Wait for the partitions' device links", ("udevadm", "settle")),
+        Step(
+            "wipe-partitions",
+            "Erase stale signatures inside the new partitions",
+            ("wipefs", "--all", "--force", esp, data),
+            destructive=True,
+        ),
+        Step(
+            "format-esp",
+            "Format the ESP (FAT32)",
+            ("mkfs.vfat", "-F", "32", "-n", "ESP", esp),
+            probe=("blkid", "--match-token", "TYPE=vfat", esp),
+            destructive=True,
+        ),
+        *backend.provision_steps(spec),
+        # The pool records the host id; NixOS imports it only under the same id.
+        Step("hostid", f"Set the host id to {spec.host_id}", ("zgenhostid", "-f", spec.host_id)),
+    ]
+    encryption = backend.pool_encryption(spec)
+    steps.append(
+        Step(
+            "create-pool",
+            f"Create the pool {pool}" + (" (encrypted)" if encryption else ""),
+            (
+                "zpool",
+                "create",
+                *_properties("-o", {**POOL_PROPERTIES, **spec.pool_options}),
+                *_properties("-O", {**FILESYSTEM_PROPERTIES, **spec.dataset_options, **encryption}),
+                pool,
+                backend.pool_device(spec),
+            ),
+            secret="passphrase" if encryption else None,
+            secret_newline=True,
+            probe=("zpool", "list", "-H", "-o", "name", pool),
+            destructive=True,
+        )
+    )
+    root_ds = f"{pool}/local/root"
+    steps += [
+        Step(
+            "dataset-root",
+            f"Create {root_ds}",
+            ("zfs", "create", "-p", "-o", "canmount=noauto", "-o", "mountpoint=legacy", root_ds),
+            probe=_exists("filesystem", root_ds),
+        ),
+        # Created once, while the dataset is empty: every boot rolls back to it.
+        Step(
+            "snapshot-blank",
+            f"Snapshot {root_ds}@blank",
+            ("zfs", "snapshot", f"{root_ds}@blank"),
+            probe=_exists("snapshot", f"{root_ds}@blank"),
+        ),
+    ]
+    for name, extra in (
+        ("local/nix", ("-o", "atime=off")),
+        ("safe/home", ()),
+        ("safe/persist", ()),
+    ):
+        dataset = f"{pool}/{name}"
+        steps.append(
+            Step(
+                f"dataset-{name.rsplit('/', 1)[1]}",
+                f"Create {dataset}",
+                ("zfs", "create", "-p", "-o", "mountpoint=legacy", *extra, dataset),
+                probe=_exists("filesystem", dataset),
+            )
+        )
+    steps += [
+        Step(
+            "mount-root",
+            f"Mount {root_ds} at {root}",
+            ("mount", "-t", "zfs", root_ds, root),
+            probe=("mountpoint", "-q", root),
+        ),
+        Step(
+            "mount-points",
+            "Create the mount points",
+            ("mkdir", "-p", f"{root}/nix", f"{root}/home", f"{root}/persist", f"{root}/boot"),
+        ),
+        Step(
+            "mount-esp",
+            f"Mount the ESP at {root}/boot (umask=0077)",
+            ("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),
+            probe=("mountpoint", "-q", f"{root}/boot"),
+        ),
+    ]
+    for name, where in (("local/nix", "nix"), ("safe/home", "home"), ("safe/persist", "persist")):
+        steps.append(
+            Step(
+                f"mount-{where}",
+                f"Mount {pool}/{name} at {root}/{where}",
+                ("mount", "-t", "zfs", f"{pool}/{name}", f"{root}/{where}"),
+                probe=("mountpoint", "-q", f"{root}/{where}"),
+            )
+        )
+    if generate_hardware_config:
+        steps.append(
+            Step(
+                "hardware-config",
+                "Detect the hardware (nixos-generate-config, file systems left to advisor)",
+                ("nixos-generate-config", "--root", root, "--no-filesystems"),
+            )
+        )
+    steps += [
+        Step(
+            "write-config",
+            f"Write configuration.nix and flake.nix to {root}/etc/nixos",
+            (
+                *advisor_command,
+                "config",
+                "--backend",
+                spec.backend,
+                "--out",
+                f"{root}/etc/nixos",
+                "--data-device",
+                _configured_data_device(spec),
+                "--esp-device",
+                esp,
+                *(("--header", spec.header) if spec.header else ()),
+                "--pool",
+                pool,
+                "--host-id",
+                spec.host_id,
+                "--hostname",
+                spec.hostname,
+                "--user",
+                spec.user,
+                "--password-stdin",
+                "--initrd",
+                spec.initrd,
+                "--trim" if spec.trim else "--no-trim",
+                "--ssd" if spec.ssd else "--no-ssd",
+                "--persist-root",
+                f"{root}/persist",
+                *config_options,
+                "--force",
+            ),
+            secret="password",
+            secret_newline=True,
+        ),
+        Step(
+            "persist-config",
+            "Keep a copy of the configuration in /persist/etc/nixos",
+            ("mkdir", "-p", f"{root}/persist/etc/nixos"),
+        ),
+        Step(
+            "copy-config",
+            "Copy the configuration to /persist/etc/nixos",
+            ("cp", "-a", f"{root}/etc/nixos/.", f"{root}/persist/etc/nixos/"),
+        ),
+    ]
+    return Plan(spec, tuple(steps))
+
+
+def _configured_data_device(spec: InstallSpec) -> str:
+    """The device the configuration unlocks or imports: LUKS containers by partition
+    UUID; a native-encrypted pool's partition as the pool itself names it."""
+    return spec.data_partuuid_device if spec.backend != "zfs-native" else spec.data_device
+
+
+def render_script(plan: Plan) -> str:
+    """The plan as a shell script a reviewer can read (and run): secrets come from
+    environment variables, never from the script."""
+    spec = plan.spec
+    serial = spec.disk_serial or "none"
+    lines = [
+        "#!/bin/sh",
+        f"# advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}",
+        f"# target: {spec.disk} (serial {serial}, {spec.disk_size} bytes)",
+        f"# host id {spec.host_id}, pool {spec.pool}, root {spec.root}",
+        "# Secrets are read from: "
+        + ", ".join(f"{var} ({name})" for name, var in SECRET_VARIABLES.items()),
+        "set -eu",
+        "",
+    ]
+    for number, step in enumerate(plan.steps, start=1):
+        note = " -- DESTROYS DATA" if step.destructive else ""
+        lines.append(f"# [{number}/{len(plan.steps)}] {step.id}: {step.title}{note}")
+        command = shlex.join(step.argv)
+        if step.secret is not None:
+            variable = SECRET_VARIABLES[step.secret]
+            fmt = "%s\\n" if step.secret_newline else "%s"
+            command = f"printf '{fmt}' \"${variable}\" | {command}"
+        lines.append(command)
+    return "\n".join(lines) + "\n"

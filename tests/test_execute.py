@@ -1,0 +1,213 @@
+"""The executor with real commands on the host: journal, log, resume, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from advisor.errors import UsageError
+from advisor.execute import (
+    Executor,
+    Outcome,
+    StepFailed,
+    journal_events,
+    load_spec,
+    save_spec,
+)
+from advisor.models import InstallSpec, Step
+from advisor.plan import Plan
+
+CANARY = "exec-canary-4c1d"
+SPEC = InstallSpec(
+    backend="luks",
+    disk="/dev/disk/by-id/x",
+    disk_id="x",
+    disk_serial="x",
+    disk_size=1,
+    esp_partuuid="e",
+    data_partuuid="d",
+    host_id="8f2a91c4",
+    hostname="h",
+    user="u",
+)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def started(self, number: int, total: int, step: Step) -> None:
+        self.events.append(("started", step.id))
+
+    def finished(self, number: int, total: int, step: Step, seconds: float) -> None:
+        self.events.append(("finished", step.id))
+
+    def skipped(self, number: int, total: int, step: Step, reason: str) -> None:
+        self.events.append((f"skipped: {reason}", step.id))
+
+
+def touch_steps(folder: Path, count: int) -> list[Step]:
+    return [
+        Step(
+            f"s{i}",
+            f"step {i}",
+            ("touch", str(folder / f"s{i}")),
+            probe=("test", "-e", str(folder / f"s{i}")),
+            destructive=i == 2,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+def execute(
+    plan: Plan, state: Path, *, stop_after: str | None = None, checks: list[str] | None = None
+) -> tuple[Outcome, Recorder]:
+    recorder = Recorder()
+    executor = Executor(
+        plan,
+        state,
+        {"passphrase": CANARY},
+        recorder,
+        check_target=lambda: (checks if checks is not None else []).append("checked"),
+        stop_after=stop_after,
+    )
+    return executor.run(), recorder
+
+
+def test_runs_every_step_and_journals_it(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 3)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    checks: list[str] = []
+    outcome, _ = execute(plan, state, checks=checks)
+    assert outcome.completed
+    assert [f.name for f in sorted(tmp_path.glob("s?"))] == ["s1", "s2", "s3"]
+    events = [(e["event"], e.get("step")) for e in journal_events(state)]
+    assert events[0] == ("plan", None)
+    assert events[-1] == ("complete", None)
+    assert events.count(("done", "s2")) == 1
+    assert checks == ["checked"]  # once, before the first destructive step
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for name in ("journal.jsonl", "install.log", "spec.json"):
+        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600
+    assert load_spec(state) == (SPEC, plan.fingerprint)
+
+
+def test_secret_goes_to_stdin_and_never_to_the_log_or_journal(tmp_path: Path) -> None:
+    out = tmp_path / "got"
+    step = Step("secret", "read stdin", ("sh", "-c", f"cat > {out}; cat {out} >&2"),
+                secret="passphrase")  # fmt: skip
+    plan = Plan(SPEC, (step,))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state)
+    assert out.read_text() == CANARY  # no newline unless the step asks for one
+    for name in ("journal.jsonl", "install.log", "spec.json"):
+        assert CANARY not in (state / name).read_text()
+    assert "<redacted>" in (state / "install.log").read_text()
+    assert "(stdin: <passphrase>)" in (state / "install.log").read_text()
+
+
+def test_failure_names_the_step_and_resume_continues(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    check = f"test -e {gate} || {{ echo no gate >&2; exit 3; }}"
+    steps = [
+        *touch_steps(tmp_path, 2),
+        Step("check", "needs the gate", ("sh", "-c", check)),
+        Step("last", "last", ("touch", str(tmp_path / "last"))),
+    ]
+    plan = Plan(SPEC, tuple(steps))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    with pytest.raises(StepFailed) as info:
+        execute(plan, state)
+    assert info.value.step.id == "check" and info.value.number == 3
+    assert info.value.stderr_tail == "no gate"
+    assert info.value.log == state / "install.log"
+    assert not (tmp_path / "last").exists()
+
+    gate.touch()
+    outcome, recorder = execute(plan, state)
+    assert outcome.completed
+    assert recorder.events[:2] == [("skipped: done earlier", "s1"), ("skipped: done earlier", "s2")]
+    assert ("started", "check") in recorder.events
+    assert (tmp_path / "last").exists()
+
+
+def test_stop_after_and_resume_reach_the_same_end(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 4)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    outcome, _ = execute(plan, state, stop_after="s2")
+    assert not outcome.completed and outcome.stopped_after == "s2"
+    assert not (tmp_path / "s3").exists()
+    outcome, recorder = execute(plan, state)
+    assert outcome.completed
+    assert [e for e in recorder.events if e[0] == "started"] == [
+        ("started", "s3"),
+        ("started", "s4"),
+    ]
+
+
+def test_interrupted_step_is_probed_on_resume(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 2)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    # As if the process died after s1 ran but before its "done" line was written.
+    (tmp_path / "s1").touch()
+    with (state / "journal.jsonl").open("w") as journal:
+        journal.write(json.dumps({"event": "plan", "fingerprint": plan.fingerprint}) + "\n")
+        journal.write(json.dumps({"event": "started", "step": "s1"}) + "\n")
+        journal.write('{"event": "don')  # cut short by the crash
+    outcome, recorder = execute(plan, state)
+    assert outcome.completed
+    assert recorder.events[0] == ("skipped: already in place", "s1")
+
+
+def test_ctrl_c_stops_between_steps(tmp_path: Path) -> None:
+    # The step sends SIGINT to the installer while it runs, as a terminal would.
+    interrupt = Step(
+        "interrupt",
+        "Ctrl-C arrives",
+        ("sh", "-c", f"kill -INT {os.getpid()}; sleep 0.2; touch {tmp_path / 'finished'}"),
+    )
+    plan = Plan(SPEC, (interrupt, *touch_steps(tmp_path, 1)))  # fmt: skip
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    outcome, _ = execute(plan, state)
+    assert not outcome.completed and outcome.stopped_after == "interrupt"
+    assert (tmp_path / "finished").exists()  # the running step was not killed
+    assert not (tmp_path / "s1").exists()
+    assert ("done", "interrupt") in [(e["event"], e.get("step")) for e in journal_events(state)]
+
+
+def test_a_changed_plan_is_not_resumed(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 2)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state, stop_after="s1")
+    other = Plan(SPEC, tuple(touch_steps(tmp_path, 3)))
+    with pytest.raises(UsageError, match="plan changed"):
+        execute(other, state)
+
+
+def test_new_install_refuses_an_existing_state(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 1)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state)
+    with pytest.raises(UsageError, match="--resume"):
+        save_spec(state, plan)
+
+
+def test_missing_program_is_a_step_failure(tmp_path: Path) -> None:
+    plan = Plan(SPEC, (Step("ghost", "no such program", ("advisor-no-such-program",)),))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    with pytest.raises(StepFailed, match="ghost"):
+        execute(plan, state)
+    assert ("failed", "ghost") in [(e["event"], e.get("step")) for e in journal_events(state)]

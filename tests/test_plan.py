@@ -1,0 +1,168 @@
+"""Install plans: the steps each backend gets, and the dry-run script."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from dataclasses import replace
+
+import pytest
+
+from advisor.models import InstallSpec
+from advisor.plan import build_plan, render_script
+from advisor_luks import LuksBackend
+from advisor_luks_detached import LuksDetachedBackend
+from advisor_zfs_native import ZfsNativeBackend
+
+SPEC = InstallSpec(
+    backend="luks",
+    disk="/dev/disk/by-id/virtio-disk01",
+    disk_id="virtio-disk01",
+    disk_serial="disk01",
+    disk_size=8 * 1024**3,
+    esp_partuuid="0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+    data_partuuid="6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+    host_id="8f2a91c4",
+    hostname="atlas",
+    user="alice",
+)
+DATA = "/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"
+
+
+def ids(plan) -> list[str]:  # type: ignore[no-untyped-def]
+    return [step.id for step in plan.steps]
+
+
+def test_luks_plan_order_and_commands() -> None:
+    plan = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
+    assert ids(plan) == [
+        "wipe-disk", "partition", "settle", "wipe-partitions", "format-esp",
+        "luks-format", "luks-open", "hostid", "create-pool",
+        "dataset-root", "snapshot-blank", "dataset-nix", "dataset-home", "dataset-persist",
+        "mount-root", "mount-points", "mount-esp", "mount-nix", "mount-home", "mount-persist",
+        "write-config", "persist-config", "copy-config",
+    ]  # fmt: skip
+    fmt = plan.step("luks-format")
+    assert fmt.argv == (
+        "cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--sector-size", "4096",
+        "--key-file=-", DATA,
+    )  # fmt: skip
+    assert fmt.secret == "passphrase" and not fmt.secret_newline and fmt.destructive
+    pool = plan.step("create-pool")
+    assert pool.argv[-2:] == ("rpool", "/dev/mapper/cryptroot")
+    assert "-o" in pool.argv and "ashift=12" in pool.argv and "autotrim=on" in pool.argv
+    for prop in ("acltype=posixacl", "canmount=off", "compression=zstd", "normalization=none",
+                 "relatime=on", "xattr=sa", "dnodesize=auto", "mountpoint=none"):  # fmt: skip
+        assert prop in pool.argv
+    assert pool.secret is None  # LUKS: the pool itself is not encrypted
+    assert plan.step("hostid").argv == ("zgenhostid", "-f", "8f2a91c4")
+    assert plan.step("snapshot-blank").probe == (
+        "zfs", "list", "-H", "-t", "snapshot", "-o", "name", "rpool/local/root@blank",
+    )  # fmt: skip
+    assert plan.step("mount-esp").argv == (
+        "mount", "-t", "vfat", "-o", "umask=0077",
+        "/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c", "/mnt/boot",
+    )  # fmt: skip
+    config = plan.step("write-config")
+    assert config.secret == "password"
+    assert "--password-stdin" in config.argv
+    assert config.argv[config.argv.index("--data-device") + 1] == DATA  # by partition UUID
+    # Every argv is a list of words: no shell anywhere.
+    assert all(step.argv[0] not in ("sh", "bash") for step in plan.steps)
+
+
+def test_destructive_steps_are_marked() -> None:
+    plan = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
+    destructive = {s.id for s in plan.steps if s.destructive}
+    assert destructive == {
+        "wipe-disk", "partition", "wipe-partitions", "format-esp", "luks-format", "create-pool",
+    }  # fmt: skip
+
+
+def test_zfs_native_encrypts_the_pool_with_the_passphrase_on_stdin() -> None:
+    spec = replace(SPEC, backend="zfs-native")
+    plan = build_plan(spec, ZfsNativeBackend(), generate_hardware_config=True)
+    assert "luks-format" not in ids(plan)
+    pool = plan.step("create-pool")
+    for prop in ("encryption=aes-256-gcm", "keyformat=passphrase", "keylocation=prompt"):
+        assert prop in pool.argv
+    assert pool.secret == "passphrase" and pool.secret_newline
+    # The pool is created on the partition's by-id path, the one NixOS imports from.
+    assert pool.argv[-1] == "/dev/disk/by-id/virtio-disk01-part2"
+    assert plan.step("hardware-config").argv == (
+        "nixos-generate-config", "--root", "/mnt", "--no-filesystems",
+    )  # fmt: skip
+    config = plan.step("write-config").argv
+    assert config[config.index("--data-device") + 1] == "/dev/disk/by-id/virtio-disk01-part2"
+
+
+def test_disk_without_serial_uses_partition_uuids() -> None:
+    spec = replace(SPEC, backend="zfs-native", disk="/dev/disk/by-path/pci-0000:00:05.0",
+                   disk_id="pci-0000:00:05.0", disk_serial=None)  # fmt: skip
+    plan = build_plan(spec, ZfsNativeBackend(), generate_hardware_config=False)
+    assert plan.step("create-pool").argv[-1] == DATA
+
+
+def test_detached_header_is_backed_up_and_verified_before_the_data_is_opened() -> None:
+    spec = replace(SPEC, backend="luks-detached", header="/tmp/hdr.img",
+                   header_backup="/tmp/hdr.backup")  # fmt: skip
+    plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
+    order = ids(plan)
+    assert (
+        order.index("luks-format")
+        < order.index("header-backup")
+        < order.index("header-verify")
+        < order.index("luks-open")
+        < order.index("create-pool")
+    )
+    fmt = plan.step("luks-format").argv
+    assert fmt[fmt.index("--header") + 1] == "/tmp/hdr.img"
+    assert plan.step("header-backup").argv == (
+        "cryptsetup", "luksHeaderBackup", "/tmp/hdr.img", "--header-backup-file", "/tmp/hdr.backup",
+    )  # fmt: skip
+    config = plan.step("write-config").argv
+    assert config[config.index("--header") + 1] == "/tmp/hdr.img"
+
+
+def test_fast_kdf_only_when_asked() -> None:
+    slow = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
+    fast = build_plan(replace(SPEC, fast_kdf=True), LuksBackend(), generate_hardware_config=False)
+    assert "--pbkdf" not in slow.step("luks-format").argv
+    assert "pbkdf2" in fast.step("luks-format").argv
+    native = build_plan(replace(SPEC, backend="zfs-native", fast_kdf=True), ZfsNativeBackend(),
+                        generate_hardware_config=False)  # fmt: skip
+    assert "pbkdf2iters=100000" in native.step("create-pool").argv
+
+
+def test_overrides_replace_reference_options() -> None:
+    spec = replace(SPEC, pool_options={"ashift": "13"}, dataset_options={"compression": "lz4"})
+    argv = build_plan(spec, LuksBackend(), generate_hardware_config=False).step("create-pool").argv
+    assert "ashift=13" in argv and "ashift=12" not in argv
+    assert "compression=lz4" in argv and "compression=zstd" not in argv
+
+
+def test_trim_opens_luks_with_discards() -> None:
+    plan = build_plan(replace(SPEC, trim=True), LuksBackend(), generate_hardware_config=False)
+    assert "--allow-discards" in plan.step("luks-open").argv
+
+
+def test_fingerprint_changes_with_the_plan() -> None:
+    a = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
+    b = build_plan(replace(SPEC, host_id="deadbeef"), LuksBackend(), generate_hardware_config=False)
+    assert (
+        a.fingerprint == build_plan(SPEC, LuksBackend(), generate_hardware_config=False).fingerprint
+    )
+    assert a.fingerprint != b.fingerprint
+
+
+@pytest.mark.parametrize("backend", [LuksBackend(), ZfsNativeBackend()])
+def test_script_shows_every_step_and_no_secret(backend) -> None:  # type: ignore[no-untyped-def]
+    plan = build_plan(replace(SPEC, backend=backend.name), backend, generate_hardware_config=False)
+    script = render_script(plan)
+    subprocess.run(["sh", "-n"], input=script, text=True, check=True)  # valid shell
+    for number, step in enumerate(plan.steps, start=1):
+        assert f"# [{number}/{len(plan.steps)}] {step.id}" in script
+        assert shlex.join(step.argv) in script
+    assert "DESTROYS DATA" in script
+    assert "printf '%s\\n' \"$ADVISOR_PASSWORD\" | " in script
+    assert script.count("$ADVISOR_PASSPHRASE") == sum(s.secret == "passphrase" for s in plan.steps)
