@@ -555,7 +555,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         render_step_failure(stderr_console(), failure, state_dir)
         return 1
     render_install_result(stdout_console(), plan, outcome, state_dir)
-    return 0
+    return 130 if outcome.interrupted else 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

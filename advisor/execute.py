@@ -69,6 +69,7 @@ class Outcome:
     stopped_after: str | None
     log: Path
     seconds: float
+    interrupted: bool = False  # stopped by Ctrl-C rather than --stop-after
 
 
 def save_spec(state_dir: Path, plan: Plan) -> None:
@@ -183,7 +184,10 @@ class Executor:
                         target_checked = True
                     self._run_step(number, total, step)
                 if self._interrupt.requested or step.id == self.stop_after:
-                    return Outcome(False, step.id, self.log_path, time.monotonic() - begin)
+                    seconds = time.monotonic() - begin
+                    return Outcome(
+                        False, step.id, self.log_path, seconds, self._interrupt.requested
+                    )
         self._record({"event": "complete"})
         return Outcome(True, None, self.log_path, time.monotonic() - begin)
 

@@ -76,6 +76,9 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
             raise UsageError("--header-backup must be a file (on another medium), not a device")
         if _on_disk(header, disk):
             raise UsageError("--header must not be on the disk being encrypted")
+        if header.startswith("/dev/") and (use := _device_use(header)):
+            # luksFormat overwrites the header device: the same care as for the disk.
+            raise UsageError(f"refusing to write a header to {header}: {use}")
     elif header is not None or header_backup is not None:
         raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
     root = request.root
@@ -114,6 +117,19 @@ def _on_disk(path: str, disk: disk_probe.Disk) -> bool:
     real = os.path.realpath(path)
     rest = real.removeprefix(disk.path)
     return real == disk.path or (rest != real and rest.lstrip("p").isdigit())
+
+
+def _device_use(path: str) -> str | None:
+    """Why the block device at ``path`` is in use (mounted or swap), or None."""
+    real = os.path.realpath(path)
+    mounts = disk_probe.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    where = [m.mountpoint for m in mounts if os.path.realpath(m.source) == real]
+    if where:
+        return f"mounted at {', '.join(where)}"
+    swaps = disk_probe.parse_swaps(Path("/proc/swaps").read_text())
+    if any(os.path.realpath(entry.filename) == real for entry in swaps):
+        return "holds active swap"
+    return None
 
 
 def make_plan(spec: InstallSpec, plugins: LoadedPlugins) -> Plan:
@@ -157,8 +173,13 @@ def confirm(disk: disk_probe.Disk, yes_wipe: str | None, ask: Callable[[str], st
         raise UsageError("the typed id does not match the disk; nothing was changed")
 
 
-def identity_check(spec: InstallSpec) -> Callable[[], None]:
-    """A check that the disk is still the confirmed one, for just before destruction."""
+def identity_check(spec: InstallSpec, *, resuming: bool) -> Callable[[], None]:
+    """A check that the disk is still the confirmed one, for just before destruction.
+
+    On a resume the disk is expected to be in use by the install itself (an open LUKS
+    container, mounted datasets), so only its identity is compared.
+    """
+    consequence = "it was left as it is" if resuming else "nothing was changed"
 
     def check() -> None:
         try:
@@ -166,9 +187,7 @@ def identity_check(spec: InstallSpec) -> Callable[[], None]:
                 disk_probe.find_disk(disk_probe.discover_disks(), spec.disk_id)
             )
         except UsageError:
-            raise AdvisorError(
-                f"the target disk {spec.disk_id} is gone; nothing was changed"
-            ) from None
+            raise AdvisorError(f"the target disk {spec.disk_id} is gone; {consequence}") from None
         changes = []
         if disk.serial != spec.disk_serial:
             changes.append(f"serial {spec.disk_serial} became {disk.serial}")
@@ -176,11 +195,11 @@ def identity_check(spec: InstallSpec) -> Callable[[], None]:
             changes.append(f"size {spec.disk_size} became {disk.size_bytes}")
         if disk.stable_path != spec.disk:
             changes.append(f"path {spec.disk} became {disk.stable_path}")
-        if changes or not disk.usable:
-            reasons = changes + list(disk.problems)
+        problems = [] if resuming else list(disk.problems)
+        if changes or problems:
             raise AdvisorError(
                 f"the target disk {spec.disk_id} is not the disk that was confirmed, or is "
-                f"in use now ({'; '.join(reasons)}); nothing was changed"
+                f"in use now ({'; '.join(changes + problems)}); {consequence}"
             )
 
     return check
@@ -228,16 +247,16 @@ def run(
     resume: bool,
     stop_after: str | None,
 ) -> Outcome:
+    if stop_after is not None and stop_after not in {s.id for s in plan.steps}:
+        raise UsageError(f"--stop-after {stop_after!r}: no such step (see 'advisor plan')")
     if not resume:
         save_spec(state_dir, plan)
-    elif stop_after is not None and stop_after not in {s.id for s in plan.steps}:
-        raise UsageError(f"--stop-after {stop_after!r}: no such step")
     executor = Executor(
         plan,
         state_dir,
         secrets,
         progress,
-        check_target=identity_check(plan.spec),
+        check_target=identity_check(plan.spec, resuming=resume),
         stop_after=stop_after,
     )
     return executor.run()

@@ -91,6 +91,9 @@ def build_plan(
             f"Create the GPT: ESP ({spec.esp_size}) and the data partition",
             (
                 "sgdisk",
+                # Partition ends on a 1 MiB boundary too: LUKS2 with 4096-byte sectors
+                # needs a size that is a multiple of them.
+                "--align-end",
                 f"--new=1:1M:+{spec.esp_size}",
                 "--typecode=1:EF00",
                 f"--partition-guid=1:{spec.esp_partuuid}",

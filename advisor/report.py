@@ -307,6 +307,8 @@ def render_install_result(console: Console, plan: Plan, outcome: Outcome, state_
     console.print(Text("Next:", style="bold underline"))
     steps = [
         f"nixos-install --flake {spec.root}/etc/nixos#{spec.hostname} --no-root-passwd",
+        # nixos-install writes flake.lock; / is wiped at boot, /persist is not.
+        f"cp {spec.root}/etc/nixos/flake.lock {spec.root}/persist/etc/nixos/",
         f"umount -Rl {spec.root}",
         # Exported, the pool imports cleanly at first boot under the new host id.
         "zpool export -a",

@@ -144,6 +144,7 @@ def test_stop_after_and_resume_reach_the_same_end(tmp_path: Path) -> None:
     save_spec(state, plan)
     outcome, _ = execute(plan, state, stop_after="s2")
     assert not outcome.completed and outcome.stopped_after == "s2"
+    assert not outcome.interrupted
     assert not (tmp_path / "s3").exists()
     outcome, recorder = execute(plan, state)
     assert outcome.completed
@@ -180,6 +181,7 @@ def test_ctrl_c_stops_between_steps(tmp_path: Path) -> None:
     save_spec(state, plan)
     outcome, _ = execute(plan, state)
     assert not outcome.completed and outcome.stopped_after == "interrupt"
+    assert outcome.interrupted
     assert (tmp_path / "finished").exists()  # the running step was not killed
     assert not (tmp_path / "s1").exists()
     assert ("done", "interrupt") in [(e["event"], e.get("step")) for e in journal_events(state)]

@@ -1,0 +1,342 @@
+"""``advisor install`` on a real kernel, with real dm-crypt and OpenZFS, in a throw-away VM.
+
+Nothing on the path from the CLI to the kernel is replaced: the guest runs the project's
+own interpreter (``$PYTHON``) against virtio disks. Each backend is installed in one boot,
+then a second boot on the same disk image plays the next boot of the installed system:
+it unlocks and imports with exactly the devices, header and commands the generated
+configuration names, runs the configuration's own rollback command, and checks that the
+root came back blank while /persist kept its files.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import nixeval
+import pytest
+from harness import Disk, MakeDisk, run_in_vm
+
+pytestmark = pytest.mark.vm
+
+PASSPHRASE = "canary-passphrase-93f1c"
+PASSWORD = "canary-password-5d2e8"
+TIMEOUT = 900
+HOST_ID = "8f2a91c4"
+
+# Every program the install starts is recorded with its full command line (strace follows
+# the whole process tree): the secrets must never appear there (they go on stdin).
+TRACE = "strace -f -qq -e trace=execve -s 4096 -o $RWDIR/execve.log"
+
+
+def write_secrets(rwdir: Path) -> None:
+    (rwdir / "passphrase").write_text(PASSPHRASE + "\n")
+    (rwdir / "password").write_text(PASSWORD + "\n")
+
+
+def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
+    args = [
+        "--backend", backend, "--disk", disk, "--yes-wipe", disk,
+        "--passphrase-file", f"{rwdir}/passphrase", "--password-file", f"{rwdir}/password",
+        "--state-dir", f"{rwdir}/state", "--root", "/mnt", "--allow-bios",
+        "--insecure-fast-kdf", "--hostname", "vmtest", "--user", "alice",
+        "--host-id", HOST_ID,
+    ]  # fmt: skip
+    if backend == "luks-detached":
+        # The header on a disk of its own (a USB key), its backup on yet another medium.
+        args += ["--header", HEADER_DEVICE, "--header-backup", "/media/backup/header.backup"]
+    return shlex.join([*args, *extra])
+
+
+HEADER_DEVICE = "/dev/disk/by-id/virtio-usbkey"
+BACKUP_MEDIUM = """
+mkfs.ext4 -q /dev/disk/by-id/virtio-backup
+mkdir -p /media/backup
+mount /dev/disk/by-id/virtio-backup /media/backup
+"""
+
+
+def disks_for(backend: str, make_disk: MakeDisk) -> list[Disk]:
+    disks = [make_disk("8G", serial="disk01")]
+    if backend == "luks-detached":
+        disks += [make_disk("64M", serial="usbkey"), make_disk("256M", serial="backup")]
+    return disks
+
+
+def phase_one(backend: str, rwdir: Path) -> str:
+    """Install, record the result, leave canaries, then shut everything down cleanly."""
+    args = install_args(backend, "virtio-disk01", rwdir)
+    close = "cryptsetup close cryptroot" if backend != "zfs-native" else "true"
+    header = ""
+    if backend == "luks-detached":
+        header = BACKUP_MEDIUM
+        close += f"""
+cp /media/backup/header.backup header.backup
+head -c 16777216 {HEADER_DEVICE} > header.head
+result header_isluks $(cryptsetup isLuks {HEADER_DEVICE} && echo yes)"""
+    return f"""{header}
+$PYTHON -m advisor disks --json > disks.json
+$PYTHON -m advisor plan {args} > plan.sh
+if {TRACE} $PYTHON -m advisor install {args} > install.out 2> install.err; then
+  result install ok
+else result install failed; cat install.out install.err; exit 1; fi
+zpool status rpool > zpool-status.txt
+zpool get -H -o property,value ashift,autotrim rpool > zpool-get.txt
+zfs get -H -o name,property,value -r encryption,keystatus,mountpoint,canmount rpool > zfs-get.txt
+zfs list -H -t all -o name > zfs-list.txt
+findmnt -rn -o TARGET,FSTYPE,OPTIONS | awk '$1 ~ "^/mnt"' > mounts.txt
+cryptsetup status cryptroot > luks-status.txt 2>&1 || true
+cp -r /mnt/etc/nixos etc-nixos
+ls /mnt/persist/etc/nixos > persist-config.txt
+echo gone > /mnt/etc/rollback-canary
+echo kept > /mnt/persist/kept-canary
+sync
+umount -R /mnt
+zpool export rpool
+{close}
+result phase1 ok
+"""
+
+
+def rollback_command(cfg: dict[str, Any]) -> str:
+    initrd = cfg["boot"]["initrd"]
+    if initrd["systemd"]["enable"]:
+        return str(initrd["systemd"]["services"]["rollback"]["script"])
+    return str(initrd["postResumeCommands"]["content"])
+
+
+def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
+    """The next boot, with only what the generated configuration says."""
+    zfs = cfg["boot"]["zfs"]
+    lines = []
+    if backend != "zfs-native":
+        device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
+        header = ""
+        if "header" in device:
+            # A header file reaches the initrd through boot.initrd.secrets.
+            secrets = cfg["boot"]["initrd"].get("secrets", {})
+            header = f"--header {shlex.quote(secrets.get(device['header'], device['header']))}"
+        lines.append(
+            f"cryptsetup open {header} --key-file=- {shlex.quote(device['device'])} cryptroot"
+            f" < <(head -c {len(PASSPHRASE)} passphrase)"
+        )
+    lines.append(f"zpool import -d {shlex.quote(zfs['devNodes'])} -N rpool")
+    if backend == "zfs-native":
+        for root in zfs["requestEncryptionCredentials"]:
+            lines.append(f"zfs load-key {shlex.quote(root)} < passphrase")
+    lines.append('result keystatus "$(zfs get -H -o value keystatus rpool)"')
+    lines.append(rollback_command(cfg).strip())
+    root = cfg["fileSystems"]["/"]
+    persist = cfg["fileSystems"]["/persist"]
+    esp = cfg["fileSystems"]["/boot"]
+    lines += [
+        f"mount -t {root['fsType']} {root['device']} /mnt",
+        "if [ -e /mnt/etc/rollback-canary ]; then result rollback failed;"
+        " else result rollback ok; fi",
+        "mkdir -p /tmp/persist /tmp/esp",
+        f"mount -t {persist['fsType']} {persist['device']} /tmp/persist",
+        "result persist $(cat /tmp/persist/kept-canary)",
+        "result persisted_config $(ls /tmp/persist/etc/nixos/configuration.nix)",
+        f"mount -t {esp['fsType']} -o {','.join(esp['options'])} {esp['device']} /tmp/esp",
+        'result esp_mode "$(stat -c %a /tmp/esp)"',
+        'result blank "$(zfs list -H -t snapshot -o name rpool/local/root@blank)"',
+        "umount /tmp/esp /tmp/persist /mnt",
+        "zpool export rpool",
+    ]
+    if backend == "luks-detached":
+        data = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]["device"]
+        lines += [
+            "cryptsetup close cryptroot",
+            f"if cryptsetup isLuks {data}; then result isluks yes; else result isluks no; fi",
+            f"result blkid_exit $(blkid -p {data} > /dev/null; echo $?)",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
+def test_install_then_boot(
+    backend: str, vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk, tmp_path: Path
+) -> None:
+    rw = vm_rwdir
+    write_secrets(rw)
+    disks = disks_for(backend, make_disk)
+    first = run_in_vm(phase_one(backend, rw), disks, rwdir=rw, timeout=TIMEOUT)
+    assert first.returncode == 0, first.describe()
+    assert first.results["install"] == "ok"
+
+    # What the installer reports and leaves behind.
+    summary = (rw / "install.out").read_text()
+    assert f"Installed {backend}" in summary and "zpool export -a" in summary
+    assert "wipe-disk" in (rw / "plan.sh").read_text()
+    zfs_list = (rw / "zfs-list.txt").read_text().split()
+    for dataset in ("rpool/local/root", "rpool/local/root@blank", "rpool/local/nix",
+                    "rpool/safe/home", "rpool/safe/persist"):  # fmt: skip
+        assert dataset in zfs_list
+    assert "ashift\t12" in (rw / "zpool-get.txt").read_text()
+    zfs_get = (rw / "zfs-get.txt").read_text()
+    if backend == "zfs-native":
+        assert "rpool\tencryption\taes-256-gcm" in zfs_get
+        assert "rpool/safe/persist\tkeystatus\tavailable" in zfs_get
+    else:
+        assert "rpool\tencryption\toff" in zfs_get
+        assert "type:    LUKS2" in (rw / "luks-status.txt").read_text()
+    assert "rpool/local/root\tmountpoint\tlegacy" in zfs_get
+    mounts = (rw / "mounts.txt").read_text()
+    assert "/mnt/boot vfat" in mounts
+    assert "fmask=0077" in mounts or "umask=0077" in mounts
+    assert (rw / "persist-config.txt").read_text().split() == ["configuration.nix", "flake.nix"]
+
+    # Secrets: on stdin only. The trace holds every command line of the run.
+    execs = (rw / "execve.log").read_text()
+    for command in ("wipefs", "sgdisk", "zgenhostid", "zpool", "mkpasswd", 'advisor", "config'):
+        assert command in execs, command
+    leaked = [
+        str(path.relative_to(rw))
+        for path in rw.rglob("*")
+        if path.is_file()
+        and path.name not in ("passphrase", "password")
+        and not path.name.endswith(".img")
+        and (PASSPHRASE.encode() in path.read_bytes() or PASSWORD.encode() in path.read_bytes())
+    ]
+    assert leaked == []
+
+    # The generated configuration, as NixOS will read it.
+    config = rw / "etc-nixos" / "configuration.nix"
+    nixeval.parse(config)
+    cfg = nixeval.eval_config(config)
+    assert cfg["networking"]["hostId"] == HOST_ID
+
+    if backend == "luks-detached":
+        assert first.results["header_isluks"] == "yes"
+        backup = (rw / "header.backup").read_bytes()
+        assert backup and (rw / "header.head").read_bytes()[: len(backup)] == backup
+    # The next boot: the installed disk (and the header's), not the backup medium.
+    second = run_in_vm(phase_two(backend, rw, cfg), disks[:2], rwdir=rw, timeout=TIMEOUT)
+    assert second.returncode == 0, second.describe()
+    results = second.results
+    assert results["keystatus"] in ("available", "-")  # "-": not encrypted by ZFS
+    assert results["rollback"] == "ok"
+    assert results["persist"] == "kept"
+    assert results["persisted_config"] == "/tmp/persist/etc/nixos/configuration.nix"
+    assert results["esp_mode"] == "700"
+    assert results["blank"] == "rpool/local/root@blank"
+    if backend == "luks-detached":
+        assert results["isluks"] == "no"  # without its header, nothing says LUKS
+        assert results["blkid_exit"] == "2"  # blkid finds no signature at all
+
+
+def summary_script(root: str = "/mnt") -> str:
+    """A description of the end state that does not depend on random ids or times."""
+    return f"""
+{{
+  zfs list -H -t all -o name,mountpoint,canmount,compression | sort
+  zpool get -H -o property,value ashift,autotrim rpool
+  zfs get -H -o property,value acltype,xattr,dnodesize,normalization rpool
+  findmnt -rn -o TARGET,FSTYPE | awk '$1 ~ "^{root}"' | sort
+  ls {root}/etc/nixos {root}/persist/etc/nixos
+  cryptsetup status cryptroot | grep -E 'type|cipher|sector size'
+}}
+"""
+
+
+def test_interrupted_installs_resume_to_the_same_end(
+    vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk
+) -> None:
+    rw = vm_rwdir
+    write_secrets(rw)
+    disks = [make_disk("8G", serial="disk01"), make_disk("8G", serial="disk02")]
+    whole = install_args("luks", "virtio-disk01", rw)
+    stops = ["partition", "luks-open", "snapshot-blank", "mount-esp", "write-config"]
+    parts = install_args("luks", "virtio-disk02", rw).replace(f"{rw}/state", f"{rw}/state2")
+    resume = f"install --resume --state-dir {rw}/state2 --passphrase-file {rw}/passphrase"
+    resume += f" --password-file {rw}/password --allow-bios"
+    script = f"""
+$PYTHON -m advisor install {whole} > whole.out
+{summary_script()} > whole.txt
+umount -R /mnt; zpool export rpool; cryptsetup close cryptroot
+$PYTHON -m advisor install {parts} --stop-after {stops[0]} > stop-0.out
+"""
+    for number, stop in enumerate(stops[1:], start=1):
+        script += f"$PYTHON -m advisor {resume} --stop-after {stop} > stop-{number}.out\n"
+    script += f"$PYTHON -m advisor {resume} > resumed.out\n{summary_script()} > resumed.txt\n"
+    result = run_in_vm(script, disks, rwdir=rw, timeout=TIMEOUT * 2)
+    assert result.returncode == 0, result.describe()
+    for number, stop in enumerate(stops):
+        assert f"Stopped after step {stop}" in (rw / f"stop-{number}.out").read_text()
+    assert "Installed luks" in (rw / "resumed.out").read_text()
+    whole_state = (rw / "whole.txt").read_text()
+    assert "rpool/local/root@blank" in whole_state
+    assert (rw / "resumed.txt").read_text() == whole_state
+    events = [
+        json.loads(line) for line in (rw / "state2" / "journal.jsonl").read_text().splitlines()
+    ]
+    started = [e["step"] for e in events if e["event"] == "started"]
+    assert len(started) == len(set(started))  # no step ran twice
+
+
+def test_refusals_and_warnings(vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk) -> None:
+    rw = vm_rwdir
+    write_secrets(rw)
+    disks = [
+        make_disk("8G", serial="disk01"),
+        make_disk("8G", serial="disk02"),
+        make_disk("8G"),  # no serial: no /dev/disk/by-id link
+    ]
+    wrong = install_args("luks", "virtio-disk01", rw).replace(
+        "--yes-wipe virtio-disk01", "--yes-wipe virtio-disk02"
+    )
+    mounted = install_args("luks", "virtio-disk02", rw)
+    script = f"""
+mkfs.ext4 -q /dev/disk/by-id/virtio-disk02
+mkdir -p /tmp/m && mount /dev/disk/by-id/virtio-disk02 /tmp/m
+set +e
+$PYTHON -m advisor install {mounted} > mounted.out 2> mounted.err; result mounted $?
+$PYTHON -m advisor install {wrong} > wrong.out 2> wrong.err; result wrong $?
+set -e
+$PYTHON -m advisor disks --json > disks.json
+result table "$(blkid -p /dev/disk/by-id/virtio-disk01 > /dev/null; echo $?)"
+"""
+    result = run_in_vm(script, disks, rwdir=rw, timeout=TIMEOUT)
+    assert result.returncode == 0, result.describe()
+    assert result.results["mounted"] == "2"
+    assert "mounted at /tmp/m" in (rw / "mounted.err").read_text()
+    assert result.results["wrong"] == "2"
+    assert "does not name the target disk" in (rw / "wrong.err").read_text()
+    assert result.results["table"] == "2"  # the refused installs wrote nothing
+    listing = json.loads((rw / "disks.json").read_text())
+    by_name = {d["name"]: d for d in listing["disks"]}
+    assert by_name["vda"]["usable"] and by_name["vda"]["disk_id"] == "virtio-disk01"
+    assert not by_name["vdb"]["usable"]
+    assert any("serial" in w for w in by_name["vdc"]["warnings"])
+    assert not by_name["vdc"]["by_id"]
+
+
+def test_a_disk_whose_identity_changed_is_not_touched(
+    vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk, tmp_path: Path
+) -> None:
+    rw = vm_rwdir
+    write_secrets(rw)
+    first = make_disk("8G", serial="disk01")
+    args = install_args("luks", "virtio-disk01", rw)
+    stop = run_in_vm(
+        f"$PYTHON -m advisor install {args} --stop-after wipe-disk > stop.out", [first], rwdir=rw,
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    assert stop.returncode == 0, stop.describe()
+    # Another disk, same serial, other size, where the first one was.
+    other = make_disk("9G", serial="disk01")
+    resume = f"install --resume --state-dir {rw}/state --passphrase-file {rw}/passphrase"
+    resume += f" --password-file {rw}/password --allow-bios"
+    script = f"""
+set +e
+$PYTHON -m advisor {resume} > resume.out 2> resume.err; result resume $?
+set -e
+result table "$(blkid -p /dev/disk/by-id/virtio-disk01 > /dev/null; echo $?)"
+"""
+    result = run_in_vm(script, [other], rwdir=rw, timeout=TIMEOUT)
+    assert result.returncode == 0, result.describe()
+    assert result.results["resume"] == "1"
+    assert "not the disk that was confirmed" in (rw / "resume.err").read_text()
+    assert result.results["table"] == "2"  # still blank: nothing was partitioned
