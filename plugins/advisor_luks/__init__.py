@@ -182,32 +182,42 @@ class LuksBackend(Backend):
     def open_options(self, spec: InstallSpec) -> tuple[str, ...]:
         return ("--allow-discards",) if spec.trim else ()
 
-    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
-        data = spec.data_partuuid_device
-        return (
-            Step(
-                "luks-format",
-                "Format the data partition as LUKS2",
-                ("cryptsetup", "luksFormat", *self.format_options(spec), "--key-file=-", data),
-                secret="passphrase",
-                probe=("cryptsetup", "isLuks", data),
-                destructive=True,
-            ),
-            Step(
-                "luks-open",
-                f"Open the LUKS container as /dev/mapper/{spec.luks_name}",
-                (
-                    "cryptsetup",
-                    "open",
-                    *self.open_options(spec),
-                    "--key-file=-",
-                    data,
-                    spec.luks_name,
-                ),
-                secret="passphrase",
-                probe=("cryptsetup", "status", spec.luks_name),
-            ),
+    def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
+        """``--header PATH`` when the header lives off the data partition; here it does not."""
+        return ()
+
+    def format_step(self, spec: InstallSpec) -> Step:
+        header, data = self.header_options(spec), spec.data_partuuid_device
+        where = f" (header on {spec.header})" if header else ""
+        return Step(
+            "luks-format",
+            f"Format the data partition as LUKS2{where}",
+            ("cryptsetup", "luksFormat", *self.format_options(spec), *header, "--key-file=-", data),
+            secret="passphrase",
+            probe=("cryptsetup", "isLuks", *header, data),
+            destructive=True,
         )
+
+    def open_step(self, spec: InstallSpec) -> Step:
+        header, data = self.header_options(spec), spec.data_partuuid_device
+        return Step(
+            "luks-open",
+            f"Open the LUKS container as /dev/mapper/{spec.luks_name}",
+            (
+                "cryptsetup",
+                "open",
+                *self.open_options(spec),
+                *header,
+                "--key-file=-",
+                data,
+                spec.luks_name,
+            ),
+            secret="passphrase",
+            probe=("cryptsetup", "status", spec.luks_name),
+        )
+
+    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
+        return (self.format_step(spec), self.open_step(spec))
 
     def pool_device(self, spec: InstallSpec) -> str:
         return f"/dev/mapper/{spec.luks_name}"

@@ -161,27 +161,17 @@ class LuksDetachedBackend(LuksBackend):
     # Provisioning: the header goes to its own device or file, is backed up and the
     # backup verified before anything is written to the data partition.
 
+    def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
+        if spec.header is None:
+            raise ValueError("luks-detached needs a header path")
+        return ("--header", spec.header)
+
     def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
         if spec.header is None or spec.header_backup is None:
             raise ValueError("luks-detached needs a header and a header backup path")
         data, header, backup = spec.data_partuuid_device, spec.header, spec.header_backup
         return (
-            Step(
-                "luks-format",
-                f"Format a LUKS2 header on {header} for the data partition",
-                (
-                    "cryptsetup",
-                    "luksFormat",
-                    *self.format_options(spec),
-                    "--header",
-                    header,
-                    "--key-file=-",
-                    data,
-                ),
-                secret="passphrase",
-                probe=("cryptsetup", "isLuks", header),
-                destructive=True,
-            ),
+            self.format_step(spec),
             Step(
                 "header-backup",
                 f"Back up the header to {backup}",
@@ -193,22 +183,7 @@ class LuksDetachedBackend(LuksBackend):
                 "Verify the backup: same bytes as the header, and a LUKS header for the data",
                 (sys.executable, "-m", "advisor.verify", "header-backup", header, backup, data),
             ),
-            Step(
-                "luks-open",
-                f"Open the data partition as /dev/mapper/{spec.luks_name} with the header",
-                (
-                    "cryptsetup",
-                    "open",
-                    *self.open_options(spec),
-                    "--header",
-                    header,
-                    "--key-file=-",
-                    data,
-                    spec.luks_name,
-                ),
-                secret="passphrase",
-                probe=("cryptsetup", "status", spec.luks_name),
-            ),
+            self.open_step(spec),
         )
 
 
