@@ -486,6 +486,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     from advisor.report import StepPrinter, render_install_result, render_step_failure
 
     dry_run = args.dry_run
+    if not dry_run:
+        install.check_privileges(args.allow_bios)
     plugins = _load_plugins()
     if args.resume:
         if args.state_dir is None:
@@ -529,7 +531,6 @@ def cmd_install(args: argparse.Namespace) -> int:
         sys.stdout.write(render_script(plan))
         return 0
 
-    install.check_privileges(args.allow_bios)
     interactive = install.interactive()
     if not args.resume:
         install.confirm(disk, args.yes_wipe, input if interactive else None)

@@ -294,3 +294,19 @@ def test_closed_stdout_is_not_a_traceback() -> None:
     stderr = reader.stderr.read().decode()
     reader.wait(timeout=30)
     assert "Traceback" not in stderr
+
+
+def test_install_needs_root_and_refuses_a_disk_in_use(run_cli: RunCli) -> None:
+    as_nobody = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         sys.executable, "-m", "advisor", "install", "--backend", "luks", "--disk", "vda"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert as_nobody.returncode == 2
+    assert "must run as root" in as_nobody.stderr
+    # The disk holding this machine's / is never a target, not even for a dry run.
+    disks = json.loads(run_cli("disks", "--json").stdout)["disks"]
+    running = next(d for d in disks if "holds the running system" in d["problems"])
+    result = run_cli("plan", "--backend", "luks", "--disk", running["name"])
+    assert result.returncode == 2
+    assert "refusing to use" in result.stderr and "holds the running system" in result.stderr
