@@ -46,15 +46,15 @@ def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
     ]  # fmt: skip
     if backend == "luks-detached":
         # The header on a disk of its own (a USB key), its backup on yet another medium.
-        args += ["--header", HEADER_DEVICE, "--header-backup", "/media/backup/header.backup"]
+        args += ["--header", HEADER_DEVICE, "--header-backup", "/tmp/backup/header.backup"]
     return shlex.join([*args, *extra])
 
 
 HEADER_DEVICE = "/dev/disk/by-id/virtio-usbkey"
 BACKUP_MEDIUM = """
 mkfs.ext4 -q /dev/disk/by-id/virtio-backup
-mkdir -p /media/backup
-mount /dev/disk/by-id/virtio-backup /media/backup
+mkdir -p /tmp/backup
+mount /dev/disk/by-id/virtio-backup /tmp/backup
 """
 
 
@@ -69,11 +69,14 @@ def phase_one(backend: str, rwdir: Path) -> str:
     """Install, record the result, leave canaries, then shut everything down cleanly."""
     args = install_args(backend, "virtio-disk01", rwdir)
     close = "cryptsetup close cryptroot" if backend != "zfs-native" else "true"
+    luks_header = "/dev/disk/by-id/virtio-disk01-part2"
+    if backend == "luks-detached":
+        luks_header = HEADER_DEVICE
     header = ""
     if backend == "luks-detached":
         header = BACKUP_MEDIUM
         close += f"""
-cp /media/backup/header.backup header.backup
+cp /tmp/backup/header.backup header.backup
 head -c 16777216 {HEADER_DEVICE} > header.head
 result header_isluks $(cryptsetup isLuks {HEADER_DEVICE} && echo yes)"""
     return f"""{header}
@@ -88,6 +91,7 @@ zfs get -H -o name,property,value -r encryption,keystatus,mountpoint,canmount rp
 zfs list -H -t all -o name > zfs-list.txt
 findmnt -rn -o TARGET,FSTYPE,OPTIONS | awk '$1 ~ "^/mnt"' > mounts.txt
 cryptsetup status cryptroot > luks-status.txt 2>&1 || true
+cryptsetup luksDump {luks_header} > luks-dump.txt 2>&1 || true
 cp -r /mnt/etc/nixos etc-nixos
 ls /mnt/persist/etc/nixos > persist-config.txt
 echo gone > /mnt/etc/rollback-canary
@@ -150,7 +154,9 @@ def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
         lines += [
             "cryptsetup close cryptroot",
             f"if cryptsetup isLuks {data}; then result isluks yes; else result isluks no; fi",
-            f"result blkid_exit $(blkid -p {data} > /dev/null; echo $?)",
+            # blkid still shows the GPT entry, but must find no content signature.
+            f'result blkid_type "$(blkid -p -o value -s TYPE {data} || true)"',
+            f'result signatures "$(wipefs --no-act --noheadings {data} | wc -l)"',
         ]
     return "\n".join(lines) + "\n"
 
@@ -181,7 +187,9 @@ def test_install_then_boot(
         assert "rpool/safe/persist\tkeystatus\tavailable" in zfs_get
     else:
         assert "rpool\tencryption\toff" in zfs_get
-        assert "type:    LUKS2" in (rw / "luks-status.txt").read_text()
+        assert "is active and is in use" in (rw / "luks-status.txt").read_text()
+        dump = (rw / "luks-dump.txt").read_text()
+        assert "Version:       \t2" in dump and "sector: 4096 [bytes]" in dump
     assert "rpool/local/root\tmountpoint\tlegacy" in zfs_get
     mounts = (rw / "mounts.txt").read_text()
     assert "/mnt/boot vfat" in mounts
@@ -224,7 +232,8 @@ def test_install_then_boot(
     assert results["blank"] == "rpool/local/root@blank"
     if backend == "luks-detached":
         assert results["isluks"] == "no"  # without its header, nothing says LUKS
-        assert results["blkid_exit"] == "2"  # blkid finds no signature at all
+        assert results["blkid_type"] == ""  # no LUKS, no file system: nothing to see
+        assert results["signatures"] == "0"
 
 
 def summary_script(root: str = "/mnt") -> str:
@@ -237,8 +246,7 @@ def summary_script(root: str = "/mnt") -> str:
   findmnt -rn -o TARGET,FSTYPE | awk '$1 ~ "^{root}"' | sort
   ls {root}/etc/nixos {root}/persist/etc/nixos
   cryptsetup status cryptroot | grep -E 'type|cipher|sector size'
-}}
-"""
+}}"""
 
 
 def test_interrupted_installs_resume_to_the_same_end(
