@@ -310,3 +310,14 @@ def test_install_needs_root_and_refuses_a_disk_in_use(run_cli: RunCli) -> None:
     result = run_cli("plan", "--backend", "luks", "--disk", running["name"])
     assert result.returncode == 2
     assert "refusing to use" in result.stderr and "holds the running system" in result.stderr
+
+
+def test_install_refuses_bios_firmware_unless_allowed(run_cli: RunCli) -> None:
+    result = run_cli("install", "--backend", "luks", "--disk", "vda")
+    assert result.returncode == 2
+    if Path("/sys/firmware/efi").is_dir():  # an EFI machine goes on to the disk checks
+        assert "refusing to use" in result.stderr
+    else:
+        assert "EFI" in result.stderr and "--allow-bios" in result.stderr
+        allowed = run_cli("install", "--backend", "luks", "--disk", "vda", "--allow-bios")
+        assert allowed.returncode == 2 and "refusing to use" in allowed.stderr
