@@ -373,28 +373,15 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def _read_password(path: Path | None, *, from_stdin: bool = False) -> str:
-    """The password from a file or stdin (first line), or asked twice at a terminal."""
+    """The user's password from stdin or a file (first line), or asked at a terminal."""
     if from_stdin:
         line = sys.stdin.readline().rstrip("\n")
         if not line:
             raise UsageError("--password-stdin: no password on stdin")
         return line
-    if path is not None:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"--password-file {str(path)!r} cannot be read: {error}") from None
-        if not lines or not lines[0]:
-            raise UsageError(f"--password-file {str(path)!r} is empty")
-        return lines[0]
-    if not _interactive():
-        raise UsageError("no terminal to ask the password on: give --password-file FILE")
-    import getpass
+    from advisor.secrets import read_secret
 
-    first = getpass.getpass("Password for the new user: ")
-    if first != getpass.getpass("Again: "):
-        raise UsageError("the two passwords differ")
-    return first
+    return read_secret(path, "user password", option="--password-file", interactive=_interactive())
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -534,13 +521,18 @@ def cmd_install(args: argparse.Namespace) -> int:
     interactive = install.interactive()
     if not args.resume:
         install.confirm(disk, args.yes_wipe, input if interactive else None)
-    minimum = install.MIN_PASSPHRASE
+    from advisor.secrets import read_secret
+
     secrets = {
-        "passphrase": install.read_secret(
-            args.passphrase_file, "disk passphrase", interactive=interactive, minimum=minimum
+        "passphrase": read_secret(
+            args.passphrase_file,
+            "disk passphrase",
+            option="--passphrase-file",
+            interactive=interactive,
+            minimum=install.MIN_PASSPHRASE,
         ),
-        "password": install.read_secret(
-            args.password_file, "user password", interactive=interactive
+        "password": read_secret(
+            args.password_file, "user password", option="--password-file", interactive=interactive
         ),
     }
     try:

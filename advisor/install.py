@@ -14,7 +14,6 @@ Safety rules, in the order they apply:
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import uuid
@@ -203,25 +202,6 @@ def identity_check(spec: InstallSpec, *, resuming: bool) -> Callable[[], None]:
             )
 
     return check
-
-
-def read_secret(path: Path | None, what: str, *, interactive: bool, minimum: int = 1) -> str:
-    """A secret from the first line of a file, or asked twice (hidden) at a terminal."""
-    if path is not None:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"cannot read the {what} file {str(path)!r}: {error}") from None
-        value = lines[0] if lines else ""
-    elif interactive:
-        value = getpass.getpass(f"{what.capitalize()}: ")
-        if value != getpass.getpass(f"{what.capitalize()} again: "):
-            raise UsageError(f"the two {what}s differ")
-    else:
-        raise UsageError(f"no terminal to ask the {what} on: give it in a file")
-    if len(value) < minimum:
-        raise UsageError(f"the {what} must have at least {minimum} characters")
-    return value
 
 
 def check_privileges(allow_bios: bool) -> None:

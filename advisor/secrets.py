@@ -335,3 +335,29 @@ def write_secret_file(path: Path, data: bytes) -> None:
     directories it has to create get mode 0700."""
     make_private_dirs(path.parent)
     write_atomically(path, data, 0o600)
+
+
+def read_secret(
+    path: Path | None, what: str, *, option: str, interactive: bool, minimum: int = 1
+) -> str:
+    """A secret from the first line of the file ``option`` names, or asked twice, hidden,
+    at a terminal. ``what`` names it in messages ("disk passphrase")."""
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"{option} {str(path)!r} cannot be read: {error}") from None
+        if not lines or not lines[0]:
+            raise UsageError(f"{option} {str(path)!r} is empty")
+        value = lines[0]
+    elif interactive:
+        import getpass
+
+        value = getpass.getpass(f"{what.capitalize()}: ")
+        if value != getpass.getpass(f"{what.capitalize()} again: "):
+            raise UsageError(f"the two {what}s differ")
+    else:
+        raise UsageError(f"no terminal to ask the {what} on: give {option} FILE")
+    if len(value) < minimum:
+        raise UsageError(f"the {what} must have at least {minimum} characters")
+    return value

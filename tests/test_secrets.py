@@ -464,3 +464,18 @@ def test_runner_redacts_a_secret_echoed_on_stderr() -> None:
     assert canary not in str(info.value)
     assert canary not in info.value.stderr
     assert "<redacted>" in str(info.value)
+
+
+def test_read_secret_from_a_file(tmp_path: Path) -> None:
+    from advisor.secrets import read_secret
+
+    path = tmp_path / "pass"
+    path.write_text("first line\nsecond\n")
+    assert read_secret(path, "disk passphrase", option="--x", interactive=False) == "first line"
+    with pytest.raises(UsageError, match="at least 20 characters"):
+        read_secret(path, "disk passphrase", option="--x", interactive=False, minimum=20)
+    path.write_text("")
+    with pytest.raises(UsageError, match=r"--x .* is empty"):
+        read_secret(path, "disk passphrase", option="--x", interactive=False)
+    with pytest.raises(UsageError, match=r"no terminal .* give --x FILE"):
+        read_secret(None, "disk passphrase", option="--x", interactive=False)
