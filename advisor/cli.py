@@ -466,7 +466,6 @@ def cmd_disks(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     from advisor import install
-    from advisor.configure import assessment_defaults, read_assessment
     from advisor.console import stderr_console, stdout_console
     from advisor.execute import StepFailed
     from advisor.plan import render_script
@@ -484,6 +483,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     else:
         defaults = {}
         if args.from_assessment is not None:
+            from advisor.configure import assessment_defaults, read_assessment
+
             defaults = assessment_defaults(read_assessment(args.from_assessment))
         backend = args.backend or defaults.get("backend")
         if backend is None:

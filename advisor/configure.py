@@ -9,7 +9,6 @@ generate the files and write them atomically. ``advisor install`` calls
 from __future__ import annotations
 
 import json
-import secrets as random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -20,6 +19,13 @@ from advisor import secrets, validate
 from advisor.configuration import Contribution, generate
 from advisor.errors import UsageError
 from advisor.files import write_atomically
+from advisor.keys import (
+    age_key_file,
+    generate_age_key,
+    generate_ssh_host_key,
+    load_age_key,
+    load_ssh_host_key,
+)
 from advisor.models import Layout, RemoteUnlock
 from advisor.pluginmanager import LoadedPlugins
 
@@ -79,13 +85,6 @@ class ConfigResult:
             "age_public_key": self.age_public_key,
             "hardware_configuration_missing": self.hardware_configuration_missing,
         }
-
-
-def new_host_id() -> str:
-    """Eight random hex digits, never the all-zero id ZFS reads as 'none'."""
-    while (host_id := random.token_hex(4)) == "00000000":
-        continue
-    return host_id
 
 
 def read_assessment(path: Path) -> Mapping[str, Any]:
@@ -158,7 +157,7 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
     return Layout(
         backend=backend.name,
         hostname=validate.hostname(request.hostname),
-        host_id=validate.host_id(request.host_id) if request.host_id else new_host_id(),
+        host_id=validate.host_id(request.host_id) if request.host_id else validate.new_host_id(),
         user=validate.username(request.user),
         hashed_password=hashed_password,
         data_device=validate.device_path(request.data_device, "--data-device"),
@@ -183,8 +182,8 @@ def _ensure_initrd_host_key(persist_root: Path) -> tuple[str, bool]:
     """The fingerprint of the initrd host key, creating the key if there is none."""
     path = _below(persist_root, INITRD_HOST_KEY)
     if path.exists():
-        return secrets.load_ssh_host_key(path.read_bytes()).fingerprint, False
-    key = secrets.generate_ssh_host_key()
+        return load_ssh_host_key(path.read_bytes()).fingerprint, False
+    key = generate_ssh_host_key()
     secrets.write_secret_file(path, key.private_openssh)
     return key.fingerprint, True
 
@@ -192,9 +191,9 @@ def _ensure_initrd_host_key(persist_root: Path) -> tuple[str, bool]:
 def _ensure_age_key(persist_root: Path) -> tuple[str, bool]:
     path = _below(persist_root, SOPS_AGE_KEY)
     if path.exists():
-        return secrets.load_age_key(path.read_text(encoding="utf-8")).public, False
-    key = secrets.generate_age_key()
-    text = secrets.age_key_file(key, datetime.now(UTC).replace(microsecond=0))
+        return load_age_key(path.read_text(encoding="utf-8")).public, False
+    key = generate_age_key()
+    text = age_key_file(key, datetime.now(UTC).replace(microsecond=0))
     secrets.write_secret_file(path, text.encode())
     return key.public, True
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from advisor import disks as disk_probe
 from advisor import runner, validate
-from advisor.configure import new_host_id
 from advisor.errors import AdvisorError, UsageError
 from advisor.execute import Executor, Outcome, Progress, load_spec, save_spec
 from advisor.models import InstallSpec
@@ -91,7 +90,7 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
         disk_size=disk.size_bytes,
         esp_partuuid=str(uuid.uuid4()),
         data_partuuid=str(uuid.uuid4()),
-        host_id=validate.host_id(request.host_id) if request.host_id else new_host_id(),
+        host_id=validate.host_id(request.host_id) if request.host_id else validate.new_host_id(),
         hostname=validate.hostname(request.hostname),
         user=validate.username(request.user),
         pool=validate.pool_name(request.pool),

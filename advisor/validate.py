@@ -9,6 +9,7 @@ crypttab would reject, or that would mean something else there, from getting tha
 from __future__ import annotations
 
 import re
+import secrets
 
 from advisor.errors import UsageError
 
@@ -64,6 +65,14 @@ def pool_name(value: str) -> str:
         )
     if value in _RESERVED_POOLS or re.match(r"^c[0-9]", value):
         raise UsageError(f"--pool {value!r} is reserved by ZFS")
+    return value
+
+
+def new_host_id() -> str:
+    """A fresh host id that :func:`host_id` accepts: eight random hex digits, never the
+    all-zero id ZFS reads as 'none'."""
+    while (value := secrets.token_hex(4)) == "00000000":
+        continue
     return value
 
 

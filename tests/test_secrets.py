@@ -18,18 +18,17 @@ from helpers import yescrypt_verifies
 
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
-from advisor.secrets import (
+from advisor.keys import (
     AgeKey,
     age_key_file,
     bech32_decode,
     bech32_encode,
     generate_age_key,
     generate_ssh_host_key,
-    hash_password,
     load_age_key,
     load_ssh_host_key,
-    write_secret_file,
 )
+from advisor.secrets import hash_password, write_secret_file
 
 
 @pytest.fixture
