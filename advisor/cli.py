@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -437,6 +438,18 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
         help="journal and log (default: /var/lib/advisor/install-<disk id>)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+    parser.add_argument(
+        "--save",
+        metavar="FILE",
+        type=Path,
+        help="with plan/--dry-run: also save the plan, to run exactly it with --plan FILE",
+    )
+    parser.add_argument(
+        "--plan",
+        metavar="FILE",
+        type=Path,
+        help="run the plan 'advisor plan --save FILE' saved (same GUIDs and host id)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted install")
     parser.add_argument("--stop-after", metavar="STEP", help="stop after this step id")
     parser.add_argument(
@@ -447,6 +460,34 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="cheap key derivation, for tests only: never for a real disk",
     )
+
+
+#: Options that decide the install spec; a saved plan (--plan) or a resume fixes them all.
+_SPEC_OPTIONS = (
+    "backend", "disk", "from_assessment", "pool", "hostname", "user", "host_id", "initrd",
+    "trim", "ssd", "header", "header_backup", "root", "pool_option", "fs_option",
+    "remote_unlock_keys", "sops", "insecure_fast_kdf",
+)  # fmt: skip
+
+
+def _check_install_options(args: argparse.Namespace) -> None:
+    """Refuse combinations that would be silently ignored."""
+    if args.resume and args.state_dir is None:
+        raise UsageError("--resume needs the --state-dir of the install to continue")
+    if args.save is not None and not args.dry_run:
+        raise UsageError("--save is for 'advisor plan' (or --dry-run): it saves the plan shown")
+    if not (args.resume or args.plan is not None):
+        return
+    if args.resume and args.plan is not None:
+        raise UsageError("--resume continues the install in --state-dir; it takes no --plan")
+    defaults = argparse.ArgumentParser()
+    _install_arguments(defaults)
+    unset = defaults.parse_args([])
+    given = [name for name in _SPEC_OPTIONS if getattr(args, name) != getattr(unset, name)]
+    if given:
+        source = "--resume" if args.resume else f"--plan {str(args.plan)!r}"
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{options}: {source} fixes these already; leave them out")
 
 
 def cmd_disks(args: argparse.Namespace) -> int:
@@ -472,14 +513,16 @@ def cmd_install(args: argparse.Namespace) -> int:
     from advisor.report import StepPrinter, render_install_result, render_step_failure
 
     dry_run = args.dry_run
+    _check_install_options(args)
     if not dry_run:
         install.check_privileges(args.allow_bios)
     plugins = _load_plugins()
     if args.resume:
-        if args.state_dir is None:
-            raise UsageError("--resume needs the --state-dir of the install to continue")
         plan = install.resume_spec(args.state_dir, plugins)
         state_dir = args.state_dir
+    elif args.plan is not None:
+        plan, disk = install.saved_plan(args.plan, plugins)
+        state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{disk.disk_id}")
     else:
         defaults = {}
         if args.from_assessment is not None:
@@ -513,10 +556,19 @@ def cmd_install(args: argparse.Namespace) -> int:
         )
         plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
         state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{disk.disk_id}")
+    if not args.resume:
         for warning in disk.warnings:
             stderr_console().print(f"warning: {warning}", style="yellow")
+    if args.save is not None:
+        from advisor.execute import write_plan_file
+
+        try:
+            write_plan_file(args.save, plan)
+        except OSError as error:
+            raise UsageError(f"--save {str(args.save)!r}: {error}") from None
     if dry_run:
-        sys.stdout.write(render_script(plan))
+        saved_as = shlex.quote(str(args.save)) if args.save is not None else None
+        sys.stdout.write(render_script(plan, saved_as=saved_as))
         return 0
 
     interactive = install.interactive()

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args, get_origin, get_type_hints
 
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
@@ -80,22 +80,60 @@ def save_spec(state_dir: Path, plan: Plan) -> None:
             f"{state_dir} holds an earlier install: continue it with --resume, or remove "
             "the directory to start over"
         )
+    write_plan_file(state_dir / SPEC_FILE, plan)
+
+
+def write_plan_file(path: Path, plan: Plan) -> None:
+    """Save ``plan``'s spec and fingerprint (0600: it names the disk and the host id)."""
     data = {"version": STATE_VERSION, "fingerprint": plan.fingerprint, "spec": asdict(plan.spec)}
-    write_atomically(state_dir / SPEC_FILE, (json.dumps(data, indent=2) + "\n").encode(), 0o600)
+    write_atomically(path, (json.dumps(data, indent=2) + "\n").encode(), 0o600)
 
 
 def load_spec(state_dir: Path) -> tuple[InstallSpec, str]:
     """The spec and plan fingerprint of the install in ``state_dir`` (for --resume)."""
     path = state_dir / SPEC_FILE
+    if not path.exists():
+        raise UsageError(f"nothing to resume: {path} does not exist")
+    return read_plan_file(path)
+
+
+def read_plan_file(path: Path) -> tuple[InstallSpec, str]:
+    """The spec and fingerprint :func:`write_plan_file` saved; a :class:`UsageError` for a
+    file that is missing, not one advisor wrote, or has a field of the wrong type."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        spec = InstallSpec(**data["spec"])
-        fingerprint = str(data["fingerprint"])
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise ValueError(f"not version {STATE_VERSION} of advisor's plan format")
+        fields = data["spec"]
+        if not isinstance(fields, dict):
+            raise TypeError("'spec' is not a table")
+        _check_spec_fields(fields)
+        spec = InstallSpec(**fields)
+        fingerprint = data["fingerprint"]
+        if not isinstance(fingerprint, str):
+            raise TypeError("'fingerprint' is not a string")
     except FileNotFoundError:
-        raise UsageError(f"nothing to resume: {path} does not exist") from None
+        raise UsageError(f"{path} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{path} is not an install state advisor wrote: {error}") from None
+        raise UsageError(f"{path} is not an install plan advisor wrote: {error}") from None
     return spec, fingerprint
+
+
+def _check_spec_fields(fields: Mapping[str, Any]) -> None:
+    """Each field of an :class:`InstallSpec` as JSON must have the type the spec declares."""
+    hints = get_type_hints(InstallSpec)
+    for name, value in fields.items():
+        if name not in hints:
+            raise KeyError(f"unknown field {name!r}")
+        allowed = get_args(hints[name]) or (hints[name],)
+        if any(t is type(value) for t in allowed if isinstance(t, type)):
+            continue
+        if value is None and type(None) in allowed:
+            continue
+        is_mapping = get_origin(hints[name]) is Mapping and isinstance(value, dict)
+        if is_mapping and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            continue
+        raise TypeError(f"field {name!r} has the wrong type")
 
 
 def journal_events(state_dir: Path) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from pathlib import Path
 from advisor import disks as disk_probe
 from advisor import runner, validate
 from advisor.errors import AdvisorError, UsageError
-from advisor.execute import Executor, Outcome, Progress, load_spec, save_spec
+from advisor.execute import Executor, Outcome, Progress, load_spec, read_plan_file, save_spec
 from advisor.models import InstallSpec
 from advisor.plan import Plan, build_plan
 from advisor.pluginmanager import LoadedPlugins
@@ -186,21 +186,26 @@ def identity_check(spec: InstallSpec, *, resuming: bool) -> Callable[[], None]:
             )
         except UsageError:
             raise AdvisorError(f"the target disk {spec.disk_id} is gone; {consequence}") from None
-        changes = []
-        if disk.serial != spec.disk_serial:
-            changes.append(f"serial {spec.disk_serial} became {disk.serial}")
-        if disk.size_bytes != spec.disk_size:
-            changes.append(f"size {spec.disk_size} became {disk.size_bytes}")
-        if disk.stable_path != spec.disk:
-            changes.append(f"path {spec.disk} became {disk.stable_path}")
-        problems = [] if resuming else list(disk.problems)
-        if changes or problems:
+        problems = identity_changes(spec, disk) + ([] if resuming else list(disk.problems))
+        if problems:
             raise AdvisorError(
                 f"the target disk {spec.disk_id} is not the disk that was confirmed, or is "
-                f"in use now ({'; '.join(changes + problems)}); {consequence}"
+                f"in use now ({'; '.join(problems)}); {consequence}"
             )
 
     return check
+
+
+def identity_changes(spec: InstallSpec, disk: disk_probe.Disk) -> list[str]:
+    """How ``disk`` differs from the disk ``spec`` was made for (empty: the same disk)."""
+    changes = []
+    if disk.serial != spec.disk_serial:
+        changes.append(f"serial {spec.disk_serial} became {disk.serial}")
+    if disk.size_bytes != spec.disk_size:
+        changes.append(f"size {spec.disk_size} became {disk.size_bytes}")
+    if disk.stable_path != spec.disk:
+        changes.append(f"path {spec.disk} became {disk.stable_path}")
+    return changes
 
 
 def check_privileges(allow_bios: bool) -> None:
@@ -242,6 +247,7 @@ def run(
 
 
 def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
+    """The plan of the install in ``state_dir``, exactly as it started."""
     spec, fingerprint = load_spec(state_dir)
     plan = make_plan(spec, plugins)
     if plan.fingerprint != fingerprint:
@@ -251,6 +257,28 @@ def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
             "remove the directory to start over"
         )
     return plan
+
+
+def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Disk]:
+    """The plan ``advisor plan --save`` wrote to ``path``, and its disk, found again.
+
+    The plan must come out the same on this machine (same advisor, plugins and tools) and
+    the disk must be the one it was made for, and still usable.
+    """
+    spec, fingerprint = read_plan_file(path)
+    plan = make_plan(spec, plugins)
+    if plan.fingerprint != fingerprint:
+        raise UsageError(
+            f"the plan in {path} would come out differently now (another advisor version, "
+            "backend plugin or machine, or an edited file): make it again with 'advisor plan'"
+        )
+    disk = find_target(spec.disk_id)
+    if changes := identity_changes(spec, disk):
+        raise UsageError(
+            f"{spec.disk_id} is not the disk the plan in {path} was made for "
+            f"({'; '.join(changes)}); nothing was changed"
+        )
+    return plan, disk
 
 
 def interactive() -> bool:

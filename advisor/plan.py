@@ -268,16 +268,26 @@ def _configured_data_device(spec: InstallSpec) -> str:
     return spec.data_partuuid_device if spec.backend != "zfs-native" else spec.data_device
 
 
-def render_script(plan: Plan) -> str:
+def render_script(plan: Plan, saved_as: str | None = None) -> str:
     """The plan as a shell script a reviewer can read (and run): secrets come from
-    environment variables, never from the script."""
+    environment variables, never from the script. ``saved_as`` is the file the plan was
+    saved to (``advisor plan --save``), if it was."""
     spec = plan.spec
+    if saved_as is not None:
+        exact = f"# Saved to {saved_as}; run exactly this plan with 'advisor install --plan FILE'."
+    else:
+        exact = (
+            "# Partition GUIDs (and the host id, unless given) are chosen anew at each run: "
+            "to run exactly this plan, save it with --save FILE and run 'advisor install "
+            "--plan FILE'."
+        )
     serial = spec.disk_serial or "none"
     lines = [
         "#!/bin/sh",
         f"# advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}",
         f"# target: {spec.disk} (serial {serial}, {spec.disk_size} bytes)",
         f"# host id {spec.host_id}, pool {spec.pool}, root {spec.root}",
+        exact,
         "# Secrets are read from: "
         + ", ".join(f"{var} ({name})" for name, var in SECRET_VARIABLES.items()),
         "set -eu",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from helpers import MakePluginDist, Result, RunCli
+
+from advisor.models import InstallSpec
 
 # The answers-file contract: these ids and values must never change.
 CONTRACT = {
@@ -323,3 +326,67 @@ def test_install_refuses_bios_firmware_unless_allowed(run_cli: RunCli) -> None:
         assert "EFI" in result.stderr and "--allow-bios" in result.stderr
         allowed = run_cli("install", "--backend", "luks", "--disk", "vda", "--allow-bios")
         assert allowed.returncode == 2 and "refusing to use" in allowed.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["install", "--save", "p.json"], "--save is for 'advisor plan'"),
+        (["plan", "--plan", "p.json", "--backend", "luks", "--hostname", "h"],
+         "--backend, --hostname: --plan 'p.json' fixes these already"),
+        (["install", "--resume", "--state-dir", "s", "--insecure-fast-kdf"],
+         "--insecure-fast-kdf: --resume fixes these already"),
+        (["plan", "--resume", "--state-dir", "s", "--plan", "p.json"], "takes no --plan"),
+        (["plan", "--resume"], "--resume needs the --state-dir"),
+        (["plan", "--plan", "missing.json"], "missing.json does not exist"),
+    ],
+)  # fmt: skip
+def test_install_option_mistakes_are_named(
+    run_cli: RunCli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def _luks_spec(disk_id: str) -> InstallSpec:
+    return InstallSpec(
+        backend="luks",
+        disk=f"/dev/disk/by-id/{disk_id}",
+        disk_id=disk_id,
+        disk_serial="S1",
+        disk_size=1 << 33,
+        esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
+        data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
+        host_id="8f2a91c4",
+        hostname="h",
+        user="u",
+    )
+
+
+def test_a_saved_plan_that_would_come_out_differently_is_refused(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    from advisor.execute import write_plan_file
+    from advisor.install import make_plan
+    from advisor.pluginmanager import load_plugins
+
+    plan = make_plan(_luks_spec("ata-GONE_S1"), load_plugins())
+    edited = dataclasses.replace(plan, steps=plan.steps[:-1])  # as if a step were removed
+    write_plan_file(tmp_path / "plan.json", edited)
+    result = run_cli("plan", "--plan", str(tmp_path / "plan.json"))
+    assert result.returncode == 2
+    assert "would come out differently now" in result.stderr
+
+
+def test_a_saved_plan_for_a_disk_that_is_not_here_is_refused(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    from advisor.execute import write_plan_file
+    from advisor.install import make_plan
+    from advisor.pluginmanager import load_plugins
+
+    write_plan_file(tmp_path / "plan.json", make_plan(_luks_spec("ata-GONE_S1"), load_plugins()))
+    result = run_cli("plan", "--plan", str(tmp_path / "plan.json"))
+    assert result.returncode == 2
+    assert "ata-GONE_S1" in result.stderr and "Traceback" not in result.stderr

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,9 @@ from advisor.execute import (
     StepFailed,
     journal_events,
     load_spec,
+    read_plan_file,
     save_spec,
+    write_plan_file,
 )
 from advisor.models import InstallSpec, Step
 from advisor.plan import Plan
@@ -213,3 +217,45 @@ def test_missing_program_is_a_step_failure(tmp_path: Path) -> None:
     with pytest.raises(StepFailed, match="ghost"):
         execute(plan, state)
     assert ("failed", "ghost") in [(e["event"], e.get("step")) for e in journal_events(state)]
+
+
+def test_a_saved_plan_reads_back_as_the_same_spec(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 2)))
+    path = tmp_path / "plan.json"
+    write_plan_file(path, plan)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert read_plan_file(path) == (SPEC, plan.fingerprint)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["spec"].update(disk_size="1"), "field 'disk_size' has the wrong type"),
+        (lambda d: d["spec"].update(trim=1), "field 'trim' has the wrong type"),
+        (lambda d: d["spec"].update(pool_options={"ashift": 12}), "'pool_options'"),
+        (lambda d: d["spec"].update(extra="x"), "unknown field 'extra'"),
+        (lambda d: d["spec"].pop("host_id"), "host_id"),
+        (lambda d: d.update(version=99), "version 1"),
+        (lambda d: d.update(spec=[]), "'spec' is not a table"),
+        (lambda d: d.pop("fingerprint"), "fingerprint"),
+    ],
+)
+def test_a_damaged_plan_file_is_refused_with_a_message(
+    tmp_path: Path, change: Callable[[dict[str, Any]], object], message: str
+) -> None:
+    path = tmp_path / "plan.json"
+    write_plan_file(path, Plan(SPEC, tuple(touch_steps(tmp_path, 1))))
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match="not an install plan advisor wrote") as error:
+        read_plan_file(path)
+    assert message in str(error.value)
+
+
+def test_a_plan_file_that_is_not_json_or_missing_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "plan.json").write_bytes(b"\xff\x00 not json")
+    with pytest.raises(UsageError, match="not an install plan"):
+        read_plan_file(tmp_path / "plan.json")
+    with pytest.raises(UsageError, match="does not exist"):
+        read_plan_file(tmp_path / "missing.json")

@@ -166,3 +166,11 @@ def test_script_shows_every_step_and_no_secret(backend) -> None:  # type: ignore
     assert "DESTROYS DATA" in script
     assert "printf '%s\\n' \"$ADVISOR_PASSWORD\" | " in script
     assert script.count("$ADVISOR_PASSPHRASE") == sum(s.secret == "passphrase" for s in plan.steps)
+
+
+def test_script_says_how_to_run_exactly_it() -> None:
+    plan = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
+    assert "--save FILE" in render_script(plan) and "chosen anew" in render_script(plan)
+    saved = render_script(plan, saved_as="'my plan.json'")
+    assert "# Saved to 'my plan.json'; run exactly this plan with 'advisor install --plan" in saved
+    subprocess.run(["sh", "-n"], input=saved, text=True, check=True)

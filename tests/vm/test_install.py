@@ -11,6 +11,7 @@ root came back blank while /persist kept its files.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -36,18 +37,28 @@ def write_secrets(rwdir: Path) -> None:
     (rwdir / "password").write_text(PASSWORD + "\n")
 
 
-def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
+def run_args(disk: str, rwdir: Path) -> list[str]:
+    """The options of a run that are not part of the plan: confirmation, secrets, state."""
+    return [
+        "--yes-wipe", disk, "--passphrase-file", f"{rwdir}/passphrase",
+        "--password-file", f"{rwdir}/password", "--state-dir", f"{rwdir}/state", "--allow-bios",
+    ]  # fmt: skip
+
+
+def spec_args(backend: str, disk: str) -> list[str]:
+    """The options that decide the plan."""
     args = [
-        "--backend", backend, "--disk", disk, "--yes-wipe", disk,
-        "--passphrase-file", f"{rwdir}/passphrase", "--password-file", f"{rwdir}/password",
-        "--state-dir", f"{rwdir}/state", "--root", "/mnt", "--allow-bios",
-        "--insecure-fast-kdf", "--hostname", "vmtest", "--user", "alice",
-        "--host-id", HOST_ID,
+        "--backend", backend, "--disk", disk, "--root", "/mnt", "--insecure-fast-kdf",
+        "--hostname", "vmtest", "--user", "alice", "--host-id", HOST_ID,
     ]  # fmt: skip
     if backend == "luks-detached":
         # The header on a disk of its own (a USB key), its backup on yet another medium.
         args += ["--header", HEADER_DEVICE, "--header-backup", "/tmp/backup/header.backup"]
-    return shlex.join([*args, *extra])
+    return args
+
+
+def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
+    return shlex.join([*spec_args(backend, disk), *run_args(disk, rwdir), *extra])
 
 
 HEADER_DEVICE = "/dev/disk/by-id/virtio-usbkey"
@@ -66,8 +77,9 @@ def disks_for(backend: str, make_disk: MakeDisk) -> list[Disk]:
 
 
 def phase_one(backend: str, rwdir: Path) -> str:
-    """Install, record the result, leave canaries, then shut everything down cleanly."""
-    args = install_args(backend, "virtio-disk01", rwdir)
+    """Save a plan, install it, record the result, leave canaries, shut everything down."""
+    plan = shlex.join(spec_args(backend, "virtio-disk01"))
+    run = shlex.join(["--plan", "plan.json", *run_args("virtio-disk01", rwdir)])
     close = "cryptsetup close cryptroot" if backend != "zfs-native" else "true"
     luks_header = "/dev/disk/by-id/virtio-disk01-part2"
     if backend == "luks-detached":
@@ -81,8 +93,8 @@ head -c 16777216 {HEADER_DEVICE} > header.head
 result header_isluks $(cryptsetup isLuks {HEADER_DEVICE} && echo yes)"""
     return f"""{header}
 $PYTHON -m advisor disks --json > disks.json
-$PYTHON -m advisor plan {args} > plan.sh
-if {TRACE} $PYTHON -m advisor install {args} > install.out 2> install.err; then
+$PYTHON -m advisor plan {plan} --save plan.json > plan.sh
+if {TRACE} $PYTHON -m advisor install {run} > install.out 2> install.err; then
   result install ok
 else result install failed; cat install.out install.err; exit 1; fi
 zpool status rpool > zpool-status.txt
@@ -162,6 +174,23 @@ def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
+def planned_commands(script: str) -> list[tuple[str, str]]:
+    """(step id, command) of each step of a plan script, the secret's ``printf |`` removed."""
+    lines = script.splitlines()
+    steps = []
+    for number, line in enumerate(lines):
+        if match := re.match(r"# \[\d+/\d+\] ([\w-]+): ", line):
+            command = re.sub(r"^printf '[^']*' \"\$ADVISOR_\w+\" \| ", "", lines[number + 1])
+            steps.append((match[1], command))
+    return steps
+
+
+def logged_commands(log: str) -> list[tuple[str, str]]:
+    """(step id, command) of each step the install log shows run, the stdin note removed."""
+    pattern = re.compile(r"\S+ step \d+/\d+ ([\w-]+): (.*?)(?: \(stdin: <\w+>\))?$")
+    return [(m[1], m[2]) for line in log.splitlines() if (m := pattern.match(line))]
+
+
 def test_install_then_boot(
     backend: str, vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk, tmp_path: Path
 ) -> None:
@@ -175,7 +204,9 @@ def test_install_then_boot(
     # What the installer reports and leaves behind.
     summary = (rw / "install.out").read_text()
     assert f"Installed {backend}" in summary and "zpool export -a" in summary
-    assert "wipe-disk" in (rw / "plan.sh").read_text()
+    # The reviewed plan is the one that ran: the same commands, GUIDs and host id included.
+    planned = planned_commands((rw / "plan.sh").read_text())
+    assert planned and planned == logged_commands((rw / "state" / "install.log").read_text())
     zfs_list = (rw / "zfs-list.txt").read_text().split()
     for dataset in ("rpool/local/root", "rpool/local/root@blank", "rpool/local/nix",
                     "rpool/safe/home", "rpool/safe/persist"):  # fmt: skip
