@@ -507,10 +507,10 @@ def cmd_disks(args: argparse.Namespace) -> int:
 
 def cmd_install(args: argparse.Namespace) -> int:
     from advisor import install
-    from advisor.console import stderr_console, stdout_console
+    from advisor.console import line_printer
     from advisor.execute import StepFailed
     from advisor.plan import render_script
-    from advisor.report import StepPrinter, render_install_result, render_step_failure
+    from advisor.progress import StepPrinter, install_result, step_failure
 
     dry_run = args.dry_run
     _check_install_options(args)
@@ -558,7 +558,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{disk.disk_id}")
     if not args.resume:
         for warning in disk.warnings:
-            stderr_console().print(f"warning: {warning}", style="yellow")
+            line_printer(stderr=True)(f"warning: {warning}", "yellow")
     if args.save is not None:
         from advisor.execute import write_plan_file
 
@@ -593,14 +593,14 @@ def cmd_install(args: argparse.Namespace) -> int:
             plan,
             state_dir,
             secrets,
-            StepPrinter(stderr_console()),
+            StepPrinter(line_printer(stderr=True)),
             resume=args.resume,
             stop_after=args.stop_after,
         )
     except StepFailed as failure:
-        render_step_failure(stderr_console(), failure, state_dir)
+        step_failure(line_printer(stderr=True), failure, state_dir)
         return 1
-    render_install_result(stdout_console(), plan, outcome, state_dir)
+    install_result(line_printer(stderr=False), plan, outcome, state_dir)
     return 130 if outcome.interrupted else 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,32 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+#: Prints one line of text with a rich style ("bold", "green", "" for none).
+LinePrinter = Callable[[str, str], None]
+
+
+def line_printer(*, stderr: bool) -> LinePrinter:
+    """A :data:`LinePrinter` for stdout or stderr: styled by rich at a terminal, plain
+    text otherwise (a log or a pipe gets the lines as they are, and rich is not loaded).
+    Each line is flushed, so progress shows as it happens."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        from rich.text import Text
+
+        console = stderr_console() if stderr else stdout_console()
+
+        def styled(text: str, style: str) -> None:
+            console.print(Text(text, style=style))
+
+        return styled
+
+    def plain(text: str, style: str) -> None:
+        stream.write(text + "\n")
+        stream.flush()
+
+    return plain
 
 
 def print_json(data: Any) -> None:

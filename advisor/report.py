@@ -21,13 +21,8 @@ from advisor.models import Question, Rating, SystemFacts
 from advisor.pluginmanager import PluginRecord, Status
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from advisor.configure import ConfigResult
     from advisor.disks import Disk
-    from advisor.execute import Outcome, StepFailed
-    from advisor.models import Step
-    from advisor.plan import Plan
 
 _RATING_MARK = {
     Rating.STRONG: ("+++", "bold green"),
@@ -271,65 +266,3 @@ def render_disks(console: Console, disks: Sequence[Disk], firmware: str) -> None
         for warning in disk.warnings:
             console.print(Text(f"{disk.disk_id}: {warning}", style="yellow"))
     console.print(Text(f"Firmware: {firmware}"))
-
-
-class StepPrinter:
-    """Progress of an install: a line per step with its time (plain when not a terminal)."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-
-    def started(self, number: int, total: int, step: Step) -> None:
-        self.console.print(Text(f"[{number}/{total}] {step.title} ...", style="bold"))
-
-    def finished(self, number: int, total: int, step: Step, seconds: float) -> None:
-        self.console.print(Text(f"[{number}/{total}] done in {seconds:.2f} s", style="green"))
-
-    def skipped(self, number: int, total: int, step: Step, reason: str) -> None:
-        self.console.print(Text(f"[{number}/{total}] {step.title}: {reason}", style="dim"))
-
-
-def render_install_result(console: Console, plan: Plan, outcome: Outcome, state_dir: Path) -> None:
-    """The end of an install (or of a stop): what happened, the log, and what comes next."""
-    spec = plan.spec
-    if not outcome.completed:
-        console.print(
-            Text(f"Stopped after step {outcome.stopped_after}.", style="yellow")
-            + Text(f" Continue with: advisor install --resume --state-dir {state_dir}")
-        )
-        console.print(Text(f"Log: {outcome.log}"))
-        return
-    console.print(
-        Text(f"Installed {spec.backend} on {spec.disk} in {outcome.seconds:.1f} s.", style="bold")
-    )
-    console.print(Text(f"Log: {outcome.log}"))
-    console.print()
-    console.print(Text("Next:", style="bold underline"))
-    steps = [
-        f"nixos-install --flake {spec.root}/etc/nixos#{spec.hostname} --no-root-passwd",
-        # nixos-install writes flake.lock; / is wiped at boot, /persist is not.
-        f"cp {spec.root}/etc/nixos/flake.lock {spec.root}/persist/etc/nixos/",
-        f"umount -Rl {spec.root}",
-        # Exported, the pool imports cleanly at first boot under the new host id.
-        "zpool export -a",
-        "reboot",
-    ]
-    for number, command in enumerate(steps, start=1):
-        console.print(_indent(Text(f"{number}. {command}")))
-
-
-def render_step_failure(console: Console, failure: StepFailed, state_dir: Path) -> None:
-    """Which step failed, the tail of its error output, the log, and how to go on."""
-    console.print(Text(f"advisor: error: {failure}", style="bold red"))
-    if failure.stderr_tail:
-        console.print(Text("Its error output ended with:"))
-        console.print(_indent(Text(failure.stderr_tail)))
-    console.print(Text(f"Full log: {failure.log}"))
-    console.print(
-        Text(
-            "Fix the cause, then continue with: "
-            f"advisor install --resume --state-dir {state_dir}\n"
-            "To start over instead: close what was opened (zpool export, cryptsetup close), "
-            f"remove {state_dir} and run the install again."
-        )
-    )

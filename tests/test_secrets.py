@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -478,3 +480,44 @@ def test_read_secret_from_a_file(tmp_path: Path) -> None:
         read_secret(path, "disk passphrase", option="--x", interactive=False)
     with pytest.raises(UsageError, match=r"no terminal .* give --x FILE"):
         read_secret(None, "disk passphrase", option="--x", interactive=False)
+
+
+ANSWER_PROMPTS = Path(__file__).parent / "answer_prompts.py"
+READ_TWO_SECRETS = """
+from advisor.secrets import read_secret
+from advisor.errors import UsageError
+try:
+    passphrase = read_secret(None, "disk passphrase", option="--p", interactive=True, minimum=8)
+    password = read_secret(None, "user password", option="--q", interactive=True)
+except UsageError as error:
+    print("refused:", error)
+else:
+    print("read", len(passphrase), len(password))
+"""
+
+
+@pytest.mark.parametrize(
+    ("replies", "expected"),
+    [
+        (["canary-pass-7f3e", "canary-pass-7f3e", "pw-canary-19", "pw-canary-19"], "read 16 12"),
+        (["canary-pass-7f3e", "canary-pass-7f3x"], "refused: the two disk passphrases differ"),
+        (["short", "short"], "refused: the disk passphrase must have at least 8"),
+    ],
+)
+def test_secrets_are_asked_twice_at_a_terminal_and_not_echoed(
+    tmp_path: Path, replies: list[str], expected: str
+) -> None:
+    prompts = ["Disk passphrase: ", "Disk passphrase again: "]
+    prompts += ["User password: ", "User password again: "]
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps(list(zip(prompts, replies, strict=False))))
+    transcript = tmp_path / "transcript"
+    subprocess.run(
+        [sys.executable, ANSWER_PROMPTS, transcript, answers, "--",
+         sys.executable, "-c", READ_TWO_SECRETS],
+        check=True, timeout=60,
+    )  # fmt: skip
+    shown = transcript.read_text()
+    assert expected in shown
+    for reply in replies:
+        assert reply not in shown  # the terminal's echo was off while each was typed

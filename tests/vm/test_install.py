@@ -379,3 +379,54 @@ result table "$(blkid -p /dev/disk/by-id/virtio-disk01 > /dev/null; echo $?)"
     assert result.results["resume"] == "1"
     assert "not the disk that was confirmed" in (rw / "resume.err").read_text()
     assert result.results["table"] == "2"  # still blank: nothing was partitioned
+
+
+ANSWER_PROMPTS = Path(__file__).parent.parent / "answer_prompts.py"
+
+
+def test_prompts_at_a_terminal(vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk) -> None:
+    """Confirmation by typing the disk id, and the secrets asked twice, on a real terminal."""
+    rw = vm_rwdir
+    disk = make_disk("8G", serial="disk01")
+    secrets = [
+        ["Disk passphrase: ", PASSPHRASE], ["Disk passphrase again: ", PASSPHRASE],
+        ["User password: ", PASSWORD], ["User password again: ", PASSWORD],
+    ]  # fmt: skip
+    confirm = "Type its id to go on: "
+    answers = {
+        "wrong-id": [[confirm, "virtio-disk02"]],
+        "differ": [[confirm, "virtio-disk01"], secrets[0], [secrets[1][0], PASSPHRASE + "x"]],
+        "typed": [[confirm, "virtio-disk01"], *secrets],
+    }
+    for name, pairs in answers.items():
+        (rw / f"{name}.json").write_text(json.dumps(pairs))
+    options = shlex.join([*spec_args("luks", "virtio-disk01"), "--allow-bios"])
+
+    def on_terminal(name: str, *extra: str) -> str:
+        state = shlex.join(["--state-dir", f"{rw}/state-{name}", *extra])
+        return (
+            f"$PYTHON {ANSWER_PROMPTS} {name}.txt {name}.json -- "
+            f"$PYTHON -m advisor install {options} {state}; result {name} $?"
+        )
+
+    script = f"""
+set +e
+{on_terminal("wrong-id")}
+{on_terminal("differ")}
+result blank "$(blkid -p /dev/disk/by-id/virtio-disk01 > /dev/null; echo $?)"
+{on_terminal("typed", "--stop-after", "luks-open")}
+printf %s {shlex.quote(PASSPHRASE)} | cryptsetup open --test-passphrase --key-file=- \\
+    /dev/disk/by-id/virtio-disk01-part2; result unlocks $?
+"""
+    result = run_in_vm(script, [disk], rwdir=rw, timeout=TIMEOUT)
+    assert result.returncode == 0, result.describe()
+    assert result.results["wrong-id"] == "2"
+    assert "the typed id does not match the disk" in (rw / "wrong-id.txt").read_text()
+    assert result.results["differ"] == "2"
+    assert "the two disk passphrases differ" in (rw / "differ.txt").read_text()
+    assert result.results["blank"] == "2"  # neither refused install wrote anything
+    assert result.results["typed"] == "0", (rw / "typed.txt").read_text()
+    assert result.results["unlocks"] == "0"  # the passphrase typed is the one LUKS took
+    for name in answers:
+        shown = (rw / f"{name}.txt").read_text()
+        assert PASSPHRASE not in shown and PASSWORD not in shown  # no echo

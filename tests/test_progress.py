@@ -1,0 +1,131 @@
+"""What advisor install prints: plain lines off a terminal, rich styles on one."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.console import line_printer
+from advisor.execute import Outcome, StepFailed
+from advisor.models import InstallSpec, Step
+from advisor.plan import Plan
+from advisor.progress import StepPrinter, install_result, step_failure
+
+SPEC = InstallSpec(
+    backend="luks",
+    disk="/dev/disk/by-id/virtio-disk01",
+    disk_id="virtio-disk01",
+    disk_serial="disk01",
+    disk_size=1 << 33,
+    esp_partuuid="e",
+    data_partuuid="d",
+    host_id="8f2a91c4",
+    hostname="box",
+    user="u",
+)
+STEP = Step("wipe-disk", "Erase the disk", ("wipefs", "--all", "/dev/x"), destructive=True)
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __call__(self, text: str, style: str) -> None:
+        self.lines.append((text, style))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(text for text, _ in self.lines)
+
+
+def test_a_line_per_step_event() -> None:
+    lines = Lines()
+    printer = StepPrinter(lines)
+    printer.started(1, 23, STEP)
+    printer.finished(1, 23, STEP, 0.1234)
+    printer.skipped(2, 23, STEP, "done earlier")
+    assert lines.lines == [
+        ("[1/23] Erase the disk ...", "bold"),
+        ("[1/23] done in 0.12 s", "green"),
+        ("[2/23] Erase the disk: done earlier", "dim"),
+    ]
+
+
+def test_the_result_names_the_log_and_the_next_steps(tmp_path: Path) -> None:
+    lines = Lines()
+    outcome = Outcome(True, None, tmp_path / "install.log", 61.04)
+    install_result(lines, Plan(SPEC, (STEP,)), outcome, tmp_path)
+    assert "Installed luks on /dev/disk/by-id/virtio-disk01 in 61.0 s." in lines.text
+    assert f"Log: {tmp_path / 'install.log'}" in lines.text
+    assert "  1. nixos-install --flake /mnt/etc/nixos#box --no-root-passwd" in lines.text
+    assert "  4. zpool export -a" in lines.text
+
+
+def test_a_stop_says_how_to_resume(tmp_path: Path) -> None:
+    lines = Lines()
+    outcome = Outcome(False, "wipe-disk", tmp_path / "install.log", 1.0, interrupted=True)
+    install_result(lines, Plan(SPEC, (STEP,)), outcome, tmp_path)
+    assert lines.lines[0] == (
+        f"Stopped after step wipe-disk. Continue with: advisor install --resume --state-dir "
+        f"{tmp_path}",
+        "yellow",
+    )
+    assert "nixos-install" not in lines.text
+
+
+def test_a_failure_shows_the_tail_the_log_and_both_ways_on(tmp_path: Path) -> None:
+    lines = Lines()
+    failure = StepFailed(STEP, 1, "first line\nlast line", tmp_path / "install.log")
+    step_failure(lines, failure, tmp_path / "state")
+    assert lines.lines[0] == (
+        "advisor: error: step 1 (wipe-disk: Erase the disk) failed",
+        "bold red",
+    )
+    assert ("  first line", "") in lines.lines and ("  last line", "") in lines.lines
+    assert f"--resume --state-dir {tmp_path / 'state'}" in lines.text
+    assert f"remove {tmp_path / 'state'}" in lines.text
+
+
+def test_off_a_terminal_lines_are_plain_and_rich_is_not_needed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    line_printer(stderr=True)("[1/2] a very long line " + "x" * 200, "bold")
+    assert stream.getvalue() == "[1/2] a very long line " + "x" * 200 + "\n"  # not wrapped
+
+
+def test_at_a_terminal_lines_are_styled(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    from advisor import console
+
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stdout", stream)
+    console.stdout_console.cache_clear()
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    try:
+        line_printer(stderr=False)("Installed", "bold")
+    finally:
+        console.stdout_console.cache_clear()
+    assert "\x1b[1mInstalled" in stream.getvalue()
+
+
+def test_an_unattended_install_does_not_load_rich() -> None:
+    code = (
+        "import sys; from advisor import cli, install, progress; "
+        "from advisor.console import line_printer; "
+        "line_printer(stderr=True)('x', 'bold'); line_printer(stderr=False)('y', ''); "
+        "cli._load_plugins(); print(sorted(m for m in sys.modules if m.startswith('rich')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.splitlines()[-1] == "[]"
