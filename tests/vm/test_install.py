@@ -173,7 +173,6 @@ def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
 def planned_commands(script: str) -> list[tuple[str, str]]:
     """(step id, command) of each step of a plan script, the secret's ``printf |`` removed."""
     lines = script.splitlines()
@@ -191,6 +190,7 @@ def logged_commands(log: str) -> list[tuple[str, str]]:
     return [(m[1], m[2]) for line in log.splitlines() if (m := pattern.match(line))]
 
 
+@pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
 def test_install_then_boot(
     backend: str, vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk, tmp_path: Path
 ) -> None:
