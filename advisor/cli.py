@@ -517,12 +517,11 @@ def cmd_install(args: argparse.Namespace) -> int:
     if not dry_run:
         install.check_privileges(args.allow_bios)
     plugins = _load_plugins()
+    messages = line_printer(stderr=True)
     if args.resume:
         plan = install.resume_spec(args.state_dir, plugins)
-        state_dir = args.state_dir
     elif args.plan is not None:
         plan, disk = install.saved_plan(args.plan, plugins)
-        state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{disk.disk_id}")
     else:
         defaults = {}
         if args.from_assessment is not None:
@@ -555,10 +554,10 @@ def cmd_install(args: argparse.Namespace) -> int:
             sops=args.sops,
         )
         plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
-        state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{disk.disk_id}")
+    state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{plan.spec.disk_id}")
     if not args.resume:
         for warning in disk.warnings:
-            line_printer(stderr=True)(f"warning: {warning}", "yellow")
+            messages(f"warning: {warning}", "yellow")
     if args.save is not None:
         from advisor.execute import write_plan_file
 
@@ -593,12 +592,12 @@ def cmd_install(args: argparse.Namespace) -> int:
             plan,
             state_dir,
             secrets,
-            StepPrinter(line_printer(stderr=True)),
+            StepPrinter(messages),
             resume=args.resume,
             stop_after=args.stop_after,
         )
     except StepFailed as failure:
-        step_failure(line_printer(stderr=True), failure, state_dir)
+        step_failure(messages, failure, state_dir)
         return 1
     install_result(line_printer(stderr=False), plan, outcome, state_dir)
     return 130 if outcome.interrupted else 0

@@ -249,14 +249,14 @@ def run(
 def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
     """The plan of the install in ``state_dir``, exactly as it started."""
     spec, fingerprint = load_spec(state_dir)
-    plan = make_plan(spec, plugins)
-    if plan.fingerprint != fingerprint:
-        raise UsageError(
-            f"the plan for the install in {state_dir} would differ now (another advisor "
-            "version or backend plugin?): finish it with the version that started it, or "
-            "remove the directory to start over"
-        )
-    return plan
+    return _rebuild_plan(
+        spec,
+        fingerprint,
+        plugins,
+        f"the plan for the install in {state_dir} would differ now (another advisor "
+        "version or backend plugin?): finish it with the version that started it, or "
+        "remove the directory to start over",
+    )
 
 
 def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Disk]:
@@ -266,12 +266,13 @@ def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Dis
     the disk must be the one it was made for, and still usable.
     """
     spec, fingerprint = read_plan_file(path)
-    plan = make_plan(spec, plugins)
-    if plan.fingerprint != fingerprint:
-        raise UsageError(
-            f"the plan in {path} would come out differently now (another advisor version, "
-            "backend plugin or machine, or an edited file): make it again with 'advisor plan'"
-        )
+    plan = _rebuild_plan(
+        spec,
+        fingerprint,
+        plugins,
+        f"the plan in {path} would come out differently now (another advisor version, "
+        "backend plugin or machine, or an edited file): make it again with 'advisor plan'",
+    )
     disk = find_target(spec.disk_id)
     if changes := identity_changes(spec, disk):
         raise UsageError(
@@ -279,6 +280,17 @@ def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Dis
             f"({'; '.join(changes)}); nothing was changed"
         )
     return plan, disk
+
+
+def _rebuild_plan(
+    spec: InstallSpec, fingerprint: str, plugins: LoadedPlugins, differs: str
+) -> Plan:
+    """The plan for a saved spec; a :class:`UsageError` saying ``differs`` unless it has
+    the fingerprint that was saved with it (same advisor, plugins and tools)."""
+    plan = make_plan(spec, plugins)
+    if plan.fingerprint != fingerprint:
+        raise UsageError(differs)
+    return plan
 
 
 def interactive() -> bool:

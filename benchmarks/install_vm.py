@@ -130,21 +130,23 @@ def unmount_runtime() -> str:
     return f"umount {' '.join(mountpoints)} /run/runtime"
 
 
+#: Where the benchmark keeps state, plans and outputs in the guest (its /var is local).
+GUEST_WORK = Path("/var/lib/advisor-bench")
+
+
 def script(backend: str, rw: Path, rounds: int, fast_kdf: bool, runtime_device: str | None) -> str:
     # State, plans and outputs stay in the guest (as /var/lib/advisor does on a live
     # system) and are copied to the shared folder at the end: writing them through 9p
     # would time the shared folder.
     lines = [mount_runtime(runtime_device)] if runtime_device else []
     lines += [
-        f"work=/var/lib/advisor-bench && mkdir -p $work && cp {rw}/passphrase {rw}/password $work",
+        f"work={GUEST_WORK} && mkdir -p $work && cp {rw}/passphrase {rw}/password $work",
         "cd $work",
         "$PYTHON -m advisor --version > /dev/null",  # warm the caches
     ]
     for n in range(rounds):
-        shell_options = options(backend, "virtio-shell", Path("/var/lib/advisor-bench"),
-                                f"plan{n}", fast_kdf)  # fmt: skip
-        advisor_options = options(backend, "virtio-advisor", Path("/var/lib/advisor-bench"),
-                                  f"state{n}", fast_kdf)  # fmt: skip
+        shell_options = options(backend, "virtio-shell", GUEST_WORK, f"plan{n}", fast_kdf)
+        advisor_options = options(backend, "virtio-advisor", GUEST_WORK, f"state{n}", fast_kdf)
         lines += [
             f"$PYTHON -m advisor plan {shell_options} > plan{n}.sh",
             "start=$(date +%s%N)",
