@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +87,8 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
         disk_id=disk.disk_id,
         disk_serial=disk.serial,
         disk_size=disk.size_bytes,
-        esp_partuuid=str(uuid.uuid4()),
-        data_partuuid=str(uuid.uuid4()),
+        esp_partuuid=validate.new_guid(),
+        data_partuuid=validate.new_guid(),
         host_id=validate.host_id(request.host_id) if request.host_id else validate.new_host_id(),
         hostname=validate.hostname(request.hostname),
         user=validate.username(request.user),

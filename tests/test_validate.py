@@ -1,0 +1,29 @@
+"""Fresh identifiers: host ids and partition GUIDs."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from advisor import validate
+
+
+def test_new_guid_is_a_version_4_uuid_in_canonical_form() -> None:
+    for _ in range(200):
+        text = validate.new_guid()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+
+
+def test_new_guids_differ() -> None:
+    assert len({validate.new_guid() for _ in range(1000)}) == 1000
+
+
+def test_new_host_id_is_accepted_and_never_all_zero() -> None:
+    for _ in range(200):
+        value = validate.new_host_id()
+        assert re.fullmatch(r"[0-9a-f]{8}", value)
+        assert value != "00000000"
+        assert validate.host_id(value) == value
