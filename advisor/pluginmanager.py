@@ -42,6 +42,8 @@ from advisor.models import (
 ENTRY_POINT_GROUP = "advisor"
 DISABLE_ENV = "ADVISOR_DISABLE_PLUGINS"
 STRICT_ENV = "ADVISOR_STRICT_PLUGINS"
+#: The distribution the core and the built-in backends ship in (see pyproject.toml).
+BUILTIN_DISTRIBUTION = "nixos-crypt-advisor"
 
 #: Plugins that are part of the core itself: always registered, never disabled.
 CORE_PLUGINS: tuple[tuple[str, ModuleType], ...] = (("core", questionnaire),)
@@ -201,12 +203,9 @@ def load_plugins(
             PluginRecord(name=name, module=module.__name__, distribution=None, version=None)
         )
 
-    for ep in _ordered(entry_points):
+    for ep, distribution, version in _ordered(entry_points):
         record = PluginRecord(
-            name=ep.name,
-            module=ep.value,
-            distribution=ep.dist.name if ep.dist else None,
-            version=ep.dist.version if ep.dist else None,
+            name=ep.name, module=ep.value, distribution=distribution, version=version
         )
         records.append(record)
         if ep.name in disabled:
@@ -229,14 +228,22 @@ def load_plugins(
 _Fail = Callable[[PluginRecord, str, Status], None]
 
 
-def _ordered(entry_points: Iterable[metadata.EntryPoint]) -> list[metadata.EntryPoint]:
-    """Built-in backends first (they ship with the core), then the rest by name."""
+def _ordered(
+    entry_points: Iterable[metadata.EntryPoint],
+) -> list[tuple[metadata.EntryPoint, str | None, str | None]]:
+    """Each entry point with its distribution's name and version: built-in backends first
+    (they ship with the core), then the rest by name."""
+    declared = [(ep, *_distribution(ep)) for ep in entry_points]
+    return sorted(declared, key=lambda item: (item[1] != BUILTIN_DISTRIBUTION, item[0].name))
 
-    def key(ep: metadata.EntryPoint) -> tuple[bool, str]:
-        builtin = ep.dist is not None and ep.dist.name == "nixos-crypt-advisor"
-        return (not builtin, ep.name)
 
-    return sorted(entry_points, key=key)
+def _distribution(ep: metadata.EntryPoint) -> tuple[str | None, str | None]:
+    """Name and version of the distribution declaring ``ep``, from one read of its
+    metadata (``Distribution.name`` and ``.version`` each parse the whole file again)."""
+    if ep.dist is None:
+        return None, None
+    fields = ep.dist.metadata
+    return fields["Name"], fields["Version"]
 
 
 def _register(
