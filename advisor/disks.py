@@ -21,6 +21,7 @@ The work is split so that almost all of it is testable without udev:
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -817,9 +818,16 @@ def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     )
 
 
+@functools.cache
+def udev_context() -> pyudev.Context:
+    """This process's one connection to udev. Making one loads libudev (through ctypes,
+    which asks ``ldconfig`` where it is); listing devices through it reads them afresh."""
+    return pyudev.Context()
+
+
 def discover_disks(context: Any = None) -> list[Disk]:
     """The whole disks of this machine, each with what forbids installing on it."""
-    context = context if context is not None else pyudev.Context()
+    context = context if context is not None else udev_context()
     root = Path("/")
     state = system_state(root)
     disks = []
