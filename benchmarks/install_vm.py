@@ -9,9 +9,11 @@ identity check, journal, log and progress. Goal: within 1.10x.
 Two things make the guest unlike a machine installing NixOS, and are set to match one:
 
 ``--runtime image`` (default)
-    The Python runtime, the virtualenv and the project are served from a read-only ext4
-    image on a virtio disk, bind-mounted over their usual paths, as a live ISO serves them
-    from its squashfs. With ``--runtime host`` they come from the host over 9p without
+    The Python runtime and a virtualenv holding the advisor as a user installs it (built
+    into a wheel, with its dependencies only, bytecode compiled) are served from a
+    read-only ext4 image on a virtio disk, bind-mounted over their usual paths, as a live
+    ISO serves them from its squashfs. With ``--runtime host`` the development virtualenv
+    (editable project, test tools, example plugin) comes from the host over 9p without
     caching (as in the VM tests), where every file lookup is a round trip through the
     emulated virtio device: each imported module then costs about 90 ms, against about
     25 ms from the image, which measures 9p rather than the advisor.
@@ -43,8 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "vm"))
 
 from harness import Disk, create_disk, run_in_vm
 
-import advisor
-
+PROJECT = Path(__file__).resolve().parent.parent
 GOAL = 1.10
 #: Parts of the standard library an install never imports; leaving them out keeps the image small.
 _STDLIB_SKIP = ("test", "site-packages", "idlelib", "tkinter", "turtledemo", "ensurepip")
@@ -65,21 +66,40 @@ def options(backend: str, disk: str, folder: Path, state: str, fast_kdf: bool) -
 TEARDOWN = "umount -R /mnt; zpool export rpool; cryptsetup close cryptroot 2>/dev/null || true"
 
 
-def runtime_paths() -> dict[str, Path]:
+def runtime_paths() -> dict[Path, Path]:
     """What to serve from the image: mount point in the guest -> folder in the image."""
-    paths = {
-        Path(sys.base_prefix): Path("base"),
-        Path(sys.prefix): Path("venv"),
-    }
-    project = Path(advisor.__file__).resolve().parent.parent
-    if not project.is_relative_to(sys.prefix):  # an editable install: the source tree
-        paths[project / "advisor"] = Path("project/advisor")
-        paths[project / "plugins"] = Path("project/plugins")
-    return paths
+    return {Path(sys.base_prefix): Path("base"), Path(sys.prefix): Path("venv")}
+
+
+def _without_bytecode_switch() -> dict[str, str]:
+    """This environment, minus a PYTHONDONTWRITEBYTECODE that would stop pip compiling."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def install_advisor(venv: Path) -> None:
+    """A virtualenv at ``venv`` with the advisor from this checkout, as ``pip install``
+    gives a user: a wheel and its dependencies only, at the versions installed here."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    constraints = venv.parent / "constraints.txt"
+    constraints.write_text("".join(f"{line}\n" for line in frozen.splitlines() if "==" in line))
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
+    subprocess.run(
+        [*pip, "install", "--quiet", "--constraint", str(constraints), str(PROJECT)],
+        check=True,
+        env=_without_bytecode_switch(),
+    )
+    constraints.unlink()
 
 
 def build_runtime_image(folder: Path) -> Disk:
-    """An ext4 image holding the interpreter, the standard library, the venv and the project."""
+    """An ext4 image holding the interpreter, the standard library and a virtualenv with
+    the advisor installed."""
     staging = folder / "staging"
     base = Path(sys.base_prefix)
     stdlib = Path(sysconfig.get_path("stdlib"))
@@ -94,18 +114,7 @@ def build_runtime_image(folder: Path) -> Disk:
         ignore=lambda folder, names: _STDLIB_SKIP if Path(folder) == stdlib else (),
     )
     (staging / "base" / stdlib.relative_to(base) / "site-packages").mkdir()
-    for source, target in runtime_paths().items():
-        if target.parts[0] != "base":
-            shutil.copytree(source, staging / target, symlinks=True, dirs_exist_ok=True)
-    # Installed packages ship their bytecode (pip and Nix compile it), but a source tree
-    # (an editable install) may have none: compiling at every start is not the advisor's
-    # time on a real system.
-    if (staging / "project").exists():
-        subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", str(staging / "project")],
-            check=True,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
-        )
+    install_advisor(staging / "venv")
     image = folder / "runtime.img"
     used = sum(f.stat().st_size for f in staging.rglob("*") if f.is_file() and not f.is_symlink())
     size_mib = used * 3 // 2 // (1 << 20) + 64
@@ -169,7 +178,7 @@ def script(backend: str, rw: Path, rounds: int, fast_kdf: bool, runtime_device: 
 def steps_seconds(journal: Path) -> float:
     """The time an install spent running its steps' commands, from its journal."""
     events = [json.loads(line) for line in journal.read_text().splitlines()]
-    return sum(e.get("seconds", 0.0) for e in events if e.get("event") == "done")
+    return float(sum(e.get("seconds", 0.0) for e in events if e.get("event") == "done"))
 
 
 def main() -> int:
