@@ -14,7 +14,7 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     system) with ``mode`` from the start: a secret is never readable by others, not even
     briefly. Parent directories must exist.
     """
-    # os.urandom(8).hex() is secrets.token_hex(8), without importing hmac and hashlib.
+    # os.urandom(8).hex() is secrets.token_hex(8), without importing secrets and hmac.
     tmp = path.parent / f".{path.name}.{os.urandom(8).hex()}.tmp"
     # O_EXCL|O_NOFOLLOW: never write through a file or symlink someone planted there.
     flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -72,7 +72,7 @@ def new_host_id() -> str:
     """A fresh host id that :func:`host_id` accepts: eight random hex digits, never the
     all-zero id ZFS reads as 'none'."""
     # os.urandom is what secrets.token_hex uses; importing secrets would also load hmac
-    # and OpenSSL's hashlib at every install's start for this one call.
+    # (and base64) at every install's start for this one call.
     while (value := os.urandom(4).hex()) == "00000000":
         continue
     return value
