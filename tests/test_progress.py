@@ -120,7 +120,7 @@ def test_at_a_terminal_lines_are_styled(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_an_unattended_install_does_not_load_what_it_does_not_use() -> None:
     # rich is for terminals, cryptography for generated keys; uuid (via platform) and
-    # secrets (via hmac and hashlib) were dropped for os.urandom: each costs start-up time.
+    # secrets (via hmac) were dropped for os.urandom: each costs start-up time.
     code = (
         "import sys; from advisor import cli, install, progress; "
         "from advisor.console import line_printer; "
