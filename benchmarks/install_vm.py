@@ -4,7 +4,9 @@ Both run in one VM boot (so boot time is not counted), on two identical disks, a
 script, advisor, script, advisor... The shell script is ``advisor plan``'s output for the
 same options, so the commands are identical (its ``advisor config`` step included); the
 difference is the advisor's own work: start-up and plugin loading, disk discovery, the
-identity check, journal, log and progress. Goal: within 1.10x.
+identity check, journal, log and progress. Goal: within 1.10x, by the ratio of the medians
+and by the steadier estimate 1 + (median time outside the advisor's steps) / (median shell
+time); both are printed.
 
 Two things make the guest unlike a machine installing NixOS, and are set to match one:
 
@@ -223,8 +225,13 @@ def main() -> int:
     print(f"advisor install: {', '.join(f'{s:.1f}' for s in ours)} s")
     overhead = [total - steps for total, steps in zip(ours, in_steps, strict=True)]
     print(f"  of which outside its steps: {', '.join(f'{s:.1f}' for s in overhead)} s")
-    verdict = "ok" if ratio <= GOAL else "MISSED"
-    print(f"ratio (medians): {ratio:.2f}x (goal {GOAL:.2f}x) {verdict}")
+    # The KDF's run time varies from round to round far more than the advisor's own
+    # work does, so the ratio of medians swings between runs; shell time plus the
+    # advisor's time outside its steps is the steadier estimate of the same ratio.
+    steady = (statistics.median(shell) + statistics.median(overhead)) / statistics.median(shell)
+    verdict = "ok" if max(ratio, steady) <= GOAL else "MISSED"
+    print(f"ratio (medians): {ratio:.2f}x; from the time outside its steps: {steady:.2f}x")
+    print(f"goal {GOAL:.2f}x: {verdict}")
     return 0
 
 
