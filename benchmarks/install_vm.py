@@ -216,7 +216,8 @@ def main() -> int:
         in_steps = [steps_seconds(rw / f"state{n}" / "journal.jsonl") for n in range(args.rounds)]
         if args.keep is not None:
             shutil.copytree(rw, args.keep, dirs_exist_ok=True)
-    ratio = statistics.median(ours) / statistics.median(shell)
+    shell_median = statistics.median(shell)
+    ratio = statistics.median(ours) / shell_median
     print(
         f"backend {args.backend}, runtime from {args.runtime}, {args.kdf} KDF, "
         f"{args.rounds} rounds in one VM boot (QEMU TCG)"
@@ -228,7 +229,7 @@ def main() -> int:
     # The KDF's run time varies from round to round far more than the advisor's own
     # work does, so the ratio of medians swings between runs; shell time plus the
     # advisor's time outside its steps is the steadier estimate of the same ratio.
-    steady = (statistics.median(shell) + statistics.median(overhead)) / statistics.median(shell)
+    steady = (shell_median + statistics.median(overhead)) / shell_median
     verdict = "ok" if max(ratio, steady) <= GOAL else "MISSED"
     print(f"ratio (medians): {ratio:.2f}x; from the time outside its steps: {steady:.2f}x")
     print(f"goal {GOAL:.2f}x: {verdict}")
