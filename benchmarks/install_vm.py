@@ -1,12 +1,13 @@
 """Time ``advisor install`` against the same commands run as a plain shell script.
 
-Both run in one VM boot (so boot time is not counted), on two identical disks, alternating:
-script, advisor, script, advisor... The shell script is ``advisor plan``'s output for the
-same options, so the commands are identical (its ``advisor config`` step included); the
-difference is the advisor's own work: start-up and plugin loading, disk discovery, the
-identity check, journal, log and progress. Goal: within 1.10x, by the ratio of the medians
-and by the steadier estimate 1 + (median time outside the advisor's steps) / (median shell
-time); both are printed.
+Both run in one VM boot (so boot time is not counted), on two identical disks, in turn;
+each round swaps which goes first (script then advisor, advisor then script, ...), so
+neither always runs straight after the other's teardown. The shell script is ``advisor
+plan``'s output for the same options, so the commands are identical (its ``advisor
+config`` step included); the difference is the advisor's own work: start-up and plugin
+loading, disk discovery, the identity check, journal, log and progress. Goal: within
+1.10x, by the ratio of the medians and by the steadier estimate 1 + (median time outside
+the advisor's steps) / (median shell time); both are printed.
 
 Two things make the guest unlike a machine installing NixOS, and are set to match one:
 
@@ -158,19 +159,22 @@ def script(backend: str, rw: Path, rounds: int, fast_kdf: bool, runtime_device: 
     for n in range(rounds):
         shell_options = options(backend, "virtio-shell", GUEST_WORK, f"plan{n}", fast_kdf)
         advisor_options = options(backend, "virtio-advisor", GUEST_WORK, f"state{n}", fast_kdf)
-        lines += [
-            f"$PYTHON -m advisor plan {shell_options} > plan{n}.sh",
+        shell_run = [
             "start=$(date +%s%N)",
             # The script reads its secrets from the environment, as its header says.
             f"ADVISOR_PASSPHRASE=$(head -n1 passphrase) ADVISOR_PASSWORD=$(head -n1 password)"
             f" sh plan{n}.sh > shell{n}.out 2>&1",
             f'result shell_{n} "$(( ($(date +%s%N) - start) / 1000000 ))"',
             TEARDOWN,
+        ]
+        advisor_run = [
             "start=$(date +%s%N)",
             f"$PYTHON -m advisor install {advisor_options} > advisor{n}.out 2>&1",
             f'result advisor_{n} "$(( ($(date +%s%N) - start) / 1000000 ))"',
             TEARDOWN,
         ]
+        lines.append(f"$PYTHON -m advisor plan {shell_options} > plan{n}.sh")
+        lines += shell_run + advisor_run if n % 2 == 0 else advisor_run + shell_run
     lines.append(f"cp -r $work/. {rw}/ && cd {rw}")
     if runtime_device:
         lines.append(unmount_runtime())
