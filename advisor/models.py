@@ -282,6 +282,13 @@ class Step:
     --key-file=-`` takes the bytes as they are). ``probe`` is a command that exits 0 when
     the step's effect is already there; on ``--resume`` it decides whether an interrupted
     step must run again. ``destructive`` steps destroy data on the target disk.
+
+    ``restore`` is for a step whose effect a reboot, or closing what the install opened,
+    undoes: an open LUKS mapping, the live system's host id, an imported pool, a mount.
+    It holds the commands that bring the effect back (often just ``argv`` again), each
+    fed the step's secret. On ``--resume`` a finished step with ``restore`` is probed
+    again (with no probe, it is always restored) and restored when its effect is gone,
+    so the install goes on from where it was, not from a live system that forgot it.
     """
 
     id: str
@@ -291,6 +298,7 @@ class Step:
     secret_newline: bool = False
     probe: tuple[str, ...] | None = None
     destructive: bool = False
+    restore: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
