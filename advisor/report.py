@@ -243,7 +243,11 @@ def _size(size_bytes: int) -> str:
 
 
 def render_disks(console: Console, disks: Sequence[Disk], firmware: str) -> None:
-    """Every disk with its id, size, model, and why it cannot be used, if it cannot."""
+    """Every disk with its id, size, model, and why it cannot be used, if it cannot; then
+    the firmware, with the warning ``advisor disks --json`` gives when it is not EFI."""
+    # Here, not at the top: advisor.disks loads pyudev, which the other reports do not need.
+    from advisor.disks import firmware_warning
+
     table = Table(show_edge=False, pad_edge=False)
     for column in ("Disk id", "Device", "Size", "Model", "Serial", "Usable"):
         table.add_column(column, overflow="fold")
@@ -266,3 +270,6 @@ def render_disks(console: Console, disks: Sequence[Disk], firmware: str) -> None
         for warning in disk.warnings:
             console.print(Text(f"{disk.disk_id}: {warning}", style="yellow"))
     console.print(Text(f"Firmware: {firmware}"))
+    bios = firmware_warning(firmware)
+    if bios:
+        console.print(Text(f"warning: {bios}", style="yellow"))
