@@ -6,8 +6,10 @@ The state directory holds three files:
     the install spec and the plan's fingerprint, written before the first step, so
     ``--resume`` rebuilds exactly the same plan (same partition GUIDs, same host id);
 ``journal.jsonl``
-    one line per event (``started``, ``done``, ``failed``, ``probed``), fsynced as it is
-    written: a step is finished when its ``done`` line is on disk;
+    one line per event (``plan``, ``started``, ``done``, ``failed``, ``probed``,
+    ``restored``), fsynced as it is written: a step is finished when its ``done`` line is
+    on disk. The first event is written only once the target disk has passed its last
+    check, so a run refused there leaves no install behind;
 ``install.log``
     every command with its exit status, time and output, secrets replaced by
     ``<redacted>``.
@@ -15,14 +17,19 @@ The state directory holds three files:
 Secrets exist only in memory and on the stdin of the steps that need them. Ctrl-C is
 caught and honoured between steps: the running step finishes (its child runs in its
 own session, so the terminal's SIGINT does not reach it) and the journal stays exact.
+A second Ctrl-C stops the running step's command at once; ``--resume`` then probes it.
+One run at a time holds the state directory (an exclusive ``flock`` on it).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import shlex
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -137,26 +144,69 @@ def _check_spec_fields(fields: Mapping[str, Any]) -> None:
 
 
 def journal_events(state_dir: Path) -> list[dict[str, Any]]:
+    """The events in ``state_dir``'s journal, oldest first (none if there is no journal).
+
+    A line cut short by a crash is left out; the executor removes it before it appends
+    (:func:`drop_torn_line`), so the events after it are never hidden.
+    """
     path = state_dir / JOURNAL_FILE
     if not path.exists():
         return []
     events = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            events.append(json.loads(line))
+            event = json.loads(line)
         except json.JSONDecodeError:
-            break  # a line cut short by a crash: everything before it stands
+            continue
+        if isinstance(event, dict):
+            events.append(event)
     return events
 
 
+def drop_torn_line(path: Path) -> None:
+    """Cut ``path`` back to its last complete line (a crash mid-write leaves a partial
+    one, and a new event appended to it would be unreadable)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        os.truncate(path, data.rfind(b"\n") + 1)
+
+
+@contextmanager
+def locked(state_dir: Path) -> Iterator[None]:
+    """Hold ``state_dir`` for one run: a second install or resume on it is refused."""
+    fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise UsageError(
+                f"another advisor run is using {state_dir}: wait for it to finish"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class _Interrupt:
-    """Remembers a Ctrl-C until the executor can stop between steps."""
+    """Remembers a Ctrl-C until the executor can stop between steps; a second one stops
+    the running step's command at once (``subprocess.run`` kills its child when a
+    ``KeyboardInterrupt`` reaches it)."""
 
     def __init__(self) -> None:
         self.requested = False
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
         self.requested = True
+        sys.stderr.write(
+            "\nadvisor: stopping after this step (press Ctrl-C again to stop it now)\n"
+        )
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -188,21 +238,26 @@ class Executor:
         self.stop_after = stop_after
         self.log_path = state_dir / LOG_FILE
         self._interrupt = _Interrupt()
+        self._plan_recorded = False
 
     def run(self) -> Outcome:
         """Run every step not yet done; return when all are done or a stop was asked."""
+        with locked(self.state_dir):
+            drop_torn_line(self.state_dir / JOURNAL_FILE)
+            return self._run()
+
+    def _run(self) -> Outcome:
         events = journal_events(self.state_dir)
-        recorded = [e["fingerprint"] for e in events if e.get("event") == "plan"]
+        recorded = [e.get("fingerprint") for e in events if e.get("event") == "plan"]
         if recorded and recorded[-1] != self.plan.fingerprint:
             raise UsageError(
                 f"the plan changed since the install in {self.state_dir} began "
                 "(different options or backend version): resume with the same version, "
                 "or remove the directory to start over"
             )
-        done = {e["step"] for e in events if e.get("event") in ("done", "probed")}
-        started = {e["step"] for e in events if e.get("event") == "started"}
-        if not recorded:
-            self._record({"event": "plan", "fingerprint": self.plan.fingerprint})
+        done = {e.get("step") for e in events if e.get("event") in ("done", "probed")}
+        started = {e.get("step") for e in events if e.get("event") == "started"}
+        self._plan_recorded = bool(recorded)
 
         begin = time.monotonic()
         total = len(self.plan.steps)
@@ -210,7 +265,7 @@ class Executor:
         with self._interrupt.installed():
             for number, step in enumerate(self.plan.steps, start=1):
                 if step.id in done:
-                    self.progress.skipped(number, total, step, "done earlier")
+                    self._restore_if_gone(number, total, step)
                 elif step.id in started and step.probe and self._probe(step.id, step.probe):
                     # Interrupted after its effect was in place, before it was journaled.
                     self._record({"event": "probed", "step": step.id})
@@ -234,21 +289,45 @@ class Executor:
         self._log(f"probe {step_id}: {shlex.join(probe)} -> exit {result.returncode}")
         return result.returncode == 0
 
+    def _restore_if_gone(self, number: int, total: int, step: Step) -> None:
+        """A step finished earlier: bring its effect back if a restart undid it."""
+        if not step.restore or (step.probe and self._probe(step.id, step.probe)):
+            self.progress.skipped(number, total, step, "done earlier")
+            return
+        for argv in step.restore:
+            self._execute(number, total, step, argv, "restore")
+        self._record({"event": "restored", "step": step.id})
+        self.progress.skipped(number, total, step, "done earlier; brought back")
+
     def _run_step(self, number: int, total: int, step: Step) -> None:
         self.progress.started(number, total, step)
         self._record({"event": "started", "step": step.id})
+        seconds = self._execute(number, total, step, step.argv, "step")
+        self._record({"event": "done", "step": step.id, "seconds": round(seconds, 3)})
+        self.progress.finished(number, total, step, seconds)
+
+    def _execute(
+        self, number: int, total: int, step: Step, argv: tuple[str, ...], kind: str
+    ) -> float:
+        """Run one of ``step``'s commands (``kind``: step or restore) with its secret on
+        stdin and log it; its run time, or :class:`StepFailed`."""
         secret = None
         if step.secret is not None:
             secret = self.secrets[step.secret] + ("\n" if step.secret_newline else "")
         stdin_note = f" (stdin: <{step.secret}>)" if step.secret else ""
-        self._log(f"step {number}/{total} {step.id}: {shlex.join(step.argv)}{stdin_note}")
+        self._log(f"{kind} {number}/{total} {step.id}: {shlex.join(argv)}{stdin_note}")
         begin = time.monotonic()
         try:
-            result = runner.run(step.argv, secret=secret, check=False, start_new_session=True)
+            result = runner.run(argv, secret=secret, check=False, start_new_session=True)
         except runner.CommandError as error:  # not found, timed out
             self._log(f"  {error}")
             self._record({"event": "failed", "step": step.id})
             raise StepFailed(step, number, str(error), self.log_path) from None
+        except KeyboardInterrupt:  # the second Ctrl-C: the command was killed
+            self._log("  stopped by Ctrl-C before it finished")
+            self._record({"event": "failed", "step": step.id, "interrupted": True})
+            message = "stopped by Ctrl-C before it finished"
+            raise StepFailed(step, number, message, self.log_path) from None
         seconds = time.monotonic() - begin
         stdout, stderr = self._redact(result.stdout), self._redact(result.stderr)
         self._log(f"  exit {result.returncode} after {seconds:.2f} s")
@@ -259,8 +338,7 @@ class Executor:
             self._record({"event": "failed", "step": step.id, "exit": result.returncode})
             tail = "\n".join(stderr.strip().splitlines()[-10:])
             raise StepFailed(step, number, tail, self.log_path)
-        self._record({"event": "done", "step": step.id, "seconds": round(seconds, 3)})
-        self.progress.finished(number, total, step, seconds)
+        return seconds
 
     def _redact(self, text: str) -> str:
         for value in self.secrets.values():
@@ -269,9 +347,13 @@ class Executor:
         return text
 
     def _record(self, event: dict[str, Any]) -> None:
+        if not self._plan_recorded:
+            # The journal begins with the first thing done, after the target check.
+            self._plan_recorded = True
+            self._record({"event": "plan", "fingerprint": self.plan.fingerprint})
         event = {**event, "time": _now()}
         path = self.state_dir / JOURNAL_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, (json.dumps(event) + "\n").encode())
             os.fsync(fd)  # a step counts as done only once this line is on disk
@@ -279,7 +361,8 @@ class Executor:
             os.close(fd)
 
     def _log(self, line: str) -> None:
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        fd = os.open(self.log_path, flags, 0o600)
         try:
             os.write(fd, f"{_now()} {self._redact(line)}\n".encode())
         finally:

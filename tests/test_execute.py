@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -259,3 +260,127 @@ def test_a_plan_file_that_is_not_json_or_missing_is_refused(tmp_path: Path) -> N
         read_plan_file(tmp_path / "plan.json")
     with pytest.raises(UsageError, match="does not exist"):
         read_plan_file(tmp_path / "missing.json")
+
+
+def test_events_after_a_torn_line_are_kept(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 3)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    with (state / "journal.jsonl").open("w") as journal:
+        journal.write(json.dumps({"event": "plan", "fingerprint": plan.fingerprint}) + "\n")
+        journal.write(json.dumps({"event": "done", "step": "s1"}) + "\n")
+        journal.write('{"event": "don')  # cut short by a crash
+    execute(plan, state, stop_after="s2")
+    # The resume's events follow a whole line, so the next resume sees s2 as done.
+    assert ("done", "s2") in [(e["event"], e.get("step")) for e in journal_events(state)]
+    _, recorder = execute(plan, state)
+    assert [e for e in recorder.events if e[0] == "started"] == [("started", "s3")]
+
+
+def test_a_refused_target_leaves_no_journal(tmp_path: Path) -> None:
+    plan = Plan(SPEC, (Step("wipe", "destroy", ("true",), destructive=True),))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+
+    def refuse() -> None:
+        raise UsageError("the disk is in use now")
+
+    with pytest.raises(UsageError, match="in use"):
+        Executor(plan, state, {}, Recorder(), check_target=refuse).run()
+    assert not (state / "journal.jsonl").exists()
+    save_spec(state, plan)  # nothing was begun: a new install may start here
+
+
+def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    plan = Plan(SPEC, tuple(touch_steps(tmp_path, 1)))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds it
+        with pytest.raises(UsageError, match="another advisor run"):
+            execute(plan, state)
+    finally:
+        os.close(fd)
+    assert execute(plan, state)[0].completed
+
+
+def restorable_steps(folder: Path) -> tuple[Step, ...]:
+    """``open`` makes a file a restart would lose; ``stamp`` has no probe."""
+    opened, stamps = folder / "opened", folder / "stamps"
+    return (
+        Step(
+            "open",
+            "open",
+            ("sh", "-c", f"cat > {opened}"),
+            secret="passphrase",
+            probe=("test", "-e", str(opened)),
+            restore=(("sh", "-c", f"cat > {opened}"),),
+        ),
+        Step(
+            "stamp",
+            "stamp",
+            ("sh", "-c", f"echo run >> {stamps}"),
+            restore=(("sh", "-c", f"echo restore >> {stamps}"),),
+        ),
+        Step("last", "last", ("touch", str(folder / "last"))),
+    )
+
+
+def test_resume_brings_back_what_a_restart_undid(tmp_path: Path) -> None:
+    plan = Plan(SPEC, restorable_steps(tmp_path))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state, stop_after="stamp")
+    (tmp_path / "opened").unlink()  # as a reboot closes a LUKS mapping
+    outcome, recorder = execute(plan, state)
+    assert outcome.completed
+    assert recorder.events[:2] == [
+        ("skipped: done earlier; brought back", "open"),
+        ("skipped: done earlier; brought back", "stamp"),  # no probe: always restored
+    ]
+    assert (tmp_path / "opened").read_text() == CANARY  # the restore got the secret
+    assert (tmp_path / "stamps").read_text() == "run\nrestore\n"
+    events = [(e["event"], e.get("step")) for e in journal_events(state)]
+    assert ("restored", "open") in events
+    assert CANARY not in (state / "install.log").read_text()
+
+
+def test_resume_leaves_in_place_what_is_still_there(tmp_path: Path) -> None:
+    plan = Plan(SPEC, restorable_steps(tmp_path))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state, stop_after="open")
+    (tmp_path / "opened").write_text("kept")
+    _, recorder = execute(plan, state)
+    assert recorder.events[0] == ("skipped: done earlier", "open")
+    assert (tmp_path / "opened").read_text() == "kept"
+
+
+def test_a_failed_restore_names_the_step(tmp_path: Path) -> None:
+    broken = Step("open", "open", ("true",), probe=("false",), restore=(("sh", "-c", "exit 3"),))
+    plan = Plan(SPEC, (broken, Step("last", "last", ("true",))))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state, stop_after="open")
+    with pytest.raises(StepFailed, match="open"):
+        execute(plan, state)
+
+
+def test_a_second_ctrl_c_stops_the_running_step(tmp_path: Path) -> None:
+    # Two SIGINTs while the step runs: the first asks to stop, the second kills it.
+    pid = os.getpid()
+    step = Step(
+        "long",
+        "a long step",
+        ("sh", "-c", f"kill -INT {pid}; sleep 0.3; kill -INT {pid}; sleep 30; touch {tmp_path}/x"),
+    )
+    plan = Plan(SPEC, (step,))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    with pytest.raises(StepFailed, match="long") as failure:
+        execute(plan, state)
+    assert "stopped by Ctrl-C" in failure.value.stderr_tail
+    assert not (tmp_path / "x").exists()
+    events = [(e["event"], e.get("step")) for e in journal_events(state)]
+    assert events[-1] == ("failed", "long")
