@@ -24,6 +24,13 @@ ASSESSMENT_SCHEMA = 1
 
 _MEMORY_FOR_ARGON2 = 2 * 1024**3
 
+#: The words in :meth:`Assessment.next_command` the user replaces, and with what.
+PLACEHOLDERS = {
+    "DISK-ID": "the id of the disk to erase (see 'advisor disks')",
+    "HEADER": "where the LUKS header goes: a device or file that is not on that disk",
+    "BACKUP-FILE": "a new file, on yet another medium, for the header's backup",
+}
+
 
 @dataclass(frozen=True)
 class Reason:
@@ -57,6 +64,8 @@ class Ranked:
     score: float
     gate: str | None
     reasons: tuple[Reason, ...]
+    #: False for a backend advisor can recommend but not install (see :func:`installable`).
+    installable: bool = True
 
     @property
     def eligible(self) -> bool:
@@ -68,6 +77,7 @@ class Ranked:
             "score": self.score,
             "eligible": self.eligible,
             "gate": self.gate,
+            "installable": self.installable,
             "summary": self.summary,
             "reasons": [reason.to_json() for reason in self.reasons],
         }
@@ -96,14 +106,42 @@ class Assessment:
         return None
 
     def next_command(self, saved_to: str | None = None) -> str | None:
-        """The ``advisor install`` command that carries this assessment forward."""
+        """The commands that install the recommendation, one a line, or ``None`` when
+        nothing is recommended or advisor cannot install what is.
+
+        They plan the install for review, then run exactly that plan (docs/install.md).
+        ``saved_to`` is where the assessment was saved, which the plan then reads; without
+        it the backend is named. The words :meth:`placeholders` lists must be replaced
+        first: as printed, they name no disk and no header, so nothing runs.
+        """
         best = self.recommended
-        if best is None:
+        if best is None or not best.installable:
             return None
-        command = f"advisor install --backend {best.backend}"
-        if saved_to:
-            command += f" --from-assessment {shlex.quote(saved_to)}"
-        return command
+        source = (
+            f"--from-assessment {shlex.quote(saved_to)}"
+            if saved_to
+            else f"--backend {best.backend}"
+        )
+        plan = f"advisor plan {source} --disk DISK-ID"
+        if _needs_header(best.backend):
+            plan += " --header HEADER --header-backup BACKUP-FILE"
+        return "\n".join(
+            (
+                f"{plan} --save plan.json > plan.sh",
+                "less plan.sh",
+                "sudo advisor install --plan plan.json",
+            )
+        )
+
+    def placeholders(self) -> dict[str, str]:
+        """The placeholder words in :meth:`next_command`, each with what replaces it."""
+        best = self.recommended
+        if best is None or not best.installable:
+            return {}
+        words = ["DISK-ID"]
+        if _needs_header(best.backend):
+            words += ["HEADER", "BACKUP-FILE"]
+        return {word: PLACEHOLDERS[word] for word in words}
 
     def to_json(self, saved_to: str | None = None) -> dict[str, Any]:
         best = self.recommended
@@ -127,6 +165,7 @@ class Assessment:
             "answer_sources": dict(self.answer_sources),
             "system": asdict(self.system),
             "next_command": self.next_command(saved_to),
+            "placeholders": self.placeholders(),
         }
 
 
@@ -146,6 +185,25 @@ def axis_weights(
         for axis_id, weight in choice.weights.items():
             weights[axis_id] = weights.get(axis_id, 0.0) + weight
     return weights
+
+
+def installable(backend: Backend) -> bool:
+    """Whether advisor can install ``backend``, not only recommend it.
+
+    Installing needs the backend to encrypt: with steps of its own before the pool
+    (``provision_steps``) or with the pool's properties (``pool_encryption``). A backend
+    that defines neither, like the example TPM2 plugin, takes part in assessments only.
+    """
+    kind = type(backend)
+    return (
+        kind.provision_steps is not Backend.provision_steps
+        or kind.pool_encryption is not Backend.pool_encryption
+    )
+
+
+def _needs_header(backend: str) -> bool:
+    """Whether installing ``backend`` takes ``--header`` and ``--header-backup``."""
+    return backend == "luks-detached"
 
 
 def score_backend(backend: Backend, weights: Mapping[str, float]) -> tuple[float, list[Reason]]:
@@ -231,6 +289,7 @@ def assess(
                 score=score,
                 gate=backend.gate(answers, system),
                 reasons=tuple(reasons),
+                installable=installable(backend),
             )
         )
     ranked.sort(key=lambda r: (not r.eligible, -r.score, r.backend))

@@ -162,12 +162,30 @@ def render_assessment(
     _heading(console, "This machine (probed)")
     console.print(_indent(system_summary(assessment.system)))
 
+    if best is None:
+        return
+    _heading(console, "Next")
     command = assessment.next_command(saved_to)
     if command:
-        _heading(console, "Next")
-        console.print(_indent(Text(command, style="bold")))
-        if saved_to:
-            console.print(_indent(Text(f"Assessment saved to {saved_to}")))
+        for shell_line in command.splitlines():
+            # soft_wrap: a long command stays one line, to be copied whole.
+            console.print(Text(f"  {shell_line}", style="bold"), soft_wrap=True)
+        for word, meaning in assessment.placeholders().items():
+            console.print(
+                _indent(Text("Replace ") + Text(word, style="bold") + Text(f": {meaning}"))
+            )
+    else:
+        console.print(
+            _indent(
+                Text(
+                    f"advisor can recommend {best.backend} but not install it: its plugin "
+                    "gives no install steps. Set it up by hand, or plan another backend "
+                    "with 'advisor plan --backend NAME --disk DISK-ID'."
+                )
+            )
+        )
+    if saved_to:
+        console.print(_indent(Text(f"Assessment saved to {saved_to}")))
 
 
 def render_questions(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
 from advisor.answers import list_profiles, load_profile, validate_answers
-from advisor.assessment import Assessment, assess, axis_weights, score_backend
+from advisor.assessment import Assessment, assess, axis_weights, installable, score_backend
+from advisor.cli import build_parser
 from advisor.conflicts import TENSIONS
 from advisor.models import Axis, Backend, Capability, Choice, Question, Rating, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
@@ -167,9 +170,10 @@ def test_json_has_the_documented_fields() -> None:
     data = run(NEUTRAL).to_json(saved_to="out dir/a.json")
     for key in ("recommendation", "ranking", "axes", "reasons", "warnings", "conflicts"):
         assert key in data
-    assert data["next_command"] == (
-        f"advisor install --backend {data['recommendation']} --from-assessment 'out dir/a.json'"
+    assert data["next_command"].splitlines()[0] == (
+        "advisor plan --from-assessment 'out dir/a.json' --disk DISK-ID --save plan.json > plan.sh"
     )
+    assert set(data["placeholders"]) == {"DISK-ID"}
     assert set(data["ranking"][0]) >= {"backend", "score"}
     assert data["axes"]["maturity"] == 1.0 + 1.0  # baseline + balanced
 
@@ -219,3 +223,81 @@ def test_journalist_rules_out_native_encryption_and_homelab_names_the_tension() 
     activist = run(validate_answers(load_profile("activist").answers, QUESTIONS, "a"))
     assert {"detached-header-loss", "deniability-coercion"} <= {w.id for w in activist.warnings}
     assert "random-fill" in {m.id for m in activist.mitigations}
+
+
+def _advisor_arguments(command: str, filled: Mapping[str, str]) -> list[list[str]]:
+    """The arguments of each ``advisor`` line of ``command``, placeholders replaced by
+    ``filled``, without ``sudo`` and the output redirection."""
+    runs = []
+    for line in command.splitlines():
+        words = [filled.get(word, word) for word in shlex.split(line.split(" > ")[0])]
+        if words[0] == "sudo":
+            words = words[1:]
+        if words[0] == "advisor":
+            runs.append(words[1:])
+    return runs
+
+
+@pytest.mark.parametrize("saved_to", [None, "out dir/a.json"])
+@pytest.mark.parametrize(
+    ("answers", "backend"),
+    [
+        (with_answers(), "luks"),
+        (with_answers(offsite_backups="untrusted", metadata_exposure="some"), "zfs-native"),
+        (with_answers(deniability="yes", metadata_exposure="severe"), "luks-detached"),
+    ],
+)
+def test_next_command_plans_then_installs_that_plan_once_placeholders_are_filled(
+    answers: dict[str, str], backend: str, saved_to: str | None
+) -> None:
+    assessment = run(answers)
+    assert assessment.recommended is not None
+    assert assessment.recommended.backend == backend
+    command = assessment.next_command(saved_to)
+    assert command is not None
+    placeholders = assessment.placeholders()
+    expected = {"DISK-ID", "HEADER", "BACKUP-FILE"} if backend == "luks-detached" else {"DISK-ID"}
+    assert set(placeholders) == expected
+    filled = {
+        "DISK-ID": "wwn-0x5000c500a1b2c3d4",
+        "HEADER": "/media/usb/header.img",
+        "BACKUP-FILE": "/media/other/header.backup",
+    }
+    plan, install = _advisor_arguments(command, filled)
+    parser = build_parser()
+    planned = parser.parse_args(plan)
+    assert planned.command == "plan"
+    assert planned.disk == filled["DISK-ID"]
+    assert planned.save == Path("plan.json")
+    if saved_to:
+        assert planned.from_assessment == Path(saved_to) and planned.backend is None
+    else:
+        assert planned.backend == backend and planned.from_assessment is None
+    if backend == "luks-detached":
+        assert (planned.header, planned.header_backup) == (filled["HEADER"], filled["BACKUP-FILE"])
+    else:
+        assert planned.header is None
+    installed = parser.parse_args(install)
+    assert installed.command == "install" and installed.plan == Path("plan.json")
+    assert installed.disk is None and installed.backend is None  # the plan fixes them
+
+
+class AssessOnly(Flat):
+    """Recommended (no gate), but with no install steps and no pool encryption."""
+
+    name = "assess-only"
+
+
+def test_a_backend_without_install_steps_is_recommended_but_no_install_is_suggested() -> None:
+    assert not installable(AssessOnly())
+    assert all(installable(backend) for backend in BACKENDS)
+    answers = {"q": "x"}
+    axes = [Axis("a", "A", "", baseline=1.0)]
+    assessment = assess(
+        axes=axes, questions=[], backends=(AssessOnly(),), answers=answers, system=SYSTEM
+    )
+    assert assessment.recommended is not None
+    assert not assessment.recommended.installable
+    assert assessment.next_command("a.json") is None
+    assert assessment.placeholders() == {}
+    assert assessment.to_json()["ranking"][0]["installable"] is False

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
+from typing import ClassVar
 
 from rich.console import Console
 
+from advisor.assessment import assess
 from advisor.disks import Disk, firmware_warning
-from advisor.report import render_disks
+from advisor.models import Axis, Backend, Capability, Rating, SystemFacts
+from advisor.questionnaire import AXES, QUESTIONS
+from advisor.report import render_assessment, render_disks
+from advisor_luks_detached import LuksDetachedBackend
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -56,3 +62,63 @@ def test_disks_report_under_efi_has_no_firmware_warning() -> None:
     assert "Firmware: efi" in text
     assert "warning" not in text
     assert "virtio-disk01" in text
+
+
+DETACHED_ANSWERS = {
+    "metadata_exposure": "severe",
+    "adversary": "thief",
+    "offsite_backups": "none",
+    "granularity": "no",
+    "integrity": "no",
+    "deniability": "yes",
+    "header_custody": "yes",
+    "stability": "balanced",
+    "unlock": "console",
+    "ssd_trim": "no",
+}
+
+
+def test_assessment_report_prints_each_next_command_whole_and_its_placeholders() -> None:
+    assessment = assess(
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=(LuksDetachedBackend(),),
+        answers=DETACHED_ANSWERS,
+        system=SystemFacts(),
+    )
+    command = assessment.next_command("assessment.json")
+    assert command is not None
+    console, out = _console()
+    console.width = 60  # narrower than the plan command: it must still be one line
+    render_assessment(console, assessment, "assessment.json")
+    lines = out.getvalue().splitlines()
+    for line in command.splitlines():
+        assert f"  {line}" in lines
+    text = out.getvalue()
+    for word in ("DISK-ID", "HEADER", "BACKUP-FILE"):
+        assert f"Replace {word}:" in text
+    assert "Assessment saved to assessment.json" in text
+
+
+class AssessOnly(Backend):
+    name = "assess-only"
+    summary = "no install steps"
+    api_version = 1
+    capabilities: ClassVar[Mapping[str, Capability]] = {
+        "a": Capability(Rating.STRONG, "why", "src"),
+    }
+
+
+def test_assessment_report_does_not_suggest_installing_what_advisor_cannot_install() -> None:
+    assessment = assess(
+        axes=[Axis("a", "A", "", baseline=1.0)],
+        questions=[],
+        backends=(AssessOnly(),),
+        answers={},
+        system=SystemFacts(),
+    )
+    console, out = _console()
+    render_assessment(console, assessment, None)
+    text = out.getvalue()
+    assert "advisor can recommend assess-only but not install it" in text
+    assert "advisor install" not in text
