@@ -24,6 +24,7 @@ from advisor import __version__
 from advisor.errors import AdvisorError, UsageError
 
 if TYPE_CHECKING:
+    from advisor.disks import Disk
     from advisor.pluginmanager import LoadedPlugins
 
 
@@ -152,10 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
                 "Erase DISK and install the chosen backend's layout: GPT (ESP + data), "
                 "encryption, pool, datasets, mounts under --root and the NixOS "
                 "configuration. Every step is journaled: --resume continues an "
-                "interrupted install."
+                "interrupted install. Review it first with 'advisor plan'."
+                if name == "install"
+                else "Print, as a POSIX shell script, every command 'advisor install' would "
+                "run with these options, in order, destructive steps marked. Touches "
+                "nothing and needs neither root nor EFI, but checks the disk as install "
+                "does. The partition GUIDs and host id are new at each run: --save FILE "
+                "keeps them, and 'advisor install --plan FILE' runs exactly that plan. "
+                "--plan FILE and --resume print a saved plan or the one an install is "
+                "running."
             ),
         )
-        _install_arguments(install)
+        _install_arguments(install, plan=name == "plan")
         install.set_defaults(run=cmd_install, dry_run=name == "plan")
 
     plugins = commands.add_parser(
@@ -392,32 +401,73 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _install_arguments(parser: argparse.ArgumentParser) -> None:
+def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
+    """The options of 'advisor install' and, with ``plan``, of 'advisor plan': the same
+    options, so a plan is made from exactly what an install gets; the help of those a plan
+    does not use says so."""
+
+    def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
+        return f"{text}; {for_plan}" if plan else text
+
     parser.add_argument("--backend", help="backend name (default: the assessment's)")
     parser.add_argument("--disk", help="the disk to erase: its id (see 'advisor disks')")
     parser.add_argument(
-        "--yes-wipe", metavar="DISK-ID", help="confirm without a prompt; must name the disk"
+        "--yes-wipe",
+        metavar="DISK-ID",
+        help=install_only("confirm without a prompt; must be the disk's id exactly"),
     )
-    parser.add_argument("--from-assessment", metavar="FILE", type=Path)
-    parser.add_argument("--pool", default="rpool")
-    parser.add_argument("--hostname", default="nixos")
+    parser.add_argument(
+        "--from-assessment",
+        metavar="FILE",
+        type=Path,
+        help="an 'advisor assess --save' file: the backend and the TRIM default",
+    )
+    parser.add_argument("--pool", default="rpool", help="pool name (default: rpool)")
+    parser.add_argument(
+        "--hostname",
+        default="nixos",
+        help="host name, and the flake's configuration name (default: nixos)",
+    )
     parser.add_argument("--user", default="nixos", help="the user account (default: nixos)")
     parser.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
-    parser.add_argument("--initrd", choices=("systemd", "scripted"), default="systemd")
-    parser.add_argument("--trim", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--ssd", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--header", metavar="PATH", help="luks-detached: header device/file")
     parser.add_argument(
-        "--header-backup", metavar="FILE", help="luks-detached: where to back the header up"
+        "--initrd",
+        choices=("systemd", "scripted"),
+        default="systemd",
+        help="the stage 1 the configuration is for (default: systemd)",
     )
-    parser.add_argument("--root", default="/mnt", help="where to mount the new system")
+    parser.add_argument(
+        "--trim",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TRIM through the encryption layer (default: the assessment's answer, else no)",
+    )
+    parser.add_argument(
+        "--ssd",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the disk is an SSD/NVMe (default: whether the kernel says it is non-rotational)",
+    )
+    parser.add_argument(
+        "--header",
+        metavar="PATH",
+        help="luks-detached, required there: the header's device or file, off the disk",
+    )
+    parser.add_argument(
+        "--header-backup",
+        metavar="FILE",
+        help="luks-detached, required there: a new file on another medium for its backup",
+    )
+    parser.add_argument(
+        "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
+    )
     parser.add_argument(
         "--pool-option",
         metavar="PROP=VALUE",
         type=_key_value,
         action="append",
         default=[],
-        help="override a zpool create -o property (repeatable)",
+        help="add or replace a zpool create -o property (repeatable)",
     )
     parser.add_argument(
         "--fs-option",
@@ -425,19 +475,44 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
         type=_key_value,
         action="append",
         default=[],
-        help="override a zpool create -O property (repeatable)",
+        help="add or replace a zpool create -O property (repeatable)",
     )
-    parser.add_argument("--passphrase-file", metavar="FILE", type=Path)
-    parser.add_argument("--password-file", metavar="FILE", type=Path)
-    parser.add_argument("--remote-unlock-keys", metavar="FILE", type=Path)
-    parser.add_argument("--sops", action="store_true")
+    parser.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help=install_only("the disk passphrase: FILE's first line (default: asked twice)"),
+    )
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        type=Path,
+        help=install_only("the user's password: FILE's first line (default: asked twice)"),
+    )
+    parser.add_argument(
+        "--remote-unlock-keys",
+        metavar="FILE",
+        type=Path,
+        help="enable SSH unlock in the initrd for these authorized_keys (default: off)",
+    )
+    parser.add_argument(
+        "--sops", action="store_true", help="create an age key for sops-nix on /persist"
+    )
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
         type=Path,
-        help="journal and log (default: /var/lib/advisor/install-<disk id>)",
+        help=(
+            "with --resume: the install whose plan to print"
+            if plan
+            else "journal and log (default: /var/lib/advisor/install-<disk id>)"
+        ),
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, touch nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="what 'plan' always does" if plan else "print the plan, touch nothing",
+    )
     parser.add_argument(
         "--save",
         metavar="FILE",
@@ -448,12 +523,35 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
         "--plan",
         metavar="FILE",
         type=Path,
-        help="run the plan 'advisor plan --save FILE' saved (same GUIDs and host id)",
+        help=(
+            "print the plan 'advisor plan --save FILE' saved, as 'install --plan FILE' runs it"
+            if plan
+            else "run the plan 'advisor plan --save FILE' saved (same GUIDs and host id)"
+        ),
     )
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted install")
-    parser.add_argument("--stop-after", metavar="STEP", help="stop after this step id")
     parser.add_argument(
-        "--allow-bios", action="store_true", help="install although this machine booted BIOS"
+        "--resume",
+        action="store_true",
+        help=(
+            "print the plan of the install in --state-dir, as --resume runs it"
+            if plan
+            else "continue the interrupted install in --state-dir"
+        ),
+    )
+    parser.add_argument(
+        "--stop-after",
+        metavar="STEP",
+        help=install_only(
+            "stop after the step with this id (the ids are in the plan)",
+            "'plan' only checks that the plan has this step",
+        ),
+    )
+    parser.add_argument(
+        "--allow-bios",
+        action="store_true",
+        help=install_only(
+            "install although this machine booted BIOS", "'plan' needs no EFI and ignores it"
+        ),
     )
     parser.add_argument(
         "--insecure-fast-kdf",
@@ -518,8 +616,11 @@ def cmd_install(args: argparse.Namespace) -> int:
         install.check_privileges(args.allow_bios)
     plugins = _load_plugins()
     messages = line_printer(stderr=True)
+    disk: Disk | None
     if args.resume:
         plan = install.resume_spec(args.state_dir, plugins)
+        # None once the install has destroyed something; until then, a fresh install.
+        disk = install.resume_target(args.state_dir, plan)
     elif args.plan is not None:
         plan, disk = install.saved_plan(args.plan, plugins)
     else:
@@ -555,7 +656,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         )
         plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
     state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{plan.spec.disk_id}")
-    if not args.resume:
+    if disk is not None:
         for warning in disk.warnings:
             messages(f"warning: {warning}", "yellow")
     if args.save is not None:
@@ -571,7 +672,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 0
 
     interactive = install.interactive()
-    if not args.resume:
+    if disk is not None:
         install.confirm(disk, args.yes_wipe, input if interactive else None)
     from advisor.secrets import read_secret
 

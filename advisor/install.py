@@ -9,7 +9,10 @@ Safety rules, in the order they apply:
 2. the user confirms by typing the disk's id (or ``--yes-wipe DISK-ID`` names it);
 3. a real run needs root, and EFI firmware unless ``--allow-bios``;
 4. immediately before the first destructive step the disk is looked up again and must
-   still have the same id, serial and size, and still be unused.
+   still have the same id, serial and size, and still be unused;
+5. a resumed install that has destroyed nothing yet is a fresh install as far as these
+   rules go (1, 2 and 4 apply again); once a destructive step is done, the disk is in use
+   by the install itself, and only its identity is checked.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from pathlib import Path
 from advisor import disks as disk_probe
 from advisor import runner, validate
 from advisor.errors import AdvisorError, UsageError
-from advisor.execute import Executor, Outcome, Progress, load_spec, read_plan_file, save_spec
+from advisor.execute import (
+    Executor,
+    Outcome,
+    Progress,
+    journal_events,
+    load_spec,
+    read_plan_file,
+    save_spec,
+)
 from advisor.models import InstallSpec
 from advisor.plan import Plan, build_plan
 from advisor.pluginmanager import LoadedPlugins
@@ -239,7 +250,9 @@ def run(
         state_dir,
         secrets,
         progress,
-        check_target=identity_check(plan.spec, resuming=resume),
+        check_target=identity_check(
+            plan.spec, resuming=resume and destruction_started(state_dir, plan)
+        ),
         stop_after=stop_after,
     )
     return executor.run()
@@ -258,6 +271,27 @@ def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
     )
 
 
+def destruction_started(state_dir: Path, plan: Plan) -> bool:
+    """Whether the journal in ``state_dir`` records a destructive step of ``plan`` as done
+    (or found in place by its probe): from then on the disk is the install's own."""
+    destructive = {step.id for step in plan.steps if step.destructive}
+    return any(
+        event.get("event") in ("done", "probed") and event.get("step") in destructive
+        for event in journal_events(state_dir)
+    )
+
+
+def resume_target(state_dir: Path, plan: Plan) -> disk_probe.Disk | None:
+    """The disk of the install in ``state_dir``, checked as for a fresh install (usable,
+    and the disk the install was started for) while no destructive step is done; the
+    caller then asks for the confirmation again. None once a destructive step is done:
+    the disk is then in use by the install itself (an open container, a pool), and only
+    its identity is checked, just before the next destructive step."""
+    if destruction_started(state_dir, plan):
+        return None
+    return _target_again(plan.spec, f"the install in {state_dir} was started for")
+
+
 def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Disk]:
     """The plan ``advisor plan --save`` wrote to ``path``, and its disk, found again.
 
@@ -272,13 +306,18 @@ def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Dis
         f"the plan in {path} would come out differently now (another advisor version, "
         "backend plugin or machine, or an edited file): make it again with 'advisor plan'",
     )
+    return plan, _target_again(spec, f"the plan in {path} was made for")
+
+
+def _target_again(spec: InstallSpec, made_for: str) -> disk_probe.Disk:
+    """The disk of a saved ``spec``, found again: usable (:func:`find_target`) and the same
+    disk; a :class:`UsageError` saying it is not the disk ``made_for`` otherwise."""
     disk = find_target(spec.disk_id)
     if changes := identity_changes(spec, disk):
         raise UsageError(
-            f"{spec.disk_id} is not the disk the plan in {path} was made for "
-            f"({'; '.join(changes)}); nothing was changed"
+            f"{spec.disk_id} is not the disk {made_for} ({'; '.join(changes)}); nothing was changed"
         )
-    return plan, disk
+    return disk
 
 
 def _rebuild_plan(

@@ -1,0 +1,192 @@
+"""advisor install's decisions: which disk, which paths and which resumes it refuses.
+
+Nothing here touches a disk: discovery, the exclusive open, the firmware probe and the
+command runner are replaced by fakes (:class:`Machine`), and ``cli.main`` runs in this
+process against them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from advisor import cli, install, runner
+from advisor import disks as disk_probe
+from advisor.errors import UsageError
+from advisor.execute import JOURNAL_FILE, save_spec
+from advisor.models import InstallSpec
+from advisor.plan import Plan
+from advisor.pluginmanager import load_plugins
+
+DISK = disk_probe.Disk(
+    name="sdz",
+    path="/dev/sdz",
+    by_id=("/dev/disk/by-id/ata-FAKE_S1",),
+    by_path=(),
+    serial="S1",
+    model="Fake",
+    size_bytes=64 * disk_probe.GIB,
+    rotational=False,
+    transport="sata",
+    removable=False,
+    partitions=(),
+    mountpoints=(),
+    swap=False,
+    holders=(),
+    zfs_pool=None,
+    fstype=None,
+    running_system=False,
+    problems=(),
+    warnings=(),
+)
+MOUNTED = dataclasses.replace(DISK, mountpoints=("/home",), problems=("mounted at /home",))
+
+
+class Machine:
+    """The fake machine: ``disks`` is what discovery finds, ``busy`` the device paths an
+    exclusive open fails on, ``ran`` every command the install would have run."""
+
+    def __init__(self) -> None:
+        self.disks: list[disk_probe.Disk] = [DISK]
+        self.busy: set[str] = set()
+        self.ran: list[tuple[str, ...]] = []
+
+    def discover(self, context: object = None) -> list[disk_probe.Disk]:
+        return list(self.disks)
+
+    def exclusive_open_error(self, path: str) -> int | None:
+        return 16 if path in self.busy else None  # EBUSY
+
+    def run(self, argv: Sequence[str], **kwargs: object) -> runner.Result:
+        self.ran.append(tuple(argv))
+        return runner.Result(tuple(argv), 0, "", "")
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> Machine:
+    fake = Machine()
+    monkeypatch.setattr(disk_probe, "discover_disks", fake.discover)
+    monkeypatch.setattr(disk_probe, "exclusive_open_error", fake.exclusive_open_error)
+    monkeypatch.setattr(disk_probe, "firmware", lambda root=Path("/"): "efi")
+    monkeypatch.setattr(install.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(runner, "run", fake.run)
+    return fake
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secret"
+    path.write_text("correct horse battery\n")
+    return path
+
+
+def run_cli(*argv: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """``cli.main(argv)`` off a terminal: its exit status and what it wrote to stderr."""
+    stderr = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    monkeypatch.setattr("sys.stdin", io.StringIO())
+    return cli.main(list(argv)), stderr.getvalue()
+
+
+def luks_plan(disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
+    spec = InstallSpec(
+        backend="luks",
+        disk=disk.stable_path,
+        disk_id=disk.disk_id,
+        disk_serial=disk.serial,
+        disk_size=disk.size_bytes,
+        esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
+        data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
+        host_id="8f2a91c4",
+        hostname="h",
+        user="u",
+    )
+    return install.make_plan(dataclasses.replace(spec, **changes), load_plugins())
+
+
+def started_install(state_dir: Path, plan: Plan, *events: dict[str, str]) -> None:
+    """The state an install of ``plan`` leaves behind after ``events``."""
+    save_spec(state_dir, plan)
+    lines = [{"event": "plan", "fingerprint": plan.fingerprint}, *events]
+    (state_dir / JOURNAL_FILE).write_text("".join(json.dumps(e) + "\n" for e in lines))
+
+
+# --- Resuming -------------------------------------------------------------------------------
+
+
+def test_a_resume_before_any_destruction_checks_the_disk_as_a_fresh_install(
+    machine: Machine, tmp_path: Path
+) -> None:
+    plan = luks_plan()
+    # The first try stopped at the identity check: nothing was destroyed.
+    started_install(tmp_path, plan, {"event": "started", "step": "wipe-disk"})
+    machine.disks = [MOUNTED]
+    with pytest.raises(UsageError, match=r"refusing to use ata-FAKE_S1.*mounted at /home"):
+        install.resume_target(tmp_path, plan)
+    machine.disks = [DISK]
+    machine.busy = {DISK.path}
+    with pytest.raises(UsageError, match="in use by another program"):
+        install.resume_target(tmp_path, plan)
+    machine.busy = set()
+    machine.disks = [dataclasses.replace(DISK, size_bytes=DISK.size_bytes * 2)]
+    with pytest.raises(UsageError, match=r"not the disk the install in .* was started for"):
+        install.resume_target(tmp_path, plan)
+    machine.disks = [DISK]
+    assert install.resume_target(tmp_path, plan) == DISK
+
+
+@pytest.mark.parametrize("event", ["done", "probed"])
+def test_after_a_destructive_step_the_disk_is_the_installs_own(
+    machine: Machine, tmp_path: Path, event: str
+) -> None:
+    plan = luks_plan()
+    started_install(
+        tmp_path,
+        plan,
+        {"event": "started", "step": "wipe-disk"},
+        {"event": event, "step": "wipe-disk"},
+    )
+    machine.disks = [MOUNTED]  # its pool mounted under /mnt, say
+    assert install.destruction_started(tmp_path, plan)
+    assert install.resume_target(tmp_path, plan) is None
+
+
+def test_a_resume_before_any_destruction_needs_the_confirmation_again(
+    machine: Machine, tmp_path: Path, secret_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = luks_plan()
+    started_install(tmp_path, plan)
+    resume = ["install", "--resume", "--state-dir", str(tmp_path)]
+    secrets = ["--passphrase-file", str(secret_file), "--password-file", str(secret_file)]
+    status, stderr = run_cli(*resume, *secrets, monkeypatch=monkeypatch)
+    assert status == 2
+    assert "refusing to erase ata-FAKE_S1 without confirmation" in stderr
+    status, stderr = run_cli(*resume, *secrets, "--yes-wipe", "other", monkeypatch=monkeypatch)
+    assert status == 2 and "does not name the target disk" in stderr
+    machine.disks = [MOUNTED]
+    status, stderr = run_cli(*resume, *secrets, "--yes-wipe", DISK.disk_id, monkeypatch=monkeypatch)
+    assert status == 2 and "mounted at /home" in stderr
+    assert machine.ran == []
+
+
+def test_a_confirmed_resume_before_any_destruction_checks_the_disk_in_full_again(
+    machine: Machine, tmp_path: Path, secret_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = luks_plan()
+    started_install(tmp_path, plan)
+    # Usable when asked, mounted by the time the first destructive step is due.
+    discoveries = iter([[DISK], [MOUNTED]])
+    monkeypatch.setattr(disk_probe, "discover_disks", lambda context=None: next(discoveries))
+    status, stderr = run_cli(
+        "install", "--resume", "--state-dir", str(tmp_path), "--yes-wipe", DISK.disk_id,
+        "--passphrase-file", str(secret_file), "--password-file", str(secret_file),
+        monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert status == 1
+    assert "in use now (mounted at /home); nothing was changed" in stderr
+    assert not [argv for argv in machine.ran if argv[0] in ("wipefs", "sgdisk")]
