@@ -60,6 +60,23 @@ def _exists(kind: str, name: str) -> tuple[str, ...]:
     return ("zfs", "list", "-H", "-t", kind, "-o", "name", name)
 
 
+#: Where the host id is written first. On the NixOS installer /etc/hostid is a link into
+#: the read-only store, which zgenhostid would write through and fail; renaming a file
+#: over it replaces the link itself.
+HOSTID_DRAFT = "/etc/hostid.advisor"
+
+
+def _hostid_steps(host_id: str) -> tuple[Step, ...]:
+    """Set the live system's host id: the pool records it, and NixOS imports the pool
+    only under the same id. Both steps run again on a resume (a reboot resets it)."""
+    write = ("zgenhostid", "-f", "-o", HOSTID_DRAFT, host_id)
+    move = ("mv", "-f", HOSTID_DRAFT, "/etc/hostid")
+    return (
+        Step("hostid-write", f"Write the host id {host_id}", write, restore=(write,)),
+        Step("hostid", f"Set the host id to {host_id}", move, restore=(move,)),
+    )
+
+
 def build_plan(
     spec: InstallSpec,
     backend: Backend,
@@ -123,8 +140,7 @@ def build_plan(
             destructive=True,
         ),
         *backend.provision_steps(spec),
-        # The pool records the host id; NixOS imports it only under the same id.
-        Step("hostid", f"Set the host id to {spec.host_id}", ("zgenhostid", "-f", spec.host_id)),
+        *_hostid_steps(spec.host_id),
     ]
     encryption = backend.pool_encryption(spec)
     steps.append(
@@ -143,6 +159,12 @@ def build_plan(
             secret_newline=True,
             probe=("zpool", "list", "-H", "-o", "name", pool),
             destructive=True,
+            # After a restart: import it from the same device, without mounting, and
+            # (natively encrypted) load its key from stdin, as the boot will.
+            restore=(
+                ("zpool", "import", "-N", "-d", backend.pool_device(spec), pool),
+                *((("zfs", "load-key", pool),) if encryption else ()),
+            ),
         )
     )
     root_ds = f"{pool}/local/root"
@@ -181,6 +203,7 @@ def build_plan(
             f"Mount {root_ds} at {root}",
             ("mount", "-t", "zfs", root_ds, root),
             probe=("mountpoint", "-q", root),
+            restore=(("mount", "-t", "zfs", root_ds, root),),
         ),
         Step(
             "mount-points",
@@ -192,15 +215,18 @@ def build_plan(
             f"Mount the ESP at {root}/boot (umask=0077)",
             ("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),
             probe=("mountpoint", "-q", f"{root}/boot"),
+            restore=(("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),),
         ),
     ]
     for name, where in (("local/nix", "nix"), ("safe/home", "home"), ("safe/persist", "persist")):
+        mount = ("mount", "-t", "zfs", f"{pool}/{name}", f"{root}/{where}")
         steps.append(
             Step(
                 f"mount-{where}",
                 f"Mount {pool}/{name} at {root}/{where}",
-                ("mount", "-t", "zfs", f"{pool}/{name}", f"{root}/{where}"),
+                mount,
                 probe=("mountpoint", "-q", f"{root}/{where}"),
+                restore=(mount,),
             )
         )
     if generate_hardware_config:
@@ -302,4 +328,8 @@ def render_script(plan: Plan, saved_as: str | None = None) -> str:
             fmt = "%s\\n" if step.secret_newline else "%s"
             command = f"printf '{fmt}' \"${variable}\" | {command}"
         lines.append(command)
+        # Not run here: what 'advisor install --resume' runs if a restart undid the step.
+        for restore in step.restore:
+            stdin = f" (stdin: {SECRET_VARIABLES[step.secret]})" if step.secret else ""
+            lines.append(f"#   on --resume, if undone: {shlex.join(restore)}{stdin}")
     return "\n".join(lines) + "\n"

@@ -37,7 +37,7 @@ def test_luks_plan_order_and_commands() -> None:
     plan = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
     assert ids(plan) == [
         "wipe-disk", "partition", "settle", "wipe-partitions", "format-esp",
-        "luks-format", "luks-open", "hostid", "create-pool",
+        "luks-format", "luks-open", "hostid-write", "hostid", "create-pool",
         "dataset-root", "snapshot-blank", "dataset-nix", "dataset-home", "dataset-persist",
         "mount-root", "mount-points", "mount-esp", "mount-nix", "mount-home", "mount-persist",
         "write-config", "persist-config", "copy-config",
@@ -55,7 +55,12 @@ def test_luks_plan_order_and_commands() -> None:
                  "relatime=on", "xattr=sa", "dnodesize=auto", "mountpoint=none"):  # fmt: skip
         assert prop in pool.argv
     assert pool.secret is None  # LUKS: the pool itself is not encrypted
-    assert plan.step("hostid").argv == ("zgenhostid", "-f", "8f2a91c4")
+    # Written beside /etc/hostid and renamed over it: on the NixOS installer /etc/hostid
+    # is a link into the read-only store.
+    assert plan.step("hostid-write").argv == (
+        "zgenhostid", "-f", "-o", "/etc/hostid.advisor", "8f2a91c4",
+    )  # fmt: skip
+    assert plan.step("hostid").argv == ("mv", "-f", "/etc/hostid.advisor", "/etc/hostid")
     assert plan.step("snapshot-blank").probe == (
         "zfs", "list", "-H", "-t", "snapshot", "-o", "name", "rpool/local/root@blank",
     )  # fmt: skip
@@ -174,3 +179,33 @@ def test_script_says_how_to_run_exactly_it() -> None:
     saved = render_script(plan, saved_as="'my plan.json'")
     assert "# Saved to 'my plan.json'; run exactly this plan with 'advisor install --plan" in saved
     subprocess.run(["sh", "-n"], input=saved, text=True, check=True)
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "load_key"),
+    [
+        (LuksBackend(), "/dev/mapper/cryptroot", False),
+        (ZfsNativeBackend(), "/dev/disk/by-id/virtio-disk01-part2", True),
+    ],
+)
+def test_what_a_restart_undoes_is_restored_on_resume(
+    backend: LuksBackend | ZfsNativeBackend, device: str, load_key: bool
+) -> None:
+    spec = replace(SPEC, backend=backend.name)
+    plan = build_plan(spec, backend, generate_hardware_config=False)
+    restored = {step.id for step in plan.steps if step.restore}
+    expected = {"hostid-write", "hostid", "create-pool", "mount-root", "mount-esp",
+                "mount-nix", "mount-home", "mount-persist"}  # fmt: skip
+    if backend.name == "luks":
+        expected.add("luks-open")
+        assert plan.step("luks-open").restore == (plan.step("luks-open").argv,)
+    assert restored == expected
+    pool = plan.step("create-pool")
+    assert pool.restore[0] == ("zpool", "import", "-N", "-d", device, "rpool")
+    assert (pool.restore[1:] == (("zfs", "load-key", "rpool"),)) is load_key
+    # Everything that destroys data stays done: a resume never formats or creates again.
+    assert not any(
+        step.restore for step in plan.steps if step.destructive and step.id != "create-pool"
+    )
+    script = render_script(plan)
+    assert "#   on --resume, if undone: zpool import -N -d" in script

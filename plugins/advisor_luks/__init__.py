@@ -200,20 +200,22 @@ class LuksBackend(Backend):
 
     def open_step(self, spec: InstallSpec) -> Step:
         header, data = self.header_options(spec), spec.data_partuuid_device
+        argv = (
+            "cryptsetup",
+            "open",
+            *self.open_options(spec),
+            *header,
+            "--key-file=-",
+            data,
+            spec.luks_name,
+        )
         return Step(
             "luks-open",
             f"Open the LUKS container as /dev/mapper/{spec.luks_name}",
-            (
-                "cryptsetup",
-                "open",
-                *self.open_options(spec),
-                *header,
-                "--key-file=-",
-                data,
-                spec.luks_name,
-            ),
+            argv,
             secret="passphrase",
             probe=("cryptsetup", "status", spec.luks_name),
+            restore=(argv,),  # a reboot closes it
         )
 
     def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
