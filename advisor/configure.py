@@ -27,6 +27,7 @@ from advisor.keys import (
     load_ssh_host_key,
 )
 from advisor.models import Layout, RemoteUnlock
+from advisor.plan import check_installable
 from advisor.pluginmanager import LoadedPlugins
 
 #: Paths on the installed system; the files are written below the persist root given.
@@ -138,6 +139,9 @@ def read_authorized_keys(path: Path) -> tuple[str, ...]:
 def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password: str) -> Layout:
     """Validate every name and path of ``request`` into a :class:`Layout`."""
     backend = plugins.backend(request.backend)
+    # The same refusal as a plan's: a backend that cannot install has no encrypted
+    # layout for this configuration to unlock.
+    check_installable(backend)
     if request.initrd not in INITRD_CHOICES:
         raise UsageError(f"--initrd {request.initrd!r}: choose systemd or scripted")
     header = validate.header_path(request.header) if request.header else None

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from advisor import __version__
+from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
 
 #: The reference pool properties (zpool create -o), each overridable.
@@ -77,6 +78,33 @@ def _hostid_steps(host_id: str) -> tuple[Step, ...]:
     )
 
 
+def installable(backend: Backend) -> bool:
+    """Whether ``backend`` can encrypt an install, not only take part in assessments.
+
+    It must add encryption: steps of its own before the pool (``provision_steps``) or
+    the pool's encryption properties (``pool_encryption``). A backend that defines
+    neither, like the example TPM2 plugin, would get an unencrypted pool.
+    """
+    kind = type(backend)
+    return (
+        kind.provision_steps is not Backend.provision_steps
+        or kind.pool_encryption is not Backend.pool_encryption
+    )
+
+
+def check_installable(backend: Backend) -> None:
+    """Raise :class:`UsageError` unless ``backend`` is :func:`installable`.
+
+    ``advisor plan``, ``install`` and ``config`` call it before anything else uses the
+    backend: the refusal names it rather than producing an unencrypted layout.
+    """
+    if not installable(backend):
+        raise UsageError(
+            f"{backend.name} can be assessed but not installed: it provides no provisioning "
+            "steps and no pool encryption"
+        )
+
+
 def build_plan(
     spec: InstallSpec,
     backend: Backend,
@@ -88,7 +116,18 @@ def build_plan(
 
     ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
     installer). ``advisor_command`` runs ``advisor config`` for the configuration step.
+    Raises :class:`UsageError` for a backend that is not :func:`installable`, and
+    :class:`PluginError` when it adds no encryption to this install after all.
     """
+    check_installable(backend)
+    provision = tuple(backend.provision_steps(spec))
+    encryption = backend.pool_encryption(spec)
+    if not provision and not encryption:
+        # Defined, but empty for this spec: the pool would be created unencrypted.
+        raise PluginError(
+            f"backend {backend.name!r} adds no encryption to this install: its "
+            "provision_steps returned no step and its pool_encryption no property"
+        )
     config_options: list[str] = []
     if spec.remote_unlock_keys:
         config_options += ["--remote-unlock-keys", spec.remote_unlock_keys]
@@ -139,10 +178,9 @@ def build_plan(
             probe=("blkid", "--match-token", "TYPE=vfat", esp),
             destructive=True,
         ),
-        *backend.provision_steps(spec),
+        *provision,
         *_hostid_steps(spec.host_id),
     ]
-    encryption = backend.pool_encryption(spec)
     steps.append(
         Step(
             "create-pool",

@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from advisor.models import InstallSpec
-from advisor.plan import build_plan, render_script
+from advisor.errors import PluginError, UsageError
+from advisor.models import Backend, InstallSpec, Step
+from advisor.plan import build_plan, installable, render_script
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
@@ -209,3 +210,37 @@ def test_what_a_restart_undoes_is_restored_on_resume(
     )
     script = render_script(plan)
     assert "#   on --resume, if undone: zpool import -N -d" in script
+
+
+class _AssessOnly(Backend):
+    """Like the example TPM2 plugin: rated and ranked, but adds no encryption."""
+
+    name = "assess-only"
+    summary = "takes part in assessments only"
+    api_version = 1
+    capabilities = {}  # noqa: RUF012
+
+
+class _EmptyProvision(_AssessOnly):
+    name = "empty-provision"
+
+    def provision_steps(self, spec: InstallSpec) -> tuple[Step, ...]:
+        return ()
+
+
+def test_builtin_backends_are_installable() -> None:
+    for backend in (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend()):
+        assert installable(backend)
+    assert not installable(_AssessOnly())
+
+
+def test_backend_without_encryption_is_refused() -> None:
+    spec = replace(SPEC, backend="assess-only")
+    with pytest.raises(
+        UsageError, match="assess-only can be assessed but not installed: it provides no"
+    ):
+        build_plan(spec, _AssessOnly(), generate_hardware_config=False)
+    # Defines provision_steps but returns none for this spec: still no encryption.
+    with pytest.raises(PluginError, match="'empty-provision' adds no encryption"):
+        build_plan(replace(spec, backend="empty-provision"), _EmptyProvision(),
+                   generate_hardware_config=False)  # fmt: skip

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 from helpers import MakePluginDist, PluginDist
 
+from advisor.configure import ConfigRequest, build_layout
 from advisor.errors import PluginError, UsageError
+from advisor.models import InstallSpec
+from advisor.plan import build_plan
 from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
 
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
+PLAN_SPEC = InstallSpec(
+    backend="luks",
+    disk="/dev/disk/by-id/virtio-disk01",
+    disk_id="virtio-disk01",
+    disk_serial="disk01",
+    disk_size=8 * 1024**3,
+    esp_partuuid="0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+    data_partuuid="6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+    host_id="8f2a91c4",
+    hostname="atlas",
+    user="alice",
+)
 
 # A valid plugin body: an axis, an optional question and a backend that uses both.
 GOOD_PLUGIN = """
@@ -288,3 +305,27 @@ def test_duplicate_entry_point_name_is_a_conflict(
     assert impostor.status is Status.BROKEN
     assert "already registered as 'luks'" in impostor.reason
     assert plugins.backend("luks").summary.startswith("ZFS on LUKS2")
+
+
+def test_backend_that_only_assesses_is_refused_for_plan_and_config(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins], tmp_path: Path
+) -> None:
+    # 'shiny' defines no provision_steps and no pool_encryption: installing it would
+    # create an unencrypted pool, and its configuration would unlock nothing.
+    plugins = load_with(make_plugin_dist(GOOD_PLUGIN, name="shiny"))
+    shiny = plugins.backend("shiny")
+    refusal = "shiny can be assessed but not installed"
+    spec = replace(PLAN_SPEC, backend="shiny")
+    with pytest.raises(UsageError, match=refusal):
+        build_plan(spec, shiny, generate_hardware_config=False)
+    request = ConfigRequest(
+        backend="shiny",
+        out_dir=tmp_path / "out",
+        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        user="alice",
+        password="unused",
+    )
+    with pytest.raises(UsageError, match=refusal):
+        build_layout(request, plugins, hashed_password="")
+    assert not (tmp_path / "out").exists()
