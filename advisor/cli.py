@@ -410,7 +410,9 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         return f"{text}; {for_plan}" if plan else text
 
     parser.add_argument("--backend", help="backend name (default: the assessment's)")
-    parser.add_argument("--disk", help="the disk to erase: its id (see 'advisor disks')")
+    parser.add_argument(
+        "--disk", metavar="DISK-ID", help="the disk to erase: its id (see 'advisor disks')"
+    )
     parser.add_argument(
         "--yes-wipe",
         metavar="DISK-ID",
@@ -434,7 +436,7 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         "--initrd",
         choices=("systemd", "scripted"),
         default="systemd",
-        help="the stage 1 the configuration is for (default: systemd)",
+        help="the stage 1 (initrd) the configuration is written for (default: systemd)",
     )
     parser.add_argument(
         "--trim",

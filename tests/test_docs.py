@@ -3,6 +3,7 @@ generated tables are current, and CI runs the README's test command."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import itertools
 import re
@@ -12,6 +13,7 @@ import pytest
 
 from advisor import hookspecs
 from advisor.assessment import system_warnings
+from advisor.cli import build_parser
 from advisor.conflicts import TENSIONS
 from advisor.models import SystemFacts
 from advisor.questionnaire import QUESTIONS
@@ -99,3 +101,45 @@ def test_architecture_doc_names_every_core_module() -> None:
     modules = sorted(p.name for p in (ROOT / "advisor").glob("*.py") if p.name != "__init__.py")
     missing = [m for m in modules if f"advisor/{m}" not in text]
     assert not missing, f"docs/architecture.md does not mention {missing}"
+
+
+def _command_parser(name: str) -> argparse.ArgumentParser:
+    commands = next(
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    parser: argparse.ArgumentParser = commands.choices[name]
+    return parser
+
+
+def _long_options(parser: argparse.ArgumentParser) -> set[str]:
+    return {
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+    }
+
+
+def test_plan_has_its_own_help_and_says_which_install_options_it_ignores() -> None:
+    install, plan = _command_parser("install"), _command_parser("plan")
+    assert plan.description and "Erase" not in plan.description
+    assert install.description and "Erase" in install.description
+    for parser in (install, plan):
+        unexplained = [a.option_strings for a in parser._actions if not a.help]
+        assert not unexplained, f"{parser.prog}: options without help: {unexplained}"
+    install_help = {action.dest: action.help or "" for action in install._actions}
+    plan_help = {action.dest: action.help or "" for action in plan._actions}
+    for dest in ("yes_wipe", "passphrase_file", "password_file", "stop_after", "allow_bios"):
+        assert "'plan'" in plan_help[dest], dest
+        assert "'plan'" not in install_help[dest], dest
+
+
+def test_install_doc_flag_table_matches_the_cli() -> None:
+    text = (DOCS / "install.md").read_text(encoding="utf-8")
+    section = text.split("## Flags", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| ([^|]+) \|", section, re.MULTILINE)
+    documented = {flag for cell in first_cells for flag in re.findall(r"--[a-z-]+", cell)}
+    assert documented == _long_options(_command_parser("install"))
+    assert _long_options(_command_parser("plan")) == _long_options(_command_parser("install"))
