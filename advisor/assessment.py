@@ -18,6 +18,7 @@ from typing import Any
 from advisor import __version__
 from advisor.conflicts import Tension, tensions_for
 from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
+from advisor.plan import installable
 
 #: Bumped when the JSON shape of an assessment changes incompatibly.
 ASSESSMENT_SCHEMA = 1
@@ -64,7 +65,7 @@ class Ranked:
     score: float
     gate: str | None
     reasons: tuple[Reason, ...]
-    #: False for a backend advisor can recommend but not install (see :func:`installable`).
+    #: False for a backend advisor can recommend but not install (:func:`advisor.plan.installable`).
     installable: bool = True
 
     @property
@@ -185,20 +186,6 @@ def axis_weights(
         for axis_id, weight in choice.weights.items():
             weights[axis_id] = weights.get(axis_id, 0.0) + weight
     return weights
-
-
-def installable(backend: Backend) -> bool:
-    """Whether advisor can install ``backend``, not only recommend it.
-
-    Installing needs the backend to encrypt: with steps of its own before the pool
-    (``provision_steps``) or with the pool's properties (``pool_encryption``). A backend
-    that defines neither, like the example TPM2 plugin, takes part in assessments only.
-    """
-    kind = type(backend)
-    return (
-        kind.provision_steps is not Backend.provision_steps
-        or kind.pool_encryption is not Backend.pool_encryption
-    )
 
 
 def _needs_header(backend: str) -> bool:

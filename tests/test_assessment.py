@@ -10,10 +10,11 @@ from typing import ClassVar
 import pytest
 
 from advisor.answers import list_profiles, load_profile, validate_answers
-from advisor.assessment import Assessment, assess, axis_weights, installable, score_backend
+from advisor.assessment import Assessment, assess, axis_weights, score_backend
 from advisor.cli import build_parser
 from advisor.conflicts import TENSIONS
 from advisor.models import Axis, Backend, Capability, Choice, Question, Rating, SystemFacts
+from advisor.plan import installable
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
