@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from advisor import __version__
@@ -33,6 +34,8 @@ FILESYSTEM_PROPERTIES: Mapping[str, str] = {
 }
 #: Environment variables the dry-run script reads the secrets from.
 SECRET_VARIABLES = {"passphrase": "ADVISOR_PASSPHRASE", "password": "ADVISOR_PASSWORD"}
+#: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
+_STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -120,8 +123,9 @@ def build_plan(
     :class:`PluginError` when it adds no encryption to this install after all.
     """
     check_installable(backend)
-    provision = tuple(backend.provision_steps(spec))
-    encryption = backend.pool_encryption(spec)
+    provision = _provision_steps(backend, spec)
+    encryption = _pool_encryption(backend, spec)
+    pool_device = _pool_device(backend, spec)
     if not provision and not encryption:
         # Defined, but empty for this spec: the pool would be created unencrypted.
         raise PluginError(
@@ -191,7 +195,7 @@ def build_plan(
                 *_properties("-o", {**POOL_PROPERTIES, **spec.pool_options}),
                 *_properties("-O", {**FILESYSTEM_PROPERTIES, **spec.dataset_options, **encryption}),
                 pool,
-                backend.pool_device(spec),
+                pool_device,
             ),
             secret="passphrase" if encryption else None,
             secret_newline=True,
@@ -323,7 +327,108 @@ def build_plan(
             ("cp", "-a", f"{root}/etc/nixos/.", f"{root}/persist/etc/nixos/"),
         ),
     ]
+    _check_unique(steps, backend)
     return Plan(spec, tuple(steps))
+
+
+# A backend's contributions are checked before they reach the plan: the executor, the
+# journal and the script trust a plan, and a plugin's mistake must be an error naming
+# it, not a traceback or a step silently skipped on resume.
+
+
+def _ask(backend: Backend, method: str, spec: InstallSpec) -> object:
+    """What ``backend.method(spec)`` returns; a :class:`PluginError` if it raises."""
+    try:
+        return getattr(backend, method)(spec)
+    except Exception as error:  # any exception: a plugin's bug, reported as the plugin's
+        raise PluginError(
+            f"backend {backend.name!r}: {method} raised {type(error).__name__}: {error}"
+        ) from error
+
+
+def _provision_steps(backend: Backend, spec: InstallSpec) -> tuple[Step, ...]:
+    """The backend's steps, each checked (:func:`_step_problem`)."""
+    steps = _ask(backend, "provision_steps", spec)
+    if isinstance(steps, str | bytes) or not isinstance(steps, Iterable):
+        raise PluginError(
+            f"backend {backend.name!r}: provision_steps must return a sequence of Step, "
+            f"not {type(steps).__name__}"
+        )
+    checked = []
+    for step in steps:
+        problem = _step_problem(step)
+        if problem is not None:
+            raise PluginError(f"backend {backend.name!r}: {problem}")
+        checked.append(step)
+    return tuple(checked)
+
+
+def _step_problem(step: object) -> str | None:
+    """Why ``step`` cannot go into a plan, or ``None``."""
+    if not isinstance(step, Step):
+        return f"provision_steps returned {type(step).__name__}, not Step"
+    if not isinstance(step.id, str) or not _STEP_ID.fullmatch(step.id):
+        return f"step id {step.id!r} is not kebab-case (a-z, 0-9, single hyphens)"
+    where = f"step {step.id!r}"
+    if not isinstance(step.title, str) or not step.title or not step.title.isprintable():
+        # The title becomes a comment line of the script: a newline would end it there.
+        return f"{where}: the title must be one line of printable text, not {step.title!r}"
+    if step.secret is not None and step.secret not in SECRET_VARIABLES:
+        known = ", ".join(SECRET_VARIABLES)
+        return f"{where}: secret {step.secret!r} is none of the secrets there are ({known})"
+    restore: object = step.restore  # typed, but a plugin's object may be anything
+    if not isinstance(restore, tuple | list):
+        return f"{where}: restore must be a sequence of commands, not {restore!r}"
+    commands = [("argv", step.argv)]
+    if step.probe is not None:
+        commands.append(("probe", step.probe))
+    commands += [("restore", command) for command in step.restore]
+    for field, command in commands:
+        problem = _command_problem(command)
+        if problem is not None:
+            return f"{where}: {field} {problem}"
+    return None
+
+
+def _command_problem(argv: object) -> str | None:
+    """Why ``argv`` is no command the runner can run, or ``None``."""
+    if not isinstance(argv, tuple | list) or not argv:
+        return f"must be a non-empty sequence of words, not {argv!r}"
+    if not all(isinstance(word, str) and "\0" not in word for word in argv) or not argv[0]:
+        return f"must hold only strings without NUL characters, not {argv!r}"
+    return None
+
+
+def _pool_encryption(backend: Backend, spec: InstallSpec) -> Mapping[str, str]:
+    encryption = _ask(backend, "pool_encryption", spec)
+    if not isinstance(encryption, Mapping) or not all(
+        isinstance(key, str) and key and isinstance(value, str) for key, value in encryption.items()
+    ):
+        raise PluginError(
+            f"backend {backend.name!r}: pool_encryption must map property names to "
+            f"strings, not {encryption!r}"
+        )
+    return encryption
+
+
+def _pool_device(backend: Backend, spec: InstallSpec) -> str:
+    device = _ask(backend, "pool_device", spec)
+    if not isinstance(device, str) or not device or not device.isprintable():
+        raise PluginError(f"backend {backend.name!r}: pool_device must be a path, not {device!r}")
+    return device
+
+
+def _check_unique(steps: Sequence[Step], backend: Backend) -> None:
+    """Refuse a plan in which two steps share an id: the journal keys on it, so a
+    resume would take the second for done."""
+    seen: set[str] = set()
+    for step in steps:
+        if step.id in seen:
+            raise PluginError(
+                f"backend {backend.name!r}: step id {step.id!r} is used twice in the plan "
+                "(the journal keys on step ids)"
+            )
+        seen.add(step.id)
 
 
 def _configured_data_device(spec: InstallSpec) -> str:
@@ -338,28 +443,30 @@ def render_script(plan: Plan, saved_as: str | None = None) -> str:
     saved to (``advisor plan --save``), if it was."""
     spec = plan.spec
     if saved_as is not None:
-        exact = f"# Saved to {saved_as}; run exactly this plan with 'advisor install --plan FILE'."
+        exact = f"Saved to {saved_as}; run exactly this plan with 'advisor install --plan FILE'."
     else:
         exact = (
-            "# Partition GUIDs (and the host id, unless given) are chosen anew at each run: "
+            "Partition GUIDs (and the host id, unless given) are chosen anew at each run: "
             "to run exactly this plan, save it with --save FILE and run 'advisor install "
             "--plan FILE'."
         )
     serial = spec.disk_serial or "none"
     lines = [
         "#!/bin/sh",
-        f"# advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}",
-        f"# target: {spec.disk} (serial {serial}, {spec.disk_size} bytes)",
-        f"# host id {spec.host_id}, pool {spec.pool}, root {spec.root}",
-        exact,
-        "# Secrets are read from: "
-        + ", ".join(f"{var} ({name})" for name, var in SECRET_VARIABLES.items()),
+        _comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
+        _comment(f"target: {spec.disk} (serial {serial}, {spec.disk_size} bytes)"),
+        _comment(f"host id {spec.host_id}, pool {spec.pool}, root {spec.root}"),
+        _comment(exact),
+        _comment(
+            "Secrets are read from: "
+            + ", ".join(f"{var} ({name})" for name, var in SECRET_VARIABLES.items())
+        ),
         "set -eu",
         "",
     ]
     for number, step in enumerate(plan.steps, start=1):
         note = " -- DESTROYS DATA" if step.destructive else ""
-        lines.append(f"# [{number}/{len(plan.steps)}] {step.id}: {step.title}{note}")
+        lines.append(_comment(f"[{number}/{len(plan.steps)}] {step.id}: {step.title}{note}"))
         command = shlex.join(step.argv)
         if step.secret is not None:
             variable = SECRET_VARIABLES[step.secret]
@@ -369,5 +476,12 @@ def render_script(plan: Plan, saved_as: str | None = None) -> str:
         # Not run here: what 'advisor install --resume' runs if a restart undid the step.
         for restore in step.restore:
             stdin = f" (stdin: {SECRET_VARIABLES[step.secret]})" if step.secret else ""
-            lines.append(f"#   on --resume, if undone: {shlex.join(restore)}{stdin}")
+            lines.append(_comment(f"  on --resume, if undone: {shlex.join(restore)}{stdin}"))
     return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> str:
+    """``text`` as one comment line of the script. A newline would end the comment and
+    run the rest as a command (a serial, a --root, a saved plan's name, a plugin's
+    words), so it and every other unprintable character is shown escaped."""
+    return "# " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -244,3 +246,69 @@ def test_backend_without_encryption_is_refused() -> None:
     with pytest.raises(PluginError, match="'empty-provision' adds no encryption"):
         build_plan(replace(spec, backend="empty-provision"), _EmptyProvision(),
                    generate_hardware_config=False)  # fmt: skip
+
+
+class _Provides(LuksBackend):
+    """LUKS with some extra steps of a plugin's, to check what build_plan accepts."""
+
+    name = "provides"
+
+    def __init__(self, *extra: object) -> None:
+        self.extra = extra
+
+    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
+        return (*super().provision_steps(spec), *self.extra)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (Step("partition", "again", ("true",)), "step id 'partition' is used twice"),
+        (Step("pin", "a PIN", ("true",), secret="pin"), "secret 'pin' is none of the secrets"),
+        (Step("empty", "nothing", ()), "step 'empty': argv must be a non-empty sequence"),
+        (Step("number", "a number", ("sleep", 1)), "argv must hold only strings"),  # type: ignore[arg-type]
+        (Step("nul", "a NUL", ("echo", "a\0b")), "argv must hold only strings without NUL"),
+        (Step("odd\nrm -rf /", "id", ("true",)), "is not kebab-case"),
+        (Step("title", "line\nrm -rf /", ("true",)), "the title must be one line"),
+        (Step("probe", "probe", ("true",), probe=()), "step 'probe': probe must be a non-empty"),
+        (Step("undo", "undo", ("true",), restore=((),)), "step 'undo': restore must be a non"),
+        ("wipefs /dev/sda", "provision_steps returned str, not Step"),
+    ],
+)
+def test_backend_steps_are_checked(extra: object, problem: str) -> None:
+    with pytest.raises(PluginError, match=rf"backend 'provides': .*{re.escape(problem)}"):
+        build_plan(SPEC, _Provides(extra), generate_hardware_config=False)
+
+
+def test_backend_that_raises_is_named() -> None:
+    class Broken(LuksBackend):
+        name = "broken"
+
+        def pool_device(self, spec: InstallSpec) -> str:
+            raise KeyError("mapper")
+
+    with pytest.raises(PluginError, match="backend 'broken': pool_device raised KeyError"):
+        build_plan(SPEC, Broken(), generate_hardware_config=False)
+
+
+def test_every_builtin_plan_has_unique_kebab_case_step_ids() -> None:
+    detached = replace(SPEC, backend="luks-detached", header="/tmp/h", header_backup="/tmp/b")
+    for spec, backend in ((SPEC, LuksBackend()), (detached, LuksDetachedBackend()),
+                          (replace(SPEC, backend="zfs-native"), ZfsNativeBackend())):  # fmt: skip
+        plan = build_plan(spec, backend, generate_hardware_config=True)
+        assert len(set(ids(plan))) == len(plan.steps)
+        assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", step_id) for step_id in ids(plan))
+
+
+def test_script_comments_stay_comments() -> None:
+    # A newline in anything a comment line shows would make the rest a command.
+    hostile = "x\ntouch /tmp/pwned"
+    spec = replace(SPEC, root=f"/mnt/{hostile}", disk_serial=hostile)
+    script = render_script(build_plan(spec, LuksBackend(), generate_hardware_config=False),
+                           saved_as=hostile)  # fmt: skip
+    subprocess.run(["sh", "-n"], input=script, text=True, check=True)
+    # Read as the shell reads words: the hostile text stays inside one quoted word or
+    # comment; a comment it broke out of would leave 'touch' a word of its own.
+    assert "touch" not in shlex.split(script, comments=True)
+    assert "# target: /dev/disk/by-id/virtio-disk01 (serial x\\ntouch /tmp/pwned" in script
+    assert "# Saved to x\\ntouch /tmp/pwned;" in script
