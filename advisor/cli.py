@@ -675,7 +675,9 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     interactive = install.interactive()
     if disk is not None:
-        install.confirm(disk, args.yes_wipe, input if interactive else None)
+        install.confirm(
+            disk, args.yes_wipe, input if interactive else None, header=plan.spec.header
+        )
     from advisor.secrets import read_secret
 
     secrets = {

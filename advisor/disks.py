@@ -409,11 +409,21 @@ def _problems(
     if facts.read_only:
         problems.append("read-only")
     if facts.size_bytes < MIN_DISK_BYTES:
-        problems.append(
-            f"too small for NixOS ({format_size(facts.size_bytes)}; "
-            f"at least {format_size(MIN_DISK_BYTES)} is needed)"
-        )
+        problems.append(_too_small(facts.size_bytes))
     return tuple(problems)
+
+
+def _too_small(size_bytes: int) -> str:
+    return (
+        f"too small for NixOS ({format_size(size_bytes)}; "
+        f"at least {format_size(MIN_DISK_BYTES)} is needed)"
+    )
+
+
+def overwrite_problems(disk: Disk) -> tuple[str, ...]:
+    """Why nothing on ``disk`` may be overwritten, not even a small part of it such as a
+    detached LUKS header: its :attr:`~Disk.problems`, except being too small for NixOS."""
+    return tuple(problem for problem in disk.problems if problem != _too_small(disk.size_bytes))
 
 
 def _warnings(facts: DiskFacts, by_id: Sequence[str]) -> tuple[str, ...]:
@@ -528,6 +538,18 @@ def find_disk(disks: Sequence[Disk], text: str) -> Disk:
         raise UsageError(f"{reason}: no disks were found")
     listing = "\n".join(f"  {describe(disk)}" for disk in disks)
     raise UsageError(f"{reason}; the disks are:\n{listing}")
+
+
+def disk_of_device(disks: Sequence[Disk], path: str) -> Disk | None:
+    """The disk the device ``path`` (a ``/dev/disk/...`` link or a kernel path) is, or
+    holds as a partition; None when it is neither a disk of ``disks`` nor a partition of
+    one (a device-mapper or loop device, say, or no device at all)."""
+    real = os.path.realpath(path)
+    for disk in disks:
+        names = (disk.path, *disk.by_id, *disk.by_path, *(part.path for part in disk.partitions))
+        if any(os.path.realpath(name) == real for name in names):
+            return disk
+    return None
 
 
 # --- Firmware ---------------------------------------------------------------------------------

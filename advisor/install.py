@@ -82,17 +82,12 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
         header_backup = validate.header_path(header_backup)
         if header_backup.startswith("/dev/"):
             raise UsageError("--header-backup must be a file (on another medium), not a device")
-        if _on_disk(header, disk):
-            raise UsageError("--header must not be on the disk being encrypted")
-        if header.startswith("/dev/") and (use := _device_use(header)):
-            # luksFormat overwrites the header device: the same care as for the disk.
-            raise UsageError(f"refusing to write a header to {header}: {use}")
     elif header is not None or header_backup is not None:
         raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
     root = request.root
     if not root.startswith("/") or root == "/":
         raise UsageError(f"--root {root!r}: give the absolute path the system is mounted at")
-    return InstallSpec(
+    spec = InstallSpec(
         backend=backend.name,
         disk=disk.stable_path,
         disk_id=disk.disk_id,
@@ -116,28 +111,76 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
         remote_unlock_keys=str(request.remote_unlock_keys) if request.remote_unlock_keys else None,
         sops=request.sops,
     )
+    check_fresh_install(spec, disk)
+    return spec
 
 
-def _on_disk(path: str, disk: disk_probe.Disk) -> bool:
-    """Whether a device path resolves to ``disk`` or one of its partitions."""
-    if not path.startswith("/dev/"):
-        return False
-    real = os.path.realpath(path)
-    rest = real.removeprefix(disk.path)
-    return real == disk.path or (rest != real and rest.lstrip("p").isdigit())
+def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk) -> None:
+    """The checks, beyond the target disk's own, of an install that has destroyed nothing
+    yet (fresh, from a saved plan, or resumed before its first destructive step): a
+    :class:`UsageError` if a step would overwrite something it must not."""
+    check_header_target(spec, disk)
 
 
-def _device_use(path: str) -> str | None:
-    """Why the block device at ``path`` is in use (mounted or swap), or None."""
-    real = os.path.realpath(path)
-    mounts = disk_probe.parse_mountinfo(Path("/proc/self/mountinfo").read_text())
-    where = [m.mountpoint for m in mounts if os.path.realpath(m.source) == real]
-    if where:
-        return f"mounted at {', '.join(where)}"
-    swaps = disk_probe.parse_swaps(Path("/proc/swaps").read_text())
-    if any(os.path.realpath(entry.filename) == real for entry in swaps):
-        return "holds active swap"
-    return None
+def check_header_target(spec: InstallSpec, disk: disk_probe.Disk) -> None:
+    """Refuse a detached header (and its backup) that the header steps would not write
+    safely. A header device must be another disk, or a partition of one, that nothing
+    uses: luksFormat overwrites it. A header file and its backup must not exist yet
+    (luksFormat would overwrite the one, luksHeaderBackup refuses to overwrite the
+    other, after the disk is wiped), must be in existing directories, and must be on
+    different file systems, or one lost medium loses both."""
+    header, backup = spec.header, spec.header_backup
+    if header is None:
+        return
+    if header.startswith("/dev/"):
+        _check_header_device(header, disk)
+    else:
+        _check_new_file(header, "--header", "cryptsetup luksFormat would overwrite it")
+    if backup is None:
+        return
+    if os.path.realpath(backup) == os.path.realpath(header):
+        raise UsageError(f"--header-backup {backup!r} is the header itself: back it up elsewhere")
+    _check_new_file(backup, "--header-backup", "cryptsetup luksHeaderBackup does not replace it")
+    same_medium = not header.startswith("/dev/") and (
+        Path(header).parent.stat().st_dev == Path(backup).parent.stat().st_dev
+    )
+    if same_medium:
+        raise UsageError(
+            f"--header-backup {backup!r} is on the same file system as --header {header!r}: "
+            "the backup must be on another medium, or losing one loses both"
+        )
+
+
+def _check_header_device(header: str, target: disk_probe.Disk) -> None:
+    """Refuse a header device that is not another disk (or a partition of one) of this
+    machine that nothing uses: the checks :func:`find_target` makes of the target."""
+    disk = disk_probe.disk_of_device(disk_probe.discover_disks(), header)
+    if disk is None:
+        raise UsageError(
+            f"--header {header!r} is not a disk, or a partition of a disk, of this machine"
+        )
+    if disk.name == target.name:
+        raise UsageError("--header must not be on the disk being encrypted")
+    if os.geteuid() == 0:
+        disk = disk_probe.check_exclusive(disk)
+    if problems := disk_probe.overwrite_problems(disk):
+        # luksFormat overwrites the header device: the same care as for the disk.
+        raise UsageError(
+            f"refusing to write a header to {header} (on {disk.disk_id}, {disk.path}): "
+            + "; ".join(problems)
+        )
+
+
+def _check_new_file(path: str, option: str, why: str) -> None:
+    """Refuse a file path an install step is to create, if it exists (``why`` says what
+    the step would do to it) or its directory does not."""
+    if os.path.lexists(path):
+        raise UsageError(
+            f"{option} {path!r} already exists ({why}): move it away or choose another path"
+        )
+    directory = Path(path).parent
+    if not directory.is_dir():
+        raise UsageError(f"{option} {path!r}: directory {str(directory)!r} does not exist")
 
 
 def make_plan(spec: InstallSpec, plugins: LoadedPlugins) -> Plan:
@@ -162,21 +205,32 @@ def find_target(text: str) -> disk_probe.Disk:
     return disk
 
 
-def confirm(disk: disk_probe.Disk, yes_wipe: str | None, ask: Callable[[str], str] | None) -> None:
-    """The user must name the disk: ``--yes-wipe DISK-ID``, or type its id at a prompt."""
+def confirm(
+    disk: disk_probe.Disk,
+    yes_wipe: str | None,
+    ask: Callable[[str], str] | None,
+    *,
+    header: str | None = None,
+) -> None:
+    """The user must name the disk: ``--yes-wipe DISK-ID``, or type its id at a prompt.
+    A detached ``header`` that is a device is overwritten too: the messages name it."""
+    also = ""
+    if header is not None and header.startswith("/dev/"):
+        also = f", and the header device {header} will be overwritten"
     if yes_wipe is not None:
         if yes_wipe != disk.disk_id:
             raise UsageError(
                 f"--yes-wipe {yes_wipe!r} does not name the target disk: its id is "
-                f"{disk.disk_id!r} ({disk.path}, serial {disk.serial or 'none'})"
+                f"{disk.disk_id!r} ({disk.path}, serial {disk.serial or 'none'}); everything "
+                f"on it will be erased{also}"
             )
         return
     if ask is None:
         raise UsageError(
-            f"refusing to erase {disk.disk_id} without confirmation: run at a terminal, or "
-            f"pass --yes-wipe {disk.disk_id}"
+            f"refusing to erase {disk.disk_id} without confirmation (everything on it will "
+            f"be erased{also}): run at a terminal, or pass --yes-wipe {disk.disk_id}"
         )
-    answer = ask(f"Everything on {disk.disk_id} will be erased. Type its id to go on: ")
+    answer = ask(f"Everything on {disk.disk_id} will be erased{also}. Type its id to go on: ")
     if answer.strip() != disk.disk_id:
         raise UsageError("the typed id does not match the disk; nothing was changed")
 
@@ -310,13 +364,15 @@ def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Dis
 
 
 def _target_again(spec: InstallSpec, made_for: str) -> disk_probe.Disk:
-    """The disk of a saved ``spec``, found again: usable (:func:`find_target`) and the same
-    disk; a :class:`UsageError` saying it is not the disk ``made_for`` otherwise."""
+    """The disk of a saved ``spec``, found again: usable (:func:`find_target`), the same
+    disk (else a :class:`UsageError` saying it is not the disk ``made_for``), and the
+    rest of the spec still fit for a fresh install (:func:`check_fresh_install`)."""
     disk = find_target(spec.disk_id)
     if changes := identity_changes(spec, disk):
         raise UsageError(
             f"{spec.disk_id} is not the disk {made_for} ({'; '.join(changes)}); nothing was changed"
         )
+    check_fresh_install(spec, disk)
     return disk
 
 

@@ -25,6 +25,7 @@ from advisor.disks import (
     check_exclusive,
     choose_disk_id,
     discover_disks,
+    disk_of_device,
     disks_to_json,
     find_disk,
     firmware,
@@ -32,6 +33,7 @@ from advisor.disks import (
     gather_disk_facts,
     guess_transport,
     is_candidate,
+    overwrite_problems,
     parse_mountinfo,
     parse_swaps,
     running_system_disks,
@@ -412,6 +414,34 @@ def test_find_disk_lists_the_disks_when_nothing_matches(text: str) -> None:
 def test_find_disk_without_disks_says_so() -> None:
     with pytest.raises(UsageError, match="no disks were found"):
         find_disk([], "vda")
+
+
+# --- Other devices to be overwritten (a detached header) ------------------------------------------
+
+
+def test_disk_of_device_finds_a_disk_or_the_disk_of_a_partition(tmp_path: Path) -> None:
+    for name in ("sda", "sda1", "sdb"):
+        (tmp_path / name).touch()
+    (tmp_path / "usb-STICK-part1").symlink_to(tmp_path / "sda1")
+    (tmp_path / "ata-OTHER").symlink_to(tmp_path / "sdb")
+    stick = build_disk(
+        _facts(path=str(tmp_path / "sda"), partitions=(_part(path=str(tmp_path / "sda1")),)),
+        SystemState(),
+    )
+    other = build_disk(_facts(name="sdb", path=str(tmp_path / "sdb"), partitions=()), SystemState())
+    disks = [other, stick]
+    assert disk_of_device(disks, str(tmp_path / "usb-STICK-part1")) == stick
+    assert disk_of_device(disks, str(tmp_path / "sda")) == stick
+    assert disk_of_device(disks, str(tmp_path / "ata-OTHER")) == other
+    assert disk_of_device(disks, str(tmp_path / "dm-0")) is None
+
+
+def test_a_small_disk_may_take_a_header_but_not_a_mounted_one() -> None:
+    small = build_disk(_facts(size_bytes=64 * 1024**2), SystemState())
+    assert not small.usable
+    assert overwrite_problems(small) == ()
+    mounted = build_disk(_facts(size_bytes=64 * 1024**2), _MOUNTED)
+    assert overwrite_problems(mounted) == ("mounted at /mnt/my disk",)
 
 
 # --- JSON and firmware ---------------------------------------------------------------------------

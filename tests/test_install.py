@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -190,3 +191,140 @@ def test_a_confirmed_resume_before_any_destruction_checks_the_disk_in_full_again
     assert status == 1
     assert "in use now (mounted at /home); nothing was changed" in stderr
     assert not [argv for argv in machine.ran if argv[0] in ("wipefs", "sgdisk")]
+
+
+# --- Detached headers -----------------------------------------------------------------------
+
+STICK = dataclasses.replace(
+    DISK,
+    name="sdy",
+    path="/dev/sdy",
+    by_id=("/dev/disk/by-id/usb-STICK",),
+    serial="STICK",
+    size_bytes=64 * 1024**2,  # too small for NixOS, big enough for a header
+    problems=("too small for NixOS (64.0 MiB; at least 8.0 GiB is needed)",),
+    partitions=(
+        disk_probe.Partition(
+            "sdy1", "/dev/sdy1", 1, 32 * 1024**2, None, "vfat", None, (), False, ()
+        ),
+    ),
+)
+
+
+def detached(header: str, backup: str) -> install.InstallRequest:
+    return install.InstallRequest(
+        backend="luks-detached", disk=DISK.disk_id, header=header, header_backup=backup
+    )
+
+
+@pytest.fixture
+def links(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Device links the test resolves (to paths that need not exist)."""
+    table: dict[str, str] = {}
+    real = install.os.path.realpath
+    monkeypatch.setattr(
+        install.os.path, "realpath", lambda path, **kw: table.get(path) or real(path, **kw)
+    )
+    return table
+
+
+def test_a_header_device_that_nothing_uses_is_accepted(machine: Machine, tmp_path: Path) -> None:
+    machine.disks = [DISK, STICK]
+    backup = str(tmp_path / "header.backup")
+    spec = install.new_spec(detached("/dev/disk/by-id/usb-STICK", backup), load_plugins(), DISK)
+    assert spec.header == "/dev/disk/by-id/usb-STICK"
+
+
+@pytest.mark.parametrize(
+    ("stick", "busy", "header", "message"),
+    [
+        pytest.param(
+            dataclasses.replace(STICK, problems=("mounted at /media/stick",)),
+            False, "/dev/disk/by-id/usb-STICK", "mounted at /media/stick", id="disk-mounted",
+        ),
+        pytest.param(
+            dataclasses.replace(STICK, problems=("holds active swap",)),
+            False, "/dev/disk/by-id/usb-STICK-part1", "holds active swap", id="partition's-disk",
+        ),
+        pytest.param(
+            dataclasses.replace(STICK, problems=("holds the running system",)),
+            False, "/dev/disk/by-id/usb-STICK", "holds the running system", id="running",
+        ),
+        pytest.param(
+            STICK, True, "/dev/disk/by-id/usb-STICK-part1", "in use by another program", id="busy",
+        ),
+        pytest.param(
+            STICK, False, "/dev/disk/by-id/ata-FAKE_S1-part3", "not be on the disk being encrypted",
+            id="on-the-target",
+        ),
+        pytest.param(
+            STICK, False, "/dev/disk/by-id/dm-name-x", "not a disk, or a partition of a disk",
+            id="not-a-disk",
+        ),
+    ],
+)  # fmt: skip
+def test_a_header_device_in_use_is_refused(
+    machine: Machine,
+    links: dict[str, str],
+    tmp_path: Path,
+    stick: disk_probe.Disk,
+    busy: bool,
+    header: str,
+    message: str,
+) -> None:
+    links.update(
+        {
+            "/dev/disk/by-id/usb-STICK-part1": "/dev/sdy1",
+            "/dev/disk/by-id/ata-FAKE_S1-part3": "/dev/sdz3",
+        }
+    )
+    target = dataclasses.replace(
+        DISK,
+        partitions=(dataclasses.replace(STICK.partitions[0], name="sdz3", path="/dev/sdz3"),),
+    )
+    machine.disks = [target, stick]
+    machine.busy = {stick.path} if busy else set()
+    with pytest.raises(UsageError, match=message):
+        install.new_spec(detached(header, str(tmp_path / "b")), load_plugins(), target)
+
+
+def test_header_files_must_be_new_and_apart_from_their_backup(
+    machine: Machine, tmp_path: Path
+) -> None:
+    plugins = load_plugins()
+    header, backup = tmp_path / "header.img", Path("/proc/advisor-header.backup")
+    assert header.parent.stat().st_dev != backup.parent.stat().st_dev
+    spec = install.new_spec(detached(str(header), str(backup)), plugins, DISK)
+    assert (spec.header, spec.header_backup) == (str(header), str(backup))
+    refusals = {
+        # luksFormat would overwrite an existing header file...
+        "already exists (cryptsetup luksFormat would overwrite it)": (str(tmp_path), str(backup)),
+        # ... and luksHeaderBackup would fail, after the disk is wiped.
+        "already exists (cryptsetup luksHeaderBackup": (str(header), "/proc/cpuinfo"),
+        "is the header itself": (str(header), str(header)),
+        "must be on another medium": (str(header), str(tmp_path / "header.backup")),
+        "does not exist": (str(tmp_path / "no" / "header.img"), str(backup)),
+    }
+    for message, (given_header, given_backup) in refusals.items():
+        with pytest.raises(UsageError, match=re.escape(message)):
+            install.new_spec(detached(given_header, given_backup), plugins, DISK)
+
+
+def test_the_confirmation_names_a_header_device() -> None:
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return DISK.disk_id
+
+    header = "/dev/disk/by-id/usb-STICK"
+    install.confirm(DISK, None, ask, header=header)
+    assert asked == [
+        f"Everything on {DISK.disk_id} will be erased, and the header device {header} will be "
+        "overwritten. Type its id to go on: "
+    ]
+    for yes_wipe, ask_with in ((None, None), ("wrong", None)):
+        with pytest.raises(UsageError, match=f"the header device {header} will be overwritten"):
+            install.confirm(DISK, yes_wipe, ask_with, header=header)
+    install.confirm(DISK, None, ask, header="/root/header.img")  # a file is not named
+    assert "header" not in asked[-1]
