@@ -240,6 +240,15 @@ def build_plan(
             )
         )
     steps += [
+        # --root may name a directory that is not there yet; on the installer it lives in
+        # memory, so a restart takes it away again before mount-root's restore needs it.
+        Step(
+            "root-dir",
+            f"Create the mount point {root}",
+            ("mkdir", "-p", root),
+            probe=("test", "-d", root),
+            restore=(("mkdir", "-p", root),),
+        ),
         Step(
             "mount-root",
             f"Mount {root_ds} at {root}",

@@ -42,7 +42,8 @@ def test_luks_plan_order_and_commands() -> None:
         "wipe-disk", "partition", "settle", "wipe-partitions", "format-esp",
         "luks-format", "luks-open", "hostid-write", "hostid", "create-pool",
         "dataset-root", "snapshot-blank", "dataset-nix", "dataset-home", "dataset-persist",
-        "mount-root", "mount-points", "mount-esp", "mount-nix", "mount-home", "mount-persist",
+        "root-dir", "mount-root", "mount-points", "mount-esp",
+        "mount-nix", "mount-home", "mount-persist",
         "write-config", "persist-config", "copy-config",
     ]  # fmt: skip
     fmt = plan.step("luks-format")
@@ -197,7 +198,7 @@ def test_what_a_restart_undoes_is_restored_on_resume(
     spec = replace(SPEC, backend=backend.name)
     plan = build_plan(spec, backend, generate_hardware_config=False)
     restored = {step.id for step in plan.steps if step.restore}
-    expected = {"hostid-write", "hostid", "create-pool", "mount-root", "mount-esp",
+    expected = {"hostid-write", "hostid", "create-pool", "root-dir", "mount-root", "mount-esp",
                 "mount-nix", "mount-home", "mount-persist"}  # fmt: skip
     if backend.name == "luks":
         expected.add("luks-open")
@@ -312,3 +313,13 @@ def test_script_comments_stay_comments() -> None:
     assert "touch" not in shlex.split(script, comments=True)
     assert "# target: /dev/disk/by-id/virtio-disk01 (serial x\\ntouch /tmp/pwned" in script
     assert "# Saved to x\\ntouch /tmp/pwned;" in script
+
+
+def test_root_is_created_before_it_is_mounted() -> None:
+    plan = build_plan(replace(SPEC, root="/target"), LuksBackend(), generate_hardware_config=False)
+    order = ids(plan)
+    assert order.index("root-dir") + 1 == order.index("mount-root")
+    step = plan.step("root-dir")
+    assert step.argv == ("mkdir", "-p", "/target") and not step.destructive
+    assert step.probe == ("test", "-d", "/target")
+    assert step.restore == (step.argv,)  # the live system's /target may be gone after a restart
