@@ -13,6 +13,7 @@ import re
 
 from advisor.errors import UsageError
 
+# Each pattern is applied with fullmatch: "$" alone also matches before a final newline.
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _POOL = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -38,7 +39,7 @@ _RESERVED_USERS = {"root", "nobody", "nixbld", "messagebus", "sshd", "systemd-ne
 
 
 def hostname(value: str) -> str:
-    if not _HOSTNAME.match(value):
+    if not _HOSTNAME.fullmatch(value):
         raise UsageError(
             f"--hostname {value!r}: use letters, digits and hyphens, 1 to 63 characters, "
             "not starting or ending with a hyphen"
@@ -47,7 +48,7 @@ def hostname(value: str) -> str:
 
 
 def username(value: str) -> str:
-    if not _USERNAME.match(value):
+    if not _USERNAME.fullmatch(value):
         raise UsageError(
             f"--user {value!r}: use lower-case letters, digits, '_' and '-', starting with a "
             "letter or '_', at most 32 characters"
@@ -58,7 +59,7 @@ def username(value: str) -> str:
 
 
 def pool_name(value: str) -> str:
-    if not _POOL.match(value):
+    if not _POOL.fullmatch(value):
         raise UsageError(
             f"--pool {value!r}: use letters, digits, '_' and '-', starting with a letter, "
             "at most 64 characters"
@@ -93,7 +94,7 @@ def new_guid() -> str:
 
 def host_id(value: str) -> str:
     normalised = value.lower()
-    if not _HOST_ID.match(normalised):
+    if not _HOST_ID.fullmatch(normalised):
         raise UsageError(f"--host-id {value!r}: must be exactly 8 hexadecimal digits")
     if normalised == "00000000":
         raise UsageError("--host-id 00000000 means 'no host id' to ZFS; choose another")
@@ -102,7 +103,7 @@ def host_id(value: str) -> str:
 
 def device_path(value: str, option: str) -> str:
     """A partition path that stays the same across boots."""
-    if _STABLE_DEVICE.match(value):
+    if _STABLE_DEVICE.fullmatch(value):
         return value
     if value.startswith("/dev/") and not value.startswith("/dev/disk/"):
         raise UsageError(
@@ -120,7 +121,7 @@ def header_path(value: str) -> str:
     if value.startswith("/dev/"):
         return device_path(value, "--header")
     parts = value.split("/")
-    if not _FILE_PATH.match(value) or ".." in parts or "." in parts:
+    if not _FILE_PATH.fullmatch(value) or ".." in parts or "." in parts:
         raise UsageError(
             f"--header {value!r}: give a /dev/disk/by-* device, or an absolute file path of "
             "letters, digits and ._/+@,=- without '.' or '..' components"
@@ -129,7 +130,7 @@ def header_path(value: str) -> str:
 
 
 def nixos_release(value: str) -> str:
-    if not _RELEASE.match(value):
+    if not _RELEASE.fullmatch(value):
         raise UsageError(f"--nixos-release {value!r}: expected a release such as 26.05")
     return value
 
@@ -137,7 +138,7 @@ def nixos_release(value: str) -> str:
 def authorized_key(line: str, origin: str) -> str:
     """One OpenSSH public key line, without options (``from=``, ``command=``)."""
     fields = line.split(None, 2)
-    if len(fields) < 2 or fields[0] not in _KEY_TYPES or not _KEY_BODY.match(fields[1]):
+    if len(fields) < 2 or fields[0] not in _KEY_TYPES or not _KEY_BODY.fullmatch(fields[1]):
         raise UsageError(
             f"{origin}: {line[:40]!r}... is not an OpenSSH public key line "
             f"({' | '.join(_KEY_TYPES[:2])} ... BASE64 [comment]); options are not supported"

@@ -1,11 +1,33 @@
-"""Fresh identifiers: host ids and partition GUIDs."""
+"""The checks of names and paths, and fresh identifiers: host ids and partition GUIDs."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
+
+import pytest
 
 from advisor import validate
+from advisor.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (validate.hostname, "box"),
+        (validate.username, "alice"),
+        (validate.pool_name, "rpool"),
+        (validate.host_id, "8f2a91c4"),
+        (lambda v: validate.device_path(v, "--data-device"), "/dev/disk/by-id/ata-X-part2"),
+        (validate.header_path, "/root/header.img"),
+        (validate.nixos_release, "26.05"),
+    ],
+)
+def test_a_trailing_newline_is_refused(check: Callable[[str], str], value: str) -> None:
+    assert check(value) == value
+    with pytest.raises(UsageError):
+        check(value + "\n")
 
 
 def test_new_guid_is_a_version_4_uuid_in_canonical_form() -> None:
