@@ -34,6 +34,17 @@ FILESYSTEM_PROPERTIES: Mapping[str, str] = {
 }
 #: Environment variables the dry-run script reads the secrets from.
 SECRET_VARIABLES = {"passphrase": "ADVISOR_PASSPHRASE", "password": "ADVISOR_PASSWORD"}
+#: Properties the layout depends on, with why: ``--pool-option``/``--fs-option`` may not
+#: set them. The datasets are mounted by NixOS (legacy mounts) under a pool that mounts
+#: nothing itself; encryption is the backend's to set (zfs-native) or to leave off.
+FIXED_PROPERTIES: Mapping[str, str] = {
+    "canmount": "the layout needs canmount=off on the pool's root file system",
+    "mountpoint": "the layout needs mountpoint=none on the pool and legacy mounts below it",
+    **dict.fromkeys(
+        ("encryption", "keyformat", "keylocation", "keysource"),
+        "encryption properties are the backend's to set (zfs-native sets them)",
+    ),
+}
 #: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
 _STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
@@ -108,6 +119,20 @@ def check_installable(backend: Backend) -> None:
         )
 
 
+def check_overrides(pool_options: Mapping[str, str], dataset_options: Mapping[str, str]) -> None:
+    """Raise :class:`UsageError` when ``--pool-option`` (``pool_options``) or
+    ``--fs-option`` (``dataset_options``) sets a property in :data:`FIXED_PROPERTIES`.
+
+    The pool options are checked too: there such a name is no pool property, and
+    ``zpool create`` would fail only after the disk is wiped.
+    """
+    for option, values in (("--pool-option", pool_options), ("--fs-option", dataset_options)):
+        for name in values:
+            why = FIXED_PROPERTIES.get(name.lower())
+            if why is not None:
+                raise UsageError(f"{option} {name}: cannot be overridden: {why}")
+
+
 def build_plan(
     spec: InstallSpec,
     backend: Backend,
@@ -119,10 +144,12 @@ def build_plan(
 
     ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
     installer). ``advisor_command`` runs ``advisor config`` for the configuration step.
-    Raises :class:`UsageError` for a backend that is not :func:`installable`, and
-    :class:`PluginError` when it adds no encryption to this install after all.
+    Raises :class:`UsageError` for a backend that is not :func:`installable` and for
+    options :func:`check_overrides` refuses, :class:`PluginError` when the backend adds
+    no encryption to this install after all or contributes something unusable.
     """
     check_installable(backend)
+    check_overrides(spec.pool_options, spec.dataset_options)
     provision = _provision_steps(backend, spec)
     encryption = _pool_encryption(backend, spec)
     pool_device = _pool_device(backend, spec)

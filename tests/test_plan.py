@@ -323,3 +323,25 @@ def test_root_is_created_before_it_is_mounted() -> None:
     assert step.argv == ("mkdir", "-p", "/target") and not step.destructive
     assert step.probe == ("test", "-d", "/target")
     assert step.restore == (step.argv,)  # the live system's /target may be gone after a restart
+
+
+@pytest.mark.parametrize(
+    ("pool_options", "dataset_options", "refusal"),
+    [
+        ({}, {"mountpoint": "/"}, "--fs-option mountpoint: cannot be overridden: the layout"),
+        ({}, {"canmount": "on"}, "--fs-option canmount: cannot be overridden"),
+        ({}, {"encryption": "off"}, "--fs-option encryption: cannot be overridden: encryption"),
+        ({}, {"keylocation": "file:///k"}, "--fs-option keylocation: cannot be overridden"),
+        ({}, {"keyformat": "raw"}, "--fs-option keyformat: cannot be overridden"),
+        ({}, {"keysource": "raw,prompt"}, "--fs-option keysource: cannot be overridden"),
+        ({"Mountpoint": "/x"}, {}, "--pool-option Mountpoint: cannot be overridden"),
+    ],
+)
+def test_overrides_that_break_the_layout_are_refused(
+    pool_options: dict[str, str], dataset_options: dict[str, str], refusal: str
+) -> None:
+    for backend in (LuksBackend(), ZfsNativeBackend()):
+        spec = replace(SPEC, backend=backend.name, pool_options=pool_options,
+                       dataset_options=dataset_options)  # fmt: skip
+        with pytest.raises(UsageError, match=re.escape(refusal)):
+            build_plan(spec, backend, generate_hardware_config=False)
