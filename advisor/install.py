@@ -84,9 +84,7 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
             raise UsageError("--header-backup must be a file (on another medium), not a device")
     elif header is not None or header_backup is not None:
         raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
-    root = request.root
-    if not root.startswith("/") or root == "/":
-        raise UsageError(f"--root {root!r}: give the absolute path the system is mounted at")
+    root = validate.root_path(request.root)
     spec = InstallSpec(
         backend=backend.name,
         disk=disk.stable_path,
@@ -118,8 +116,36 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
 def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk) -> None:
     """The checks, beyond the target disk's own, of an install that has destroyed nothing
     yet (fresh, from a saved plan, or resumed before its first destructive step): a
-    :class:`UsageError` if a step would overwrite something it must not."""
+    :class:`UsageError` if a step would overwrite or hide something it must not."""
     check_header_target(spec, disk)
+    check_root(spec.root)
+
+
+def check_root(root: str) -> None:
+    """Refuse a ``--root`` (already checked by :func:`validate.root_path`) that is not an
+    existing directory, leads through a link to the running system's directories, or
+    has something mounted on or below it now: the install mounts the new system there."""
+    real = os.path.realpath(root)
+    if not Path(real).is_dir():
+        raise UsageError(f"--root {root!r} is not a directory: create it, or choose another")
+    try:
+        validate.root_path(real)
+    except UsageError:
+        raise UsageError(
+            f"--root {root!r} leads to {real!r}: {root} must be another directory"
+        ) from None
+    mounted = [m for m in _mount_points() if m == real or m.startswith(real.rstrip("/") + "/")]
+    if mounted:
+        raise UsageError(
+            f"--root {root!r}: {', '.join(mounted)} is mounted now (an earlier install? "
+            f"'umount -R {root}' unmounts it); the new system needs an empty mount point"
+        )
+
+
+def _mount_points() -> list[str]:
+    """Where something is mounted on this machine now."""
+    mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+    return [entry.mountpoint for entry in disk_probe.parse_mountinfo(mountinfo)]
 
 
 def check_header_target(spec: InstallSpec, disk: disk_probe.Disk) -> None:

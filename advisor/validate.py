@@ -35,6 +35,13 @@ _KEY_TYPES = (
 _KEY_BODY = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
 # Pool names zpool reserves for vdev types.
 _RESERVED_POOLS = {"mirror", "raidz", "raidz1", "raidz2", "raidz3", "draid", "spare", "log"}
+# Directories of the running system that --root must never be: mounting the new root
+# there would hide them (or, below /proc, /sys, /dev, /run or the store, fail or worse).
+_SYSTEM_DIRECTORIES = frozenset(
+    {"/bin", "/boot", "/efi", "/etc", "/home", "/iso", "/lib", "/lib64", "/nix", "/opt"}
+    | {"/root", "/sbin", "/srv", "/tmp", "/usr", "/var"}  # noqa: S108 (refused, not used)
+)
+_SYSTEM_TREES = ("/proc", "/sys", "/dev", "/run", "/nix/store", "/nix/.ro-store")
 _RESERVED_USERS = {"root", "nobody", "nixbld", "messagebus", "sshd", "systemd-network"}
 
 
@@ -127,6 +134,29 @@ def header_path(value: str) -> str:
             "letters, digits and ._/+@,=- without '.' or '..' components"
         )
     return value
+
+
+def root_path(value: str) -> str:
+    """Where the new system is mounted (``--root``), normalised: an absolute path of
+    letters, digits and ``._/+@,=-`` without ``..``, and not ``/`` or a directory of the
+    running system. Whether something is mounted there now is :mod:`advisor.install`'s
+    check."""
+    if not _FILE_PATH.fullmatch(value) or ".." in value.split("/"):
+        raise UsageError(
+            f"--root {value!r}: give an absolute path of letters, digits and ._/+@,=- "
+            "without '..' components, such as /mnt"
+        )
+    # normpath keeps a leading "//" (POSIX leaves its meaning open); the kernel does not.
+    root = "/" + os.path.normpath(value).lstrip("/")
+    is_system = root in _SYSTEM_DIRECTORIES or any(
+        root == tree or root.startswith(tree + "/") for tree in _SYSTEM_TREES
+    )
+    if root == "/" or is_system:
+        raise UsageError(
+            f"--root {value!r} is, or is inside, a directory of the running system: the "
+            "new system is mounted there; use an empty directory such as /mnt"
+        )
+    return root
 
 
 def nixos_release(value: str) -> str:

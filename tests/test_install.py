@@ -50,11 +50,14 @@ MOUNTED = dataclasses.replace(DISK, mountpoints=("/home",), problems=("mounted a
 
 class Machine:
     """The fake machine: ``disks`` is what discovery finds, ``busy`` the device paths an
-    exclusive open fails on, ``ran`` every command the install would have run."""
+    exclusive open fails on, ``mounts`` the mount points, ``root`` an empty directory
+    for ``--root``, ``ran`` every command the install would have run."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
         self.disks: list[disk_probe.Disk] = [DISK]
         self.busy: set[str] = set()
+        self.mounts: list[str] = ["/", "/proc", "/nix/store"]
+        self.root = root
         self.ran: list[tuple[str, ...]] = []
 
     def discover(self, context: object = None) -> list[disk_probe.Disk]:
@@ -69,8 +72,10 @@ class Machine:
 
 
 @pytest.fixture
-def machine(monkeypatch: pytest.MonkeyPatch) -> Machine:
-    fake = Machine()
+def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Machine:
+    fake = Machine(tmp_path / "target")
+    fake.root.mkdir()
+    monkeypatch.setattr(install, "_mount_points", lambda: list(fake.mounts))
     monkeypatch.setattr(disk_probe, "discover_disks", fake.discover)
     monkeypatch.setattr(disk_probe, "exclusive_open_error", fake.exclusive_open_error)
     monkeypatch.setattr(disk_probe, "firmware", lambda root=Path("/"): "efi")
@@ -94,7 +99,7 @@ def run_cli(*argv: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     return cli.main(list(argv)), stderr.getvalue()
 
 
-def luks_plan(disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
+def luks_plan(root: Path, disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
     spec = InstallSpec(
         backend="luks",
         disk=disk.stable_path,
@@ -106,6 +111,7 @@ def luks_plan(disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
         host_id="8f2a91c4",
         hostname="h",
         user="u",
+        root=str(root),
     )
     return install.make_plan(dataclasses.replace(spec, **changes), load_plugins())
 
@@ -123,7 +129,7 @@ def started_install(state_dir: Path, plan: Plan, *events: dict[str, str]) -> Non
 def test_a_resume_before_any_destruction_checks_the_disk_as_a_fresh_install(
     machine: Machine, tmp_path: Path
 ) -> None:
-    plan = luks_plan()
+    plan = luks_plan(machine.root)
     # The first try stopped at the identity check: nothing was destroyed.
     started_install(tmp_path, plan, {"event": "started", "step": "wipe-disk"})
     machine.disks = [MOUNTED]
@@ -145,14 +151,15 @@ def test_a_resume_before_any_destruction_checks_the_disk_as_a_fresh_install(
 def test_after_a_destructive_step_the_disk_is_the_installs_own(
     machine: Machine, tmp_path: Path, event: str
 ) -> None:
-    plan = luks_plan()
+    plan = luks_plan(machine.root)
     started_install(
         tmp_path,
         plan,
         {"event": "started", "step": "wipe-disk"},
         {"event": event, "step": "wipe-disk"},
     )
-    machine.disks = [MOUNTED]  # its pool mounted under /mnt, say
+    machine.disks = [MOUNTED]  # its pool mounted under --root, say
+    machine.mounts.append(str(machine.root))
     assert install.destruction_started(tmp_path, plan)
     assert install.resume_target(tmp_path, plan) is None
 
@@ -160,7 +167,7 @@ def test_after_a_destructive_step_the_disk_is_the_installs_own(
 def test_a_resume_before_any_destruction_needs_the_confirmation_again(
     machine: Machine, tmp_path: Path, secret_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = luks_plan()
+    plan = luks_plan(machine.root)
     started_install(tmp_path, plan)
     resume = ["install", "--resume", "--state-dir", str(tmp_path)]
     secrets = ["--passphrase-file", str(secret_file), "--password-file", str(secret_file)]
@@ -178,7 +185,7 @@ def test_a_resume_before_any_destruction_needs_the_confirmation_again(
 def test_a_confirmed_resume_before_any_destruction_checks_the_disk_in_full_again(
     machine: Machine, tmp_path: Path, secret_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = luks_plan()
+    plan = luks_plan(machine.root)
     started_install(tmp_path, plan)
     # Usable when asked, mounted by the time the first destructive step is due.
     discoveries = iter([[DISK], [MOUNTED]])
@@ -211,9 +218,13 @@ STICK = dataclasses.replace(
 )
 
 
-def detached(header: str, backup: str) -> install.InstallRequest:
+def detached(header: str, backup: str, root: Path) -> install.InstallRequest:
     return install.InstallRequest(
-        backend="luks-detached", disk=DISK.disk_id, header=header, header_backup=backup
+        backend="luks-detached",
+        disk=DISK.disk_id,
+        header=header,
+        header_backup=backup,
+        root=str(root),
     )
 
 
@@ -231,7 +242,9 @@ def links(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 def test_a_header_device_that_nothing_uses_is_accepted(machine: Machine, tmp_path: Path) -> None:
     machine.disks = [DISK, STICK]
     backup = str(tmp_path / "header.backup")
-    spec = install.new_spec(detached("/dev/disk/by-id/usb-STICK", backup), load_plugins(), DISK)
+    spec = install.new_spec(
+        detached("/dev/disk/by-id/usb-STICK", backup, machine.root), load_plugins(), DISK
+    )
     assert spec.header == "/dev/disk/by-id/usb-STICK"
 
 
@@ -285,7 +298,9 @@ def test_a_header_device_in_use_is_refused(
     machine.disks = [target, stick]
     machine.busy = {stick.path} if busy else set()
     with pytest.raises(UsageError, match=message):
-        install.new_spec(detached(header, str(tmp_path / "b")), load_plugins(), target)
+        install.new_spec(
+            detached(header, str(tmp_path / "b"), machine.root), load_plugins(), target
+        )
 
 
 def test_header_files_must_be_new_and_apart_from_their_backup(
@@ -294,7 +309,7 @@ def test_header_files_must_be_new_and_apart_from_their_backup(
     plugins = load_plugins()
     header, backup = tmp_path / "header.img", Path("/proc/advisor-header.backup")
     assert header.parent.stat().st_dev != backup.parent.stat().st_dev
-    spec = install.new_spec(detached(str(header), str(backup)), plugins, DISK)
+    spec = install.new_spec(detached(str(header), str(backup), machine.root), plugins, DISK)
     assert (spec.header, spec.header_backup) == (str(header), str(backup))
     refusals = {
         # luksFormat would overwrite an existing header file...
@@ -307,7 +322,7 @@ def test_header_files_must_be_new_and_apart_from_their_backup(
     }
     for message, (given_header, given_backup) in refusals.items():
         with pytest.raises(UsageError, match=re.escape(message)):
-            install.new_spec(detached(given_header, given_backup), plugins, DISK)
+            install.new_spec(detached(given_header, given_backup, machine.root), plugins, DISK)
 
 
 def test_the_confirmation_names_a_header_device() -> None:
@@ -328,3 +343,44 @@ def test_the_confirmation_names_a_header_device() -> None:
             install.confirm(DISK, yes_wipe, ask_with, header=header)
     install.confirm(DISK, None, ask, header="/root/header.img")  # a file is not named
     assert "header" not in asked[-1]
+
+
+# --- Where the new system is mounted --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("//", "a directory of the running system"),
+        ("/nix", "a directory of the running system"),
+        ("/nix/store/abc", "a directory of the running system"),
+        ("/mnt/..", "without '..'"),
+        ("/mnt/a b", "letters, digits"),
+        ("/mnt\n", "letters, digits"),
+        ("mnt", "an absolute path"),
+    ],
+)
+def test_a_root_of_the_running_system_or_of_odd_characters_is_refused(
+    machine: Machine, root: str, message: str
+) -> None:
+    request = install.InstallRequest(backend="luks", disk=DISK.disk_id, root=root)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        install.new_spec(request, load_plugins(), DISK)
+
+
+def test_a_root_with_something_mounted_on_or_below_it_is_refused(
+    machine: Machine, tmp_path: Path
+) -> None:
+    plugins = load_plugins()
+    request = install.InstallRequest(backend="luks", disk=DISK.disk_id, root=f"{machine.root}//")
+    assert install.new_spec(request, plugins, DISK).root == str(machine.root)  # normalised
+    for mounted in (machine.root, machine.root / "boot"):
+        machine.mounts = ["/", str(mounted)]
+        with pytest.raises(UsageError, match=f"{mounted} is mounted now"):
+            install.new_spec(request, plugins, DISK)
+    machine.mounts = ["/"]
+    (tmp_path / "system").symlink_to("/etc")
+    for root, message in ((tmp_path / "system", "leads to '/etc'"), (tmp_path / "no", "not a dir")):
+        request = dataclasses.replace(request, root=str(root))
+        with pytest.raises(UsageError, match=message):
+            install.new_spec(request, plugins, DISK)
