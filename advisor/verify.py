@@ -1,7 +1,8 @@
 """Checks the installer runs as plan steps: ``python -m advisor.verify CHECK ARGS``.
 
 They are separate commands (not code inside the engine) so that the dry-run script shows
-them and a reviewer can run them by hand.
+them and a reviewer can run them by hand. A passphrase comes on stdin, as the executor
+feeds every step's secret, and goes on to cryptsetup on its stdin only.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from pathlib import Path
 
 from advisor import runner
 
+USAGE = "usage: printf '%s' PASS | python -m advisor.verify header-backup HEADER BACKUP DATA\n"
 
-def header_backup(header: Path, backup: Path, data: Path) -> list[str]:
+
+def header_backup(header: Path, backup: Path, data: Path, passphrase: str) -> list[str]:
     """Problems with a detached header's backup; empty when it is sound.
 
     The backup must hold the same bytes as the start of the header, be a LUKS header
-    itself, and be accepted as the header of the data partition.
+    itself, and unlock the data partition with ``passphrase`` (``cryptsetup open
+    --test-passphrase``, which opens nothing): only then can it stand in for the header.
     """
     problems = []
     copy = backup.read_bytes()
@@ -27,19 +31,38 @@ def header_backup(header: Path, backup: Path, data: Path) -> list[str]:
         original = source.read(len(copy))
     if hashlib.sha256(original).digest() != hashlib.sha256(copy).digest():
         problems.append(f"{backup} differs from the first {len(copy)} bytes of {header}")
-    if runner.run(["cryptsetup", "isLuks", str(backup)], check=False).returncode != 0:
+    if _cryptsetup(["isLuks", str(backup)]) != 0:
         problems.append(f"{backup} is not a LUKS header")
-    verify_data = ["cryptsetup", "isLuks", "--header", str(backup), str(data)]
-    if runner.run(verify_data, check=False).returncode != 0:
-        problems.append(f"{backup} is not accepted as the header of {data}")
+    unlock = ["open", "--test-passphrase", "--header", str(backup), "--key-file=-", str(data)]
+    if _cryptsetup(unlock, passphrase) != 0:
+        problems.append(f"{backup} with the passphrase does not unlock {data}")
     return problems
 
 
+def _cryptsetup(arguments: list[str], secret: str | None = None) -> int:
+    """The exit status of ``cryptsetup ARGUMENTS``, ``secret`` (if any) on its stdin."""
+    try:
+        return runner.run(["cryptsetup", *arguments], secret=secret, check=False).returncode
+    except runner.CommandError as error:  # not installed, or hung: the check fails
+        sys.stderr.write(f"advisor.verify: {error}\n")
+        return 1
+
+
 def main(argv: list[str]) -> int:
+    """Run the check ``argv`` names, the passphrase read from stdin exactly as given (the
+    install feeds it with no newline, as luksFormat took it). Returns the exit status:
+    0 sound, 1 a problem, 2 a wrong call."""
     if len(argv) != 4 or argv[0] != "header-backup":
-        sys.stderr.write("usage: python -m advisor.verify header-backup HEADER BACKUP DATA\n")
+        sys.stderr.write(USAGE)
         return 2
-    problems = header_backup(Path(argv[1]), Path(argv[2]), Path(argv[3]))
+    try:
+        passphrase = sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError:
+        passphrase = ""  # the installer sends UTF-8: this is not its passphrase
+    if not passphrase:
+        sys.stderr.write("advisor.verify: no (UTF-8) passphrase on stdin\n" + USAGE)
+        return 2
+    problems = header_backup(Path(argv[1]), Path(argv[2]), Path(argv[3]), passphrase)
     for problem in problems:
         sys.stderr.write(f"advisor.verify: {problem}\n")
     if not problems:

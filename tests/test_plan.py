@@ -345,3 +345,16 @@ def test_overrides_that_break_the_layout_are_refused(
                        dataset_options=dataset_options)  # fmt: skip
         with pytest.raises(UsageError, match=re.escape(refusal)):
             build_plan(spec, backend, generate_hardware_config=False)
+
+
+def test_header_verify_gets_the_passphrase_on_stdin_as_luks_format_does() -> None:
+    spec = replace(SPEC, backend="luks-detached", header="/tmp/hdr.img",
+                   header_backup="/tmp/hdr.backup")  # fmt: skip
+    plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
+    verify, fmt = plan.step("header-verify"), plan.step("luks-format")
+    assert verify.argv[1:] == ("-m", "advisor.verify", "header-backup", "/tmp/hdr.img",
+                               "/tmp/hdr.backup", DATA)  # fmt: skip
+    assert (verify.secret, verify.secret_newline) == (fmt.secret, fmt.secret_newline)
+    assert (verify.secret, verify.secret_newline) == ("passphrase", False)
+    command = "printf '%s' \"$ADVISOR_PASSPHRASE\" | " + shlex.join(verify.argv)
+    assert command in render_script(plan)

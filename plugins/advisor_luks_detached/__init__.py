@@ -126,8 +126,8 @@ class LuksDetachedBackend(LuksBackend):
             Note(
                 "header-backups",
                 "Keep the header on a removable medium with /boot, and a verified backup on a "
-                "second medium stored elsewhere (checksum it, check it with `cryptsetup isLuks "
-                "--header`).",
+                "second medium stored elsewhere (checksum it, and check that it unlocks the data: "
+                "`cryptsetup open --test-passphrase --header BACKUP DATA`).",
                 "detached-header-loss",
             ),
             Note(
@@ -178,10 +178,12 @@ class LuksDetachedBackend(LuksBackend):
                 ("cryptsetup", "luksHeaderBackup", header, "--header-backup-file", backup),
                 probe=("cryptsetup", "isLuks", backup),
             ),
+            # The passphrase goes on to cryptsetup as luksFormat took it: no newline.
             Step(
                 "header-verify",
-                "Verify the backup: same bytes as the header, and a LUKS header for the data",
+                "Verify the backup: same bytes as the header, and it unlocks the data",
                 (sys.executable, "-m", "advisor.verify", "header-backup", header, backup, data),
+                secret="passphrase",
             ),
             self.open_step(spec),
         )
