@@ -58,6 +58,12 @@ def advisor_backends() -> Sequence[Backend]:
     instance of :class:`advisor.plugin.Backend` with a unique kebab-case ``name`` and an
     ``api_version`` the core supports; capabilities may only name declared axes.
 
+    A backend is ranked with its ratings alone. It can be installed (and configured)
+    only if it encrypts: with ``provision_steps`` before the pool or ``pool_encryption``
+    of the pool (see :func:`advisor.plan.installable`); the steps it returns must have
+    unique kebab-case ids, one-line titles, argv of strings and a known secret name, or
+    ``advisor plan`` and ``install`` stop with an error naming it.
+
     :return: backend instances. An incompatible ``api_version`` marks the plugin
         ``incompatible``; any other invalid backend marks it ``broken``.
     """

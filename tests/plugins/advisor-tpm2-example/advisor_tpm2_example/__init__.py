@@ -1,7 +1,9 @@
 """Example third-party backend: ZFS on LUKS2, unlocked at boot by a TPM2 plus a PIN.
 
 It adds an axis (``measured_boot``), an optional question (``tpm2``) and a backend
-(``luks-tpm2``), using only the public plugin API.
+(``luks-tpm2``), using only the public plugin API. The backend takes part in assessments
+only: it defines no ``provision_steps`` or ``pool_encryption``, so ``advisor plan``,
+``install`` and ``config`` refuse it rather than lay out an unencrypted pool.
 """
 
 from __future__ import annotations
