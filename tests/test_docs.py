@@ -143,3 +143,29 @@ def test_install_doc_flag_table_matches_the_cli() -> None:
     documented = {flag for cell in first_cells for flag in re.findall(r"--[a-z-]+", cell)}
     assert documented == _long_options(_command_parser("install"))
     assert _long_options(_command_parser("plan")) == _long_options(_command_parser("install"))
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors_of(path: Path) -> set[str]:
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    headings = re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)
+    return {_slug(heading) for heading in headings} | anchors(path)
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(f"docs/{p.name}" for p in DOCS.glob("*.md"))]
+)
+def test_links_between_pages_name_anchors_that_exist(page: str) -> None:
+    path = ROOT / page
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+    broken = []
+    for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)#([^)\s]+)\)", text):
+        linked = path if not target else (path.parent / target)
+        if not linked.exists() or anchor not in _anchors_of(linked):
+            broken.append(f"{target}#{anchor}")
+    assert not broken, f"{page} links to anchors that do not exist: {broken}"
