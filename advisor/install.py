@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from advisor import disks as disk_probe
 from advisor import runner, validate
 from advisor.errors import AdvisorError, UsageError
 from advisor.execute import (
+    SPEC_FILE,
     Executor,
     Outcome,
     Progress,
@@ -68,11 +69,45 @@ class InstallRequest:
 
 def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.Disk) -> InstallSpec:
     """A fresh spec for ``disk``: names validated, partition GUIDs and host id chosen."""
-    backend = plugins.backend(request.backend)
-    if request.initrd not in ("systemd", "scripted"):
-        raise UsageError(f"--initrd {request.initrd!r}: choose systemd or scripted")
-    header = validate.header_path(request.header) if request.header else None
-    header_backup = request.header_backup
+    spec = InstallSpec(
+        backend=request.backend,
+        disk=disk.stable_path,
+        disk_id=disk.disk_id,
+        disk_serial=disk.serial,
+        disk_size=disk.size_bytes,
+        esp_partuuid=validate.new_guid(),
+        data_partuuid=validate.new_guid(),
+        host_id=request.host_id if request.host_id else validate.new_host_id(),
+        hostname=request.hostname,
+        user=request.user,
+        pool=request.pool,
+        initrd=request.initrd,
+        trim=request.trim,
+        ssd=request.ssd if request.ssd is not None else disk.rotational is False,
+        root=request.root,
+        header=request.header,
+        header_backup=request.header_backup,
+        pool_options=dict(request.pool_options),
+        dataset_options=dict(request.dataset_options),
+        fast_kdf=request.fast_kdf,
+        remote_unlock_keys=str(request.remote_unlock_keys) if request.remote_unlock_keys else None,
+        sops=request.sops,
+    )
+    spec = validate_spec(spec, plugins)
+    check_fresh_install(spec, disk)
+    return spec
+
+
+def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
+    """``spec`` with every name, path and option checked (:mod:`advisor.validate`) and
+    normalised; a :class:`UsageError` naming the option otherwise. The one check of a
+    spec, whether it is new or read back from a saved plan or a state directory (files
+    that may have been edited): each value ends up on a command line or in Nix."""
+    backend = plugins.backend(spec.backend)
+    if spec.initrd not in ("systemd", "scripted"):
+        raise UsageError(f"--initrd {spec.initrd!r}: choose systemd or scripted")
+    header = validate.header_path(spec.header) if spec.header else None
+    header_backup = spec.header_backup
     if backend.name == "luks-detached":
         if header is None or header_backup is None:
             raise UsageError(
@@ -84,33 +119,21 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
             raise UsageError("--header-backup must be a file (on another medium), not a device")
     elif header is not None or header_backup is not None:
         raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
-    root = validate.root_path(request.root)
-    spec = InstallSpec(
+    return replace(
+        spec,
         backend=backend.name,
-        disk=disk.stable_path,
-        disk_id=disk.disk_id,
-        disk_serial=disk.serial,
-        disk_size=disk.size_bytes,
-        esp_partuuid=validate.new_guid(),
-        data_partuuid=validate.new_guid(),
-        host_id=validate.host_id(request.host_id) if request.host_id else validate.new_host_id(),
-        hostname=validate.hostname(request.hostname),
-        user=validate.username(request.user),
-        pool=validate.pool_name(request.pool),
-        initrd=request.initrd,
-        trim=request.trim,
-        ssd=request.ssd if request.ssd is not None else disk.rotational is False,
-        root=root,
+        esp_partuuid=validate.guid(spec.esp_partuuid, "the ESP's partition GUID"),
+        data_partuuid=validate.guid(spec.data_partuuid, "the data partition's GUID"),
+        host_id=validate.host_id(spec.host_id),
+        hostname=validate.hostname(spec.hostname),
+        user=validate.username(spec.user),
+        pool=validate.pool_name(spec.pool),
+        root=validate.root_path(spec.root),
         header=header,
         header_backup=header_backup,
-        pool_options=dict(request.pool_options),
-        dataset_options=dict(request.dataset_options),
-        fast_kdf=request.fast_kdf,
-        remote_unlock_keys=str(request.remote_unlock_keys) if request.remote_unlock_keys else None,
-        sops=request.sops,
+        pool_options=validate.zfs_properties(spec.pool_options, "--pool-option"),
+        dataset_options=validate.zfs_properties(spec.dataset_options, "--fs-option"),
     )
-    check_fresh_install(spec, disk)
-    return spec
 
 
 def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk) -> None:
@@ -122,12 +145,13 @@ def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk) -> None:
 
 
 def check_root(root: str) -> None:
-    """Refuse a ``--root`` (already checked by :func:`validate.root_path`) that is not an
-    existing directory, leads through a link to the running system's directories, or
-    has something mounted on or below it now: the install mounts the new system there."""
+    """Refuse a ``--root`` (already checked by :func:`validate.root_path`) that is there
+    but not a directory, leads through a link to the running system's directories, or
+    has something mounted on or below it now: the install mounts the new system there.
+    (One that is not there yet is made by the plan.)"""
     real = os.path.realpath(root)
-    if not Path(real).is_dir():
-        raise UsageError(f"--root {root!r} is not a directory: create it, or choose another")
+    if Path(real).exists() and not Path(real).is_dir():
+        raise UsageError(f"--root {root!r} is not a directory")
     try:
         validate.root_path(real)
     except UsageError:
@@ -341,6 +365,7 @@ def run(
 def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
     """The plan of the install in ``state_dir``, exactly as it started."""
     spec, fingerprint = load_spec(state_dir)
+    spec = _validate_saved(spec, plugins, state_dir / SPEC_FILE)
     return _rebuild_plan(
         spec,
         fingerprint,
@@ -379,6 +404,7 @@ def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Dis
     the disk must be the one it was made for, and still usable.
     """
     spec, fingerprint = read_plan_file(path)
+    spec = _validate_saved(spec, plugins, path)
     plan = _rebuild_plan(
         spec,
         fingerprint,
@@ -400,6 +426,15 @@ def _target_again(spec: InstallSpec, made_for: str) -> disk_probe.Disk:
         )
     check_fresh_install(spec, disk)
     return disk
+
+
+def _validate_saved(spec: InstallSpec, plugins: LoadedPlugins, path: Path) -> InstallSpec:
+    """A spec read back from ``path``, through :func:`validate_spec`; its message names
+    the file, where the bad value is."""
+    try:
+        return validate_spec(spec, plugins)
+    except UsageError as error:
+        raise UsageError(f"{path} holds a value a new install would refuse: {error}") from None
 
 
 def _rebuild_plan(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 
 from advisor.errors import UsageError
 
@@ -23,6 +24,10 @@ _STABLE_DEVICE = re.compile(
 )
 _FILE_PATH = re.compile(r"^/[A-Za-z0-9._/+@,=-]+$")
 _RELEASE = re.compile(r"^[0-9]{2}\.(05|11)$")
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# ZFS property names: native ones, user ones (with ':') and pool features (feature@...).
+_PROPERTY = re.compile(r"[a-z][a-z0-9_.:@-]{0,255}")
+_PROPERTY_VALUE = re.compile(r"[A-Za-z0-9/_.:@%+,=][A-Za-z0-9/_.:@%+,=-]{0,1023}")
 _KEY_TYPES = (
     "ssh-ed25519",
     "ssh-rsa",
@@ -157,6 +162,27 @@ def root_path(value: str) -> str:
             "new system is mounted there; use an empty directory such as /mnt"
         )
     return root
+
+
+def guid(value: str, name: str) -> str:
+    """A GUID in its lower-case text form (``name`` says which, in the message)."""
+    if not _GUID.fullmatch(value):
+        raise UsageError(f"{name} {value!r} is not a GUID such as {new_guid()}")
+    return value
+
+
+def zfs_properties(values: Mapping[str, str], option: str) -> dict[str, str]:
+    """``PROPERTY=VALUE`` overrides for ``zpool create`` (``option`` is ``--pool-option``
+    or ``--fs-option``): names and values of safe characters, a value not starting with
+    ``-``. Which properties the layout keeps for itself is :mod:`advisor.plan`'s to say."""
+    for name, value in values.items():
+        if not _PROPERTY.fullmatch(name) or not _PROPERTY_VALUE.fullmatch(value):
+            raise UsageError(
+                f"{option} {name}={value}: expected a ZFS property name (lower-case letters, "
+                "digits and _.:@-) and a value of letters, digits and /_.:@%+,=- not "
+                "starting with '-'"
+            )
+    return dict(values)
 
 
 def nixos_release(value: str) -> str:

@@ -19,7 +19,7 @@ import pytest
 from advisor import cli, install, runner
 from advisor import disks as disk_probe
 from advisor.errors import UsageError
-from advisor.execute import JOURNAL_FILE, save_spec
+from advisor.execute import JOURNAL_FILE, save_spec, write_plan_file
 from advisor.models import InstallSpec
 from advisor.plan import Plan
 from advisor.pluginmanager import load_plugins
@@ -99,7 +99,7 @@ def run_cli(*argv: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     return cli.main(list(argv)), stderr.getvalue()
 
 
-def luks_plan(root: Path, disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
+def luks_plan(target: Path, disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
     spec = InstallSpec(
         backend="luks",
         disk=disk.stable_path,
@@ -111,7 +111,7 @@ def luks_plan(root: Path, disk: disk_probe.Disk = DISK, **changes: object) -> Pl
         host_id="8f2a91c4",
         hostname="h",
         user="u",
-        root=str(root),
+        root=str(target),
     )
     return install.make_plan(dataclasses.replace(spec, **changes), load_plugins())
 
@@ -380,7 +380,45 @@ def test_a_root_with_something_mounted_on_or_below_it_is_refused(
             install.new_spec(request, plugins, DISK)
     machine.mounts = ["/"]
     (tmp_path / "system").symlink_to("/etc")
-    for root, message in ((tmp_path / "system", "leads to '/etc'"), (tmp_path / "no", "not a dir")):
+    (tmp_path / "file").touch()
+    for root, message in (
+        (tmp_path / "system", "leads to '/etc'"),
+        (tmp_path / "file", "not a dir"),
+    ):
         request = dataclasses.replace(request, root=str(root))
         with pytest.raises(UsageError, match=message):
             install.new_spec(request, plugins, DISK)
+    # One that is not there yet is made by the plan.
+    request = dataclasses.replace(request, root=str(tmp_path / "new" / "root"))
+    assert install.new_spec(request, plugins, DISK).root == str(tmp_path / "new" / "root")
+
+
+# --- Saved plans and state directories are checked as new specs are -------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hostname": "box\nevil"}, "--hostname"),
+        ({"user": "root"}, "--user 'root' is a system account"),
+        ({"pool": "mirror"}, "--pool 'mirror' is reserved"),
+        ({"host_id": "00000000"}, "--host-id 00000000"),
+        ({"root": "/"}, "--root '/'"),
+        ({"esp_partuuid": "1:EF00"}, "the ESP's partition GUID '1:EF00' is not a GUID"),
+        ({"dataset_options": {"compression": "-f"}}, "--fs-option compression=-f"),
+        ({"pool_options": {"-f": "x"}}, "--pool-option -f=x"),
+        ({"backend": "luks-detached", "header": "/etc/../x", "header_backup": "/b"}, "--header"),
+        ({"header": "/root/h.img"}, "--header is only for the luks-detached backend"),
+    ],
+)
+def test_an_edited_saved_plan_or_state_is_checked_as_a_new_spec(
+    machine: Machine, tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    # Made with a fingerprint that matches, as a careful editor of the file would.
+    edited = luks_plan(machine.root, **change)
+    write_plan_file(tmp_path / "plan.json", edited)
+    with pytest.raises(UsageError, match=f"plan.json holds a value .*{re.escape(message)}"):
+        install.saved_plan(tmp_path / "plan.json", load_plugins())
+    save_spec(tmp_path / "state", edited)
+    with pytest.raises(UsageError, match=f"spec.json holds a value .*{re.escape(message)}"):
+        install.resume_spec(tmp_path / "state", load_plugins())

@@ -49,3 +49,41 @@ def test_new_host_id_is_accepted_and_never_all_zero() -> None:
         assert re.fullmatch(r"[0-9a-f]{8}", value)
         assert value != "00000000"
         assert validate.host_id(value) == value
+
+
+def test_guids_are_checked() -> None:
+    value = validate.new_guid()
+    assert validate.guid(value, "the GUID") == value
+    for bad in ("1:EF00", value.upper(), value + "0", "--new=3:0:0"):
+        with pytest.raises(UsageError, match="is not a GUID"):
+            validate.guid(bad, "the GUID")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ashift": "13"},
+        {"compression": "zstd-19"},
+        {"com.example:note": "a/b"},
+        {"feature@x": "enabled"},
+    ],
+)
+def test_zfs_property_overrides_are_accepted(options: dict[str, str]) -> None:
+    assert validate.zfs_properties(options, "--fs-option") == options
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"-f": "x"}, "expected a ZFS property name"),
+        ({"compression": "-f"}, "not starting with '-'"),
+        ({"compression": "zstd lz4"}, "expected a ZFS property name"),
+        ({"Ashift": "12"}, "expected a ZFS property name"),
+        ({"compression": "zstd\n"}, "expected a ZFS property name"),
+    ],
+)
+def test_zfs_property_overrides_of_odd_characters_are_refused(
+    options: dict[str, str], message: str
+) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        validate.zfs_properties(options, "--fs-option")
