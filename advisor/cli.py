@@ -657,6 +657,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             sops=args.sops,
         )
         plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
+    install.check_stop_after(plan, args.stop_after)
     state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{plan.spec.disk_id}")
     if disk is not None:
         for warning in disk.warnings:
@@ -673,6 +674,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         sys.stdout.write(render_script(plan, saved_as=saved_as))
         return 0
 
+    install.prepare_state_dir(state_dir, resume=args.resume)
     interactive = install.interactive()
     if disk is not None:
         install.confirm(

@@ -27,6 +27,7 @@ from advisor import disks as disk_probe
 from advisor import runner, validate
 from advisor.errors import AdvisorError, UsageError
 from advisor.execute import (
+    JOURNAL_FILE,
     SPEC_FILE,
     Executor,
     Outcome,
@@ -36,6 +37,7 @@ from advisor.execute import (
     read_plan_file,
     save_spec,
 )
+from advisor.files import make_private_dirs
 from advisor.models import InstallSpec
 from advisor.plan import Plan, build_plan
 from advisor.pluginmanager import LoadedPlugins
@@ -90,7 +92,8 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
         pool_options=dict(request.pool_options),
         dataset_options=dict(request.dataset_options),
         fast_kdf=request.fast_kdf,
-        remote_unlock_keys=str(request.remote_unlock_keys) if request.remote_unlock_keys else None,
+        # Absolute: the configuration step reads it later, and a resume may run elsewhere.
+        remote_unlock_keys=str(keys.resolve()) if (keys := request.remote_unlock_keys) else None,
         sops=request.sops,
     )
     spec = validate_spec(spec, plugins)
@@ -119,6 +122,8 @@ def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
             raise UsageError("--header-backup must be a file (on another medium), not a device")
     elif header is not None or header_backup is not None:
         raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
+    if spec.remote_unlock_keys is not None:
+        _check_remote_unlock_keys(spec.remote_unlock_keys)
     return replace(
         spec,
         backend=backend.name,
@@ -345,8 +350,8 @@ def run(
     resume: bool,
     stop_after: str | None,
 ) -> Outcome:
-    if stop_after is not None and stop_after not in {s.id for s in plan.steps}:
-        raise UsageError(f"--stop-after {stop_after!r}: no such step (see 'advisor plan')")
+    """Run ``plan`` (its ``stop_after`` and ``state_dir`` checked beforehand, with
+    :func:`check_stop_after` and :func:`prepare_state_dir`)."""
     if not resume:
         save_spec(state_dir, plan)
     executor = Executor(
@@ -360,6 +365,33 @@ def run(
         stop_after=stop_after,
     )
     return executor.run()
+
+
+def check_stop_after(plan: Plan, stop_after: str | None) -> None:
+    """Refuse a ``--stop-after`` that names no step of ``plan``."""
+    if stop_after is not None and stop_after not in {step.id for step in plan.steps}:
+        raise UsageError(f"--stop-after {stop_after!r}: no such step (see 'advisor plan')")
+
+
+def prepare_state_dir(state_dir: Path, *, resume: bool) -> None:
+    """Make sure the state directory can hold the install before anything is asked:
+    create it (mode 0700) for a new install, unless it is not a directory, cannot be
+    created or holds an earlier install. A resume found its spec there already."""
+    if resume:
+        return
+    if state_dir.exists() and not state_dir.is_dir():
+        raise UsageError(f"--state-dir {str(state_dir)!r} is not a directory")
+    if (state_dir / JOURNAL_FILE).exists():
+        raise UsageError(
+            f"{state_dir} holds an earlier install: continue it with --resume, or remove "
+            "the directory to start over"
+        )
+    try:
+        make_private_dirs(state_dir)
+    except OSError as error:
+        raise UsageError(
+            f"--state-dir {str(state_dir)!r} cannot be created: {error.strerror}"
+        ) from None
 
 
 def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
@@ -426,6 +458,18 @@ def _target_again(spec: InstallSpec, made_for: str) -> disk_probe.Disk:
         )
     check_fresh_install(spec, disk)
     return disk
+
+
+def _check_remote_unlock_keys(path: str) -> None:
+    """Refuse an authorized_keys file the configuration step would refuse, after the disk
+    is wiped: it must be an absolute path to a readable file of public keys."""
+    if not Path(path).is_absolute():
+        raise UsageError(f"--remote-unlock-keys {path!r}: the path must be absolute")
+    # Imported here: advisor.configure imports cryptography (for generated keys), which
+    # an install otherwise never loads.
+    from advisor.configure import read_authorized_keys
+
+    read_authorized_keys(Path(path))
 
 
 def _validate_saved(spec: InstallSpec, plugins: LoadedPlugins, path: Path) -> InstallSpec:

@@ -422,3 +422,68 @@ def test_an_edited_saved_plan_or_state_is_checked_as_a_new_spec(
     save_spec(tmp_path / "state", edited)
     with pytest.raises(UsageError, match=f"spec.json holds a value .*{re.escape(message)}"):
         install.resume_spec(tmp_path / "state", load_plugins())
+
+
+# --- Inputs that were found bad only after the disk was wiped ------------------------------
+
+
+def plan_args(machine: Machine, *extra: str) -> list[str]:
+    return ["--backend", "luks", "--disk", DISK.disk_id, "--root", str(machine.root), *extra]
+
+
+def test_remote_unlock_keys_are_read_before_anything_and_kept_absolute(
+    machine: Machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("keys").write_text("not a key\n")
+    status, stderr = run_cli(
+        "plan", *plan_args(machine, "--remote-unlock-keys", "keys"), monkeypatch=monkeypatch
+    )
+    assert status == 2 and "is not an OpenSSH public key line" in stderr
+    Path("keys").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx0 me@host\n")
+    request = install.InstallRequest(
+        backend="luks", disk=DISK.disk_id, root=str(machine.root), remote_unlock_keys=Path("keys")
+    )
+    spec = install.new_spec(request, load_plugins(), DISK)
+    assert spec.remote_unlock_keys == str(tmp_path / "keys")
+    relative = dataclasses.replace(spec, remote_unlock_keys="keys")
+    with pytest.raises(UsageError, match="the path must be absolute"):
+        install.validate_spec(relative, load_plugins())
+
+
+@pytest.mark.parametrize("command", ["plan", "install"])
+def test_a_stop_after_that_names_no_step_is_refused_before_anything(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    status, stderr = run_cli(
+        command, *plan_args(machine, "--stop-after", "nope"), monkeypatch=monkeypatch
+    )
+    assert status == 2
+    assert "--stop-after 'nope': no such step" in stderr
+    assert "confirmation" not in stderr
+
+
+def test_the_state_dir_is_checked_and_made_before_the_confirmation(
+    machine: Machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").touch()
+    refusals = {
+        str(tmp_path / "afile"): "is not a directory",
+        str(tmp_path / "afile" / "sub"): "cannot be created: Not a directory",
+    }
+    for state_dir, message in refusals.items():
+        status, stderr = run_cli(
+            "install", *plan_args(machine, "--state-dir", state_dir), monkeypatch=monkeypatch
+        )
+        assert status == 2 and message in stderr and "Traceback" not in stderr, stderr
+    state_dir = tmp_path / "new" / "state"
+    status, stderr = run_cli(
+        "install", *plan_args(machine, "--state-dir", str(state_dir)), monkeypatch=monkeypatch
+    )
+    assert status == 2 and "without confirmation" in stderr
+    assert state_dir.is_dir() and state_dir.stat().st_mode & 0o777 == 0o700
+    started_install(state_dir, luks_plan(machine.root))
+    status, stderr = run_cli(
+        "install", *plan_args(machine, "--state-dir", str(state_dir)), monkeypatch=monkeypatch
+    )
+    assert status == 2 and "holds an earlier install" in stderr
