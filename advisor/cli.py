@@ -187,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.run(args)
+        sys.stdout.flush()  # a write error shows here, not as a traceback at exit
     except AdvisorError as error:
         from advisor.console import error as print_error
 
@@ -199,7 +200,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``| head``): not our error. Silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:
+        # The last line of defence: each input is checked with its own message first.
+        # This catches what no check foresaw, such as stdout on a full disk.
+        from advisor.console import error as print_error
+
+        _drop_unwritable_output()
+        where = f"{error.filename}: " if error.filename else ""
+        print_error(f"{where}{error.strerror or error}")
+        return 1
     return status
+
+
+def _drop_unwritable_output() -> None:
+    """After a failed write, discard what stdout still holds if it cannot be written
+    either, so the flush at exit does not fail again with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _load_plugins(*, report_failures: bool = True) -> LoadedPlugins:
@@ -614,6 +633,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     dry_run = args.dry_run
     _check_install_options(args)
+    if args.save is not None:
+        _check_writable(args.save)
     if not dry_run:
         install.check_privileges(args.allow_bios)
     plugins = _load_plugins()
@@ -667,8 +688,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 
         try:
             write_plan_file(args.save, plan)
-        except OSError as error:
-            raise UsageError(f"--save {str(args.save)!r}: {error}") from None
+        except OSError as error:  # the temporary file's name would only confuse
+            raise UsageError(f"--save {str(args.save)!r}: {error.strerror}") from None
     if dry_run:
         saved_as = shlex.quote(str(args.save)) if args.save is not None else None
         sys.stdout.write(render_script(plan, saved_as=saved_as))

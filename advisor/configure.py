@@ -158,6 +158,12 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
     remote = None
     if request.authorized_keys_file is not None:
         remote = RemoteUnlock(read_authorized_keys(request.authorized_keys_file), INITRD_HOST_KEY)
+    if request.persist_root is not None and not request.persist_root.is_dir():
+        # Not created here: a mistyped path would put secret keys on the live system.
+        raise UsageError(
+            f"--persist-root {str(request.persist_root)!r} is not a directory: give the "
+            "target's /persist as mounted now (for an install, /mnt/persist)"
+        )
     return Layout(
         backend=backend.name,
         hostname=validate.hostname(request.hostname),
@@ -208,6 +214,8 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     without ``force``."""
     # Validate everything first, so a typo does not cost a password hash.
     layout = build_layout(request, plugins, hashed_password="")
+    out = request.out_dir
+    _check_out_dir(out)
     layout = replace(layout, hashed_password=secrets.hash_password(request.password))
     backend = plugins.backend(layout.backend)
     extra = [
@@ -216,9 +224,6 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     ]
     files = generate(layout, backend, extra).files
 
-    out = request.out_dir
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is not a directory")
     changed = {name: text for name, text in files.items() if _differs(out / name, text)}
     clashing = [name for name in changed if (out / name).exists()]
     if clashing and not request.force:
@@ -227,20 +232,33 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
             "use --force to replace"
         )
 
+    # The output directory first: if it cannot be made, no key has been written either.
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"--out {str(out)!r} cannot be created: {error.strerror}") from None
     secrets_written: list[Path] = []
     fingerprint = age_public = None
-    if request.persist_root is not None and layout.remote_unlock is not None:
-        fingerprint, created = _ensure_initrd_host_key(request.persist_root)
-        if created:
-            secrets_written.append(_below(request.persist_root, INITRD_HOST_KEY))
-    if request.persist_root is not None and layout.sops_age_key_file is not None:
-        age_public, created = _ensure_age_key(request.persist_root)
-        if created:
-            secrets_written.append(_below(request.persist_root, SOPS_AGE_KEY))
-
-    out.mkdir(parents=True, exist_ok=True)
+    persist = request.persist_root
+    try:
+        if persist is not None and layout.remote_unlock is not None:
+            fingerprint, created = _ensure_initrd_host_key(persist)
+            if created:
+                secrets_written.append(_below(persist, INITRD_HOST_KEY))
+        if persist is not None and layout.sops_age_key_file is not None:
+            age_public, created = _ensure_age_key(persist)
+            if created:
+                secrets_written.append(_below(persist, SOPS_AGE_KEY))
+    except OSError as error:
+        raise UsageError(
+            f"--persist-root {str(persist)!r}: a key cannot be read or written there "
+            f"({error.filename or persist}: {error.strerror})"
+        ) from None
     for name, text in changed.items():
-        write_atomically(out / name, text.encode())
+        try:
+            write_atomically(out / name, text.encode())
+        except OSError as error:
+            raise UsageError(f"{out / name} cannot be written: {error.strerror}") from None
     return ConfigResult(
         layout=layout,
         written=tuple(out / name for name in changed),
@@ -252,8 +270,22 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     )
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse an ``--out`` that is not a directory and cannot become one: it, or the
+    nearest of its parents that exists, is something else (a file)."""
+    existing = next(
+        (folder for folder in (out, *out.absolute().parents) if folder.exists()), Path("/")
+    )
+    if not existing.is_dir():
+        where = "" if existing == out else f": {str(existing)!r} is not a directory"
+        raise UsageError(f"--out {str(out)!r} is not a directory{where}")
+
+
 def _differs(path: Path, text: str) -> bool:
     try:
         return path.read_text(encoding="utf-8") != text
     except FileNotFoundError:
         return True
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise UsageError(f"{path} is there but cannot be read: {reason}") from None

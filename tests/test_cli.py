@@ -299,6 +299,21 @@ def test_closed_stdout_is_not_a_traceback() -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_to_a_full_disk_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    with Path("/dev/full").open("w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "advisor", "assess", "--profile", "journalist", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "advisor: error: No space left on device\n"
+
+
 def test_install_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
     from advisor import install
     from advisor.errors import UsageError

@@ -106,6 +106,7 @@ def test_remote_unlock_and_sops_keys(run_cli: RunCli, tmp_path: Path, password_f
     keys = tmp_path / "authorized_keys"
     keys.write_text(f"# comment line\n{PUBKEY}\n")
     persist = tmp_path / "persist"
+    persist.mkdir()  # mounted, at an install
     out = tmp_path / "o"
     args = config_args(
         out, password_file, "--remote-unlock-keys", str(keys), "--sops",
@@ -238,6 +239,36 @@ def test_other_refusals(run_cli: RunCli, tmp_path: Path, password_file: Path) ->
     result = run_cli(*config_args(out, password_file, "--from-assessment", str(bad_assessment)))
     assert result.returncode == 2 and "schema 1" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "persist", "message"),
+    [
+        ("/proc/advisor-test", None, "--out '/proc/advisor-test' cannot be created"),
+        ("afile/sub", None, "/afile' is not a directory"),
+        ("afile", None, "--out 'afile' is not a directory"),
+        ("o", "afile", "--persist-root 'afile' is not a directory"),
+        # Never made on the live system: a typo would leave secret keys there.
+        ("o", "missing/persist", "--persist-root 'missing/persist' is not a directory"),
+        # The output is checked before any key is written to the persist root.
+        ("/proc/advisor-test", "persist", "--out '/proc/advisor-test' cannot be created"),
+    ],
+)
+def test_unusable_outputs_exit_2_before_anything_is_written(
+    run_cli: RunCli,
+    tmp_path: Path,
+    password_file: Path,
+    out: str,
+    persist: str | None,
+    message: str,
+) -> None:
+    (tmp_path / "afile").touch()
+    (tmp_path / "persist").mkdir()
+    extra = ["--sops", "--persist-root", persist] if persist else []
+    result = run_cli(*config_args(Path(out), password_file, *extra), cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["afile", "password", "persist"]
 
 
 def test_canary_never_in_a_failure(run_cli: RunCli, tmp_path: Path) -> None:

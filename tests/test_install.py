@@ -487,3 +487,13 @@ def test_the_state_dir_is_checked_and_made_before_the_confirmation(
         "install", *plan_args(machine, "--state-dir", str(state_dir)), monkeypatch=monkeypatch
     )
     assert status == 2 and "holds an earlier install" in stderr
+
+
+def test_plan_save_to_a_directory_is_refused_before_anything(
+    machine: Machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, stderr = run_cli(
+        "plan", *plan_args(machine, "--save", str(tmp_path)), monkeypatch=monkeypatch
+    )
+    assert status == 2
+    assert stderr == f"advisor: error: --save {str(tmp_path)!r} is a directory\n"
