@@ -84,7 +84,8 @@ def read_secret(
     at a terminal. ``what`` names it in messages ("disk passphrase")."""
     if path is not None:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            # utf-8-sig: an editor's byte-order mark is not part of the secret.
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"{option} {str(path)!r} cannot be read: {error}") from None
         if not lines or not lines[0]:

@@ -482,6 +482,14 @@ def test_read_secret_from_a_file(tmp_path: Path) -> None:
         read_secret(None, "disk passphrase", option="--x", interactive=False)
 
 
+def test_a_byte_order_mark_is_not_part_of_a_secret(tmp_path: Path) -> None:
+    from advisor.secrets import read_secret
+
+    path = tmp_path / "pass"
+    path.write_bytes("\ufeffcorrect horse\r\n".encode())  # as some Windows editors save it
+    assert read_secret(path, "disk passphrase", option="--x", interactive=False) == "correct horse"
+
+
 ANSWER_PROMPTS = Path(__file__).parent / "answer_prompts.py"
 READ_TWO_SECRETS = """
 from advisor.secrets import read_secret
