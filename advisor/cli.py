@@ -25,6 +25,7 @@ from advisor.errors import AdvisorError, UsageError
 
 if TYPE_CHECKING:
     from advisor.disks import Disk
+    from advisor.plan import Plan
     from advisor.pluginmanager import LoadedPlugins
 
 
@@ -725,10 +726,29 @@ def cmd_install(args: argparse.Namespace) -> int:
             stop_after=args.stop_after,
         )
     except StepFailed as failure:
-        step_failure(messages, failure, state_dir)
+        step_failure(messages, failure, state_dir, plan, _resume_options(args, plan, state_dir))
         return 1
-    install_result(line_printer(stderr=False), plan, outcome, state_dir)
+    resume_options = _resume_options(args, plan, state_dir)
+    install_result(line_printer(stderr=False), plan, outcome, state_dir, resume_options)
     return 130 if outcome.interrupted else 0
+
+
+def _resume_options(args: argparse.Namespace, plan: Plan, state_dir: Path) -> list[str]:
+    """The options of this run that a resume of it needs again: --allow-bios, the secrets
+    files (absolute: a resume may start elsewhere), and --yes-wipe while nothing is
+    destroyed yet (until then a resume confirms the disk again)."""
+    from advisor.install import destruction_started
+
+    options = ["--allow-bios"] if args.allow_bios else []
+    for option, path in (
+        ("--passphrase-file", args.passphrase_file),
+        ("--password-file", args.password_file),
+    ):
+        if path is not None:
+            options += [option, str(path.absolute())]
+    if args.yes_wipe is not None and not destruction_started(state_dir, plan):
+        options += ["--yes-wipe", args.yes_wipe]
+    return options
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

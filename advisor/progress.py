@@ -7,6 +7,8 @@ as they are and an unattended install does not load rich at all.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -34,13 +36,26 @@ class StepPrinter:
         self.line(f"[{number}/{total}] {step.title}: {reason}", "dim")
 
 
-def install_result(line: LinePrinter, plan: Plan, outcome: Outcome, state_dir: Path) -> None:
-    """The end of an install (or of a stop): what happened, the log, and what comes next."""
+def resume_command(state_dir: Path, options: Sequence[str] = ()) -> str:
+    """The shell command that continues the install in ``state_dir``, with the
+    ``options`` a resume needs again (``--allow-bios``, the secrets files)."""
+    return shlex.join(["advisor", "install", "--resume", "--state-dir", str(state_dir), *options])
+
+
+def install_result(
+    line: LinePrinter,
+    plan: Plan,
+    outcome: Outcome,
+    state_dir: Path,
+    resume_options: Sequence[str] = (),
+) -> None:
+    """The end of an install (or of a stop): what happened, the log, and what comes next.
+    ``resume_options`` go into the resume command of a stop (see :func:`resume_command`)."""
     spec = plan.spec
     if not outcome.completed:
         line(
             f"Stopped after step {outcome.stopped_after}. Continue with: "
-            f"advisor install --resume --state-dir {state_dir}",
+            + resume_command(state_dir, resume_options),
             "yellow",
         )
         line(f"Log: {outcome.log}", "")
@@ -49,33 +64,54 @@ def install_result(line: LinePrinter, plan: Plan, outcome: Outcome, state_dir: P
     line(f"Log: {outcome.log}", "")
     line("", "")
     line("Next:", "bold underline")
+    root = shlex.quote(spec.root)
     steps = [
-        f"nixos-install --flake {spec.root}/etc/nixos#{spec.hostname} --no-root-passwd",
+        f"nixos-install --flake {root}/etc/nixos#{spec.hostname} --no-root-passwd",
         # nixos-install writes flake.lock; / is wiped at boot, /persist is not.
-        f"cp {spec.root}/etc/nixos/flake.lock {spec.root}/persist/etc/nixos/",
-        f"umount -Rl {spec.root}",
-        # Exported, the pool imports cleanly at first boot under the new host id.
-        "zpool export -a",
+        f"cp {root}/etc/nixos/flake.lock {root}/persist/etc/nixos/",
+        f"umount -Rl {root}",
+        # Exported, the pool imports cleanly at first boot under the new host id. Only
+        # this pool: another one the live system imported is not the install's business.
+        f"zpool export {spec.pool}",
         "reboot",
     ]
     for number, command in enumerate(steps, start=1):
         line(f"  {number}. {command}", "")
 
 
-def step_failure(line: LinePrinter, failure: StepFailed, state_dir: Path) -> None:
-    """Which step failed, the tail of its error output, the log, and how to go on."""
+def step_failure(
+    line: LinePrinter,
+    failure: StepFailed,
+    state_dir: Path,
+    plan: Plan,
+    resume_options: Sequence[str] = (),
+) -> None:
+    """Which step failed, the tail of its error output, the log, and the two ways on:
+    resume (with ``resume_options``), or undo what the install opened and start over."""
     line(f"advisor: error: {failure}", "bold red")
     if failure.stderr_tail:
         line("Its error output ended with:", "")
         for text in failure.stderr_tail.splitlines():
             line(f"  {text}", "")
     line(f"Full log: {failure.log}", "")
+    line(f"Fix the cause, then continue with: {resume_command(state_dir, resume_options)}", "")
     line(
-        f"Fix the cause, then continue with: advisor install --resume --state-dir {state_dir}",
+        f"To start over instead: {'; '.join(clean_up_commands(plan))} (those the install got "
+        f"to), then remove {shlex.quote(str(state_dir))} and run the install again.",
         "",
     )
-    line(
-        "To start over instead: close what was opened (zpool export, cryptsetup close), "
-        f"remove {state_dir} and run the install again.",
-        "",
-    )
+
+
+def clean_up_commands(plan: Plan) -> list[str]:
+    """What undoes an install of ``plan`` that got part of the way, in order: unmount
+    everything under the root, export the pool, close the containers it opened."""
+    spec = plan.spec
+    # The containers the plan opens (the LUKS backends; a third-party one as well).
+    opened = [
+        step.argv[-1] for step in plan.steps if tuple(step.argv[:2]) == ("cryptsetup", "open")
+    ]
+    return [
+        f"umount -R {shlex.quote(spec.root)}",
+        f"zpool export {spec.pool}",
+        *(f"cryptsetup close {shlex.quote(name)}" for name in opened),
+    ]

@@ -59,6 +59,7 @@ class Machine:
         self.mounts: list[str] = ["/", "/proc", "/nix/store"]
         self.root = root
         self.ran: list[tuple[str, ...]] = []
+        self.failing: set[str] = set()  # programs that exit 1
 
     def discover(self, context: object = None) -> list[disk_probe.Disk]:
         return list(self.disks)
@@ -68,7 +69,7 @@ class Machine:
 
     def run(self, argv: Sequence[str], **kwargs: object) -> runner.Result:
         self.ran.append(tuple(argv))
-        return runner.Result(tuple(argv), 0, "", "")
+        return runner.Result(tuple(argv), int(argv[0] in self.failing), "", "")
 
 
 @pytest.fixture
@@ -497,3 +498,40 @@ def test_plan_save_to_a_directory_is_refused_before_anything(
     )
     assert status == 2
     assert stderr == f"advisor: error: --save {str(tmp_path)!r} is a directory\n"
+
+
+# --- How to go on after a stop or a failure --------------------------------------------------
+
+
+def test_the_resume_command_carries_what_a_resume_needs_again(
+    machine: Machine,
+    tmp_path: Path,
+    secret_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(secret_file.parent)
+    run = [
+        "install", *plan_args(machine), "--yes-wipe", DISK.disk_id, "--allow-bios",
+        "--passphrase-file", secret_file.name, "--password-file", secret_file.name,
+    ]  # fmt: skip
+    secrets = f"--passphrase-file {secret_file} --password-file {secret_file}"
+    # The first step fails: nothing is destroyed, so a resume confirms the disk again.
+    machine.failing = {"wipefs"}
+    status, stderr = run_cli(*run, "--state-dir", "s1", monkeypatch=monkeypatch)
+    assert status == 1
+    assert (
+        f"continue with: advisor install --resume --state-dir s1 --allow-bios {secrets} "
+        f"--yes-wipe {DISK.disk_id}\n"
+    ) in stderr
+    assert f"umount -R {machine.root}; zpool export rpool; cryptsetup close cryptroot" in stderr
+    # Stopped after it: the disk is the install's own, no confirmation is asked again.
+    machine.failing = set()
+    status, _ = run_cli(
+        *run, "--state-dir", "s2", "--stop-after", "wipe-disk", monkeypatch=monkeypatch
+    )
+    assert status == 0
+    assert capsys.readouterr().out.startswith(
+        f"Stopped after step wipe-disk. Continue with: advisor install --resume --state-dir s2 "
+        f"--allow-bios {secrets}\n"
+    )

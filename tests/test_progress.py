@@ -62,32 +62,47 @@ def test_the_result_names_the_log_and_the_next_steps(tmp_path: Path) -> None:
     assert "Installed luks on /dev/disk/by-id/virtio-disk01 in 61.0 s." in lines.text
     assert f"Log: {tmp_path / 'install.log'}" in lines.text
     assert "  1. nixos-install --flake /mnt/etc/nixos#box --no-root-passwd" in lines.text
-    assert "  4. zpool export -a" in lines.text
+    assert "  4. zpool export rpool" in lines.text  # this pool only, not -a
 
 
 def test_a_stop_says_how_to_resume(tmp_path: Path) -> None:
     lines = Lines()
     outcome = Outcome(False, "wipe-disk", tmp_path / "install.log", 1.0, interrupted=True)
-    install_result(lines, Plan(SPEC, (STEP,)), outcome, tmp_path)
+    options = ["--allow-bios", "--passphrase-file", "/root/my pass"]
+    install_result(lines, Plan(SPEC, (STEP,)), outcome, tmp_path, options)
     assert lines.lines[0] == (
         f"Stopped after step wipe-disk. Continue with: advisor install --resume --state-dir "
-        f"{tmp_path}",
+        f"{tmp_path} --allow-bios --passphrase-file '/root/my pass'",
         "yellow",
     )
     assert "nixos-install" not in lines.text
 
 
+OPEN = Step("luks-open", "Open", ("cryptsetup", "open", "--key-file=-", "/dev/x", "cryptroot"))
+
+
 def test_a_failure_shows_the_tail_the_log_and_both_ways_on(tmp_path: Path) -> None:
     lines = Lines()
     failure = StepFailed(STEP, 1, "first line\nlast line", tmp_path / "install.log")
-    step_failure(lines, failure, tmp_path / "state")
+    step_failure(lines, failure, tmp_path / "state", Plan(SPEC, (STEP, OPEN)), ["--allow-bios"])
     assert lines.lines[0] == (
         "advisor: error: step 1 (wipe-disk: Erase the disk) failed",
         "bold red",
     )
     assert ("  first line", "") in lines.lines and ("  last line", "") in lines.lines
-    assert f"--resume --state-dir {tmp_path / 'state'}" in lines.text
-    assert f"remove {tmp_path / 'state'}" in lines.text
+    assert f"--resume --state-dir {tmp_path / 'state'} --allow-bios" in lines.text
+    assert (
+        "To start over instead: umount -R /mnt; zpool export rpool; cryptsetup close cryptroot "
+        f"(those the install got to), then remove {tmp_path / 'state'} and run"
+    ) in lines.text
+
+
+def test_without_a_container_there_is_none_to_close(tmp_path: Path) -> None:
+    lines = Lines()
+    failure = StepFailed(STEP, 1, "", tmp_path / "install.log")
+    step_failure(lines, failure, tmp_path / "state", Plan(SPEC, (STEP,)))
+    assert "umount -R /mnt; zpool export rpool (those" in lines.text
+    assert "cryptsetup" not in lines.text
 
 
 def test_off_a_terminal_lines_are_plain_and_rich_is_not_needed(
