@@ -644,7 +644,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.resume:
         plan = install.resume_spec(args.state_dir, plugins)
         # None once the install has destroyed something; until then, a fresh install.
-        disk = install.resume_target(args.state_dir, plan)
+        disk = install.resume_target(args.state_dir, plan, plugins)
     elif args.plan is not None:
         plan, disk = install.saved_plan(args.plan, plugins)
     else:

@@ -97,7 +97,7 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
         sops=request.sops,
     )
     spec = validate_spec(spec, plugins)
-    check_fresh_install(spec, disk)
+    check_fresh_install(spec, disk, plugins)
     return spec
 
 
@@ -141,12 +141,36 @@ def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
     )
 
 
-def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk) -> None:
+def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk, plugins: LoadedPlugins) -> None:
     """The checks, beyond the target disk's own, of an install that has destroyed nothing
     yet (fresh, from a saved plan, or resumed before its first destructive step): a
-    :class:`UsageError` if a step would overwrite or hide something it must not."""
+    :class:`UsageError` if a step would overwrite or hide something it must not, or
+    would fail on a name that is taken, after the disk is wiped."""
     check_header_target(spec, disk)
     check_root(spec.root)
+    check_names_free(spec, plugins.backend(spec.backend).pool_device(spec))
+
+
+def check_names_free(spec: InstallSpec, pool_device: str) -> None:
+    """Refuse an install whose pool name is imported on this machine already (``zpool
+    create`` would fail; ``zpool export`` afterwards would export the other pool), or
+    whose container (``pool_device`` under /dev/mapper) is open already. Without the
+    zpool program, there is no pool to ask about."""
+    zpool = runner.which("zpool")
+    if zpool is not None:
+        listed = runner.run([zpool, "list", "-H", "-o", "name"], check=False)
+        if listed.returncode == 0 and spec.pool in listed.stdout.split():
+            raise UsageError(
+                f"a pool named {spec.pool} is imported on this machine already: export it "
+                f"(zpool export {spec.pool}) if an earlier install left it, or choose "
+                "another --pool"
+            )
+    if pool_device.startswith("/dev/mapper/") and os.path.lexists(pool_device):
+        name = pool_device.removeprefix("/dev/mapper/")
+        raise UsageError(
+            f"{pool_device} is open already: close it (cryptsetup close {name}) if an "
+            "earlier install left it open"
+        )
 
 
 def check_root(root: str) -> None:
@@ -418,7 +442,7 @@ def destruction_started(state_dir: Path, plan: Plan) -> bool:
     )
 
 
-def resume_target(state_dir: Path, plan: Plan) -> disk_probe.Disk | None:
+def resume_target(state_dir: Path, plan: Plan, plugins: LoadedPlugins) -> disk_probe.Disk | None:
     """The disk of the install in ``state_dir``, checked as for a fresh install (usable,
     and the disk the install was started for) while no destructive step is done; the
     caller then asks for the confirmation again. None once a destructive step is done:
@@ -426,7 +450,7 @@ def resume_target(state_dir: Path, plan: Plan) -> disk_probe.Disk | None:
     its identity is checked, just before the next destructive step."""
     if destruction_started(state_dir, plan):
         return None
-    return _target_again(plan.spec, f"the install in {state_dir} was started for")
+    return _target_again(plan.spec, plugins, f"the install in {state_dir} was started for")
 
 
 def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Disk]:
@@ -444,10 +468,10 @@ def saved_plan(path: Path, plugins: LoadedPlugins) -> tuple[Plan, disk_probe.Dis
         f"the plan in {path} would come out differently now (another advisor version, "
         "backend plugin or machine, or an edited file): make it again with 'advisor plan'",
     )
-    return plan, _target_again(spec, f"the plan in {path} was made for")
+    return plan, _target_again(spec, plugins, f"the plan in {path} was made for")
 
 
-def _target_again(spec: InstallSpec, made_for: str) -> disk_probe.Disk:
+def _target_again(spec: InstallSpec, plugins: LoadedPlugins, made_for: str) -> disk_probe.Disk:
     """The disk of a saved ``spec``, found again: usable (:func:`find_target`), the same
     disk (else a :class:`UsageError` saying it is not the disk ``made_for``), and the
     rest of the spec still fit for a fresh install (:func:`check_fresh_install`)."""
@@ -456,7 +480,7 @@ def _target_again(spec: InstallSpec, made_for: str) -> disk_probe.Disk:
         raise UsageError(
             f"{spec.disk_id} is not the disk {made_for} ({'; '.join(changes)}); nothing was changed"
         )
-    check_fresh_install(spec, disk)
+    check_fresh_install(spec, disk, plugins)
     return disk
 
 

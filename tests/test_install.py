@@ -45,6 +45,7 @@ DISK = disk_probe.Disk(
     problems=(),
     warnings=(),
 )
+ZPOOL = "/sbin/zpool"
 MOUNTED = dataclasses.replace(DISK, mountpoints=("/home",), problems=("mounted at /home",))
 
 
@@ -60,6 +61,8 @@ class Machine:
         self.root = root
         self.ran: list[tuple[str, ...]] = []
         self.failing: set[str] = set()  # programs that exit 1
+        self.pools: list[str] = []  # imported
+        self.devices: set[str] = set()  # device nodes there are (/dev/mapper/...)
 
     def discover(self, context: object = None) -> list[disk_probe.Disk]:
         return list(self.disks)
@@ -69,6 +72,8 @@ class Machine:
 
     def run(self, argv: Sequence[str], **kwargs: object) -> runner.Result:
         self.ran.append(tuple(argv))
+        if tuple(argv) == (ZPOOL, "list", "-H", "-o", "name"):
+            return runner.Result(tuple(argv), 0, "".join(f"{p}\n" for p in self.pools), "")
         return runner.Result(tuple(argv), int(argv[0] in self.failing), "", "")
 
 
@@ -82,6 +87,12 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Machine:
     monkeypatch.setattr(disk_probe, "firmware", lambda root=Path("/"): "efi")
     monkeypatch.setattr(install.os, "geteuid", lambda: 0)
     monkeypatch.setattr(runner, "run", fake.run)
+    which = runner.which
+    monkeypatch.setattr(runner, "which", lambda name: ZPOOL if name == "zpool" else which(name))
+    lexists = install.os.path.lexists
+    monkeypatch.setattr(
+        install.os.path, "lexists", lambda path: path in fake.devices or lexists(path)
+    )
     return fake
 
 
@@ -135,17 +146,17 @@ def test_a_resume_before_any_destruction_checks_the_disk_as_a_fresh_install(
     started_install(tmp_path, plan, {"event": "started", "step": "wipe-disk"})
     machine.disks = [MOUNTED]
     with pytest.raises(UsageError, match=r"refusing to use ata-FAKE_S1.*mounted at /home"):
-        install.resume_target(tmp_path, plan)
+        install.resume_target(tmp_path, plan, load_plugins())
     machine.disks = [DISK]
     machine.busy = {DISK.path}
     with pytest.raises(UsageError, match="in use by another program"):
-        install.resume_target(tmp_path, plan)
+        install.resume_target(tmp_path, plan, load_plugins())
     machine.busy = set()
     machine.disks = [dataclasses.replace(DISK, size_bytes=DISK.size_bytes * 2)]
     with pytest.raises(UsageError, match=r"not the disk the install in .* was started for"):
-        install.resume_target(tmp_path, plan)
+        install.resume_target(tmp_path, plan, load_plugins())
     machine.disks = [DISK]
-    assert install.resume_target(tmp_path, plan) == DISK
+    assert install.resume_target(tmp_path, plan, load_plugins()) == DISK
 
 
 @pytest.mark.parametrize("event", ["done", "probed"])
@@ -162,7 +173,7 @@ def test_after_a_destructive_step_the_disk_is_the_installs_own(
     machine.disks = [MOUNTED]  # its pool mounted under --root, say
     machine.mounts.append(str(machine.root))
     assert install.destruction_started(tmp_path, plan)
-    assert install.resume_target(tmp_path, plan) is None
+    assert install.resume_target(tmp_path, plan, load_plugins()) is None
 
 
 def test_a_resume_before_any_destruction_needs_the_confirmation_again(
@@ -180,7 +191,7 @@ def test_a_resume_before_any_destruction_needs_the_confirmation_again(
     machine.disks = [MOUNTED]
     status, stderr = run_cli(*resume, *secrets, "--yes-wipe", DISK.disk_id, monkeypatch=monkeypatch)
     assert status == 2 and "mounted at /home" in stderr
-    assert machine.ran == []
+    assert {argv[0] for argv in machine.ran} <= {ZPOOL}  # asked which pools there are, no more
 
 
 def test_a_confirmed_resume_before_any_destruction_checks_the_disk_in_full_again(
@@ -535,3 +546,41 @@ def test_the_resume_command_carries_what_a_resume_needs_again(
         f"Stopped after step wipe-disk. Continue with: advisor install --resume --state-dir s2 "
         f"--allow-bios {secrets}\n"
     )
+
+
+# --- Names an earlier install may still hold ------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["luks", "zfs-native"])
+def test_a_pool_or_container_of_the_same_name_is_refused_up_front(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    args = ["--backend", backend, "--disk", DISK.disk_id, "--root", str(machine.root)]
+    machine.pools = ["tank", "rpool"]
+    status, stderr = run_cli("plan", *args, monkeypatch=monkeypatch)
+    assert status == 2
+    assert "a pool named rpool is imported on this machine already" in stderr
+    status, stderr = run_cli("plan", *args, "--pool", "other", monkeypatch=monkeypatch)
+    assert status == 0, stderr
+    machine.devices = {"/dev/mapper/cryptroot"}
+    status, stderr = run_cli("plan", *args, "--pool", "other", monkeypatch=monkeypatch)
+    if backend == "luks":
+        assert status == 2
+        assert "/dev/mapper/cryptroot is open already" in stderr
+        assert "cryptsetup close cryptroot" in stderr
+    else:  # zfs-native opens no container
+        assert status == 0, stderr
+
+
+def test_without_zpool_there_is_no_pool_to_ask_about(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "which", lambda name: None)
+    machine.pools = ["rpool"]
+    spec = install.new_spec(
+        install.InstallRequest(backend="luks", disk=DISK.disk_id, root=str(machine.root)),
+        load_plugins(),
+        DISK,
+    )
+    assert spec.pool == "rpool"
+    assert not [argv for argv in machine.ran if "zpool" in argv[0]]
