@@ -52,7 +52,9 @@ def test_assess_profile_json(run_cli: RunCli) -> None:
     data = json.loads(result.stdout)  # stdout holds the JSON and nothing else
     assert data["recommendation"] == "luks"
     assert data["ranking"][0] == {**data["ranking"][0], "backend": "luks"}
-    assert data["next_command"] == "advisor install --backend luks"
+    assert data["next_command"].splitlines()[0] == (
+        "advisor plan --backend luks --disk DISK-ID --save plan.json > plan.sh"
+    )
     assert data["answer_sources"]["metadata_exposure"] == "profile:journalist"
     assert data["system"]["memory_bytes"] > 0
 
@@ -65,7 +67,7 @@ def test_assess_human_report(run_cli: RunCli) -> None:
     for section in ("Ranking", "What your answers weigh", "Why zfs-native", "Tension:"):
         assert section in out
     assert "Mitigations" in out and "generic names" in out
-    assert "advisor install --backend zfs-native" in out
+    assert "advisor plan --backend zfs-native --disk DISK-ID" in out
 
 
 def test_answers_file_overrides_profile(run_cli: RunCli, tmp_path: Path) -> None:
@@ -156,8 +158,9 @@ def test_save_writes_the_assessment_atomically(run_cli: RunCli, tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     saved = json.loads(target.read_text())
     assert saved == json.loads(result.stdout)
-    assert saved["next_command"] == (
-        f"advisor install --backend luks-detached --from-assessment {target}"
+    assert saved["next_command"].splitlines()[0] == (
+        f"advisor plan --from-assessment {target} --disk DISK-ID --header HEADER "
+        "--header-backup BACKUP-FILE --save plan.json > plan.sh"
     )
     assert [p.name for p in tmp_path.iterdir()] == ["assessment.json"]  # no temp file left
 
