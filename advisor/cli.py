@@ -18,7 +18,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from advisor import __version__
 from advisor.errors import AdvisorError, UsageError
@@ -182,6 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.set_defaults(run=cmd_plugins)
     return parser
+
+
+def _chosen_backend(args: argparse.Namespace, defaults: dict[str, Any]) -> str:
+    """The backend ``--backend`` names, else the one ``--from-assessment`` recommends."""
+    backend = args.backend or defaults.get("backend")
+    if backend is not None:
+        return str(backend)
+    if args.from_assessment is not None:
+        raise UsageError(
+            f"{str(args.from_assessment)!r} recommends no backend (every one was ruled out): "
+            "give --backend NAME"
+        )
+    raise UsageError("give --backend NAME, or --from-assessment FILE to use its recommendation")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,9 +381,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     defaults = {}
     if args.from_assessment is not None:
         defaults = assessment_defaults(read_assessment(args.from_assessment))
-    backend = args.backend or defaults.get("backend")
-    if backend is None:
-        raise UsageError("give --backend NAME, or --from-assessment FILE to use its recommendation")
+    backend = _chosen_backend(args, defaults)
     plugins = _load_plugins()
     request = ConfigRequest(
         backend=backend,
@@ -653,9 +664,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             from advisor.configure import assessment_defaults, read_assessment
 
             defaults = assessment_defaults(read_assessment(args.from_assessment))
-        backend = args.backend or defaults.get("backend")
-        if backend is None:
-            raise UsageError("give --backend NAME, or --from-assessment FILE")
+        backend = _chosen_backend(args, defaults)
         if args.disk is None:
             raise UsageError("give --disk DISK-ID (see 'advisor disks')")
         disk = install.find_target(args.disk)

@@ -364,3 +364,23 @@ def test_hostile_key_comments_stay_inert(
     assert cfg["boot"]["initrd"]["network"]["ssh"]["authorizedKeys"] == list(
         layout.remote_unlock.authorized_keys
     )
+
+
+def test_an_assessment_without_a_recommendation_says_so(
+    run_cli: RunCli, tmp_path: Path, password_file: Path
+) -> None:
+    assessment = tmp_path / "assessment.json"
+    saved = run_cli("assess", "--profile", "homelab", "--save", str(assessment))
+    assert saved.returncode == 0, saved.stderr
+    data = json.loads(assessment.read_text())
+    data["recommendation"] = None  # every backend ruled out
+    assessment.write_text(json.dumps(data))
+    out = tmp_path / "o"
+    args = config_args(out, password_file, "--from-assessment", str(assessment))
+    args.remove("--backend")
+    args.remove("luks")
+    for command in (args, ["plan", "--from-assessment", str(assessment), "--disk", "x"]):
+        result = run_cli(*command)
+        assert result.returncode == 2
+        assert "recommends no backend" in result.stderr and "--backend NAME" in result.stderr
+    assert not out.exists()
