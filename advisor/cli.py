@@ -636,6 +636,15 @@ def cmd_disks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_as(args: argparse.Namespace, state_dir: Path) -> str | None:
+    """The ``advisor install`` options that run exactly the plan being shown, if any."""
+    if args.save is not None or args.plan is not None:
+        return f"--plan {shlex.quote(str(args.save or args.plan))}"
+    if args.resume:
+        return f"--resume --state-dir {shlex.quote(str(state_dir))}"
+    return None
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     from advisor import install
     from advisor.console import line_printer
@@ -701,8 +710,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         except OSError as error:  # the temporary file's name would only confuse
             raise UsageError(f"--save {str(args.save)!r}: {error.strerror}") from None
     if dry_run:
-        saved_as = shlex.quote(str(args.save)) if args.save is not None else None
-        sys.stdout.write(render_script(plan, saved_as=saved_as))
+        sys.stdout.write(render_script(plan, runs_as=_runs_as(args, state_dir)))
         return 0
 
     install.prepare_state_dir(state_dir, resume=args.resume)

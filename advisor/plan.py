@@ -473,13 +473,15 @@ def _configured_data_device(spec: InstallSpec) -> str:
     return spec.data_partuuid_device if spec.backend != "zfs-native" else spec.data_device
 
 
-def render_script(plan: Plan, saved_as: str | None = None) -> str:
+def render_script(plan: Plan, runs_as: str | None = None) -> str:
     """The plan as a shell script a reviewer can read (and run): secrets come from
-    environment variables, never from the script. ``saved_as`` is the file the plan was
-    saved to (``advisor plan --save``), if it was."""
+    environment variables, never from the script. ``runs_as`` holds the ``advisor
+    install`` options that run exactly this plan (``--plan FILE`` once it is saved,
+    ``--resume --state-dir DIR`` for an install under way); without them the script says
+    that partition GUIDs and the host id are chosen anew at each run."""
     spec = plan.spec
-    if saved_as is not None:
-        exact = f"Saved to {saved_as}; run exactly this plan with 'advisor install --plan FILE'."
+    if runs_as is not None:
+        exact = f"Its GUIDs and host id are fixed; run exactly it with: advisor install {runs_as}"
     else:
         exact = (
             "Partition GUIDs (and the host id, unless given) are chosen anew at each run: "

@@ -408,3 +408,22 @@ def test_a_saved_plan_for_a_disk_that_is_not_here_is_refused(
     result = run_cli("plan", "--plan", str(tmp_path / "plan.json"))
     assert result.returncode == 2
     assert "ata-GONE_S1" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_plan_script_names_what_runs_exactly_it() -> None:
+    from argparse import Namespace
+
+    from advisor.cli import _runs_as
+
+    state = Path("/var/lib/advisor/install-x")
+    fresh = Namespace(save=None, plan=None, resume=False)
+    assert _runs_as(fresh, state) is None  # GUIDs and host id chosen anew
+    assert _runs_as(Namespace(save=Path("my plan.json"), plan=None, resume=False), state) == (
+        "--plan 'my plan.json'"
+    )
+    assert _runs_as(Namespace(save=None, plan=Path("p.json"), resume=False), state) == (
+        "--plan p.json"
+    )
+    assert _runs_as(Namespace(save=None, plan=None, resume=True), state) == (
+        "--resume --state-dir /var/lib/advisor/install-x"
+    )

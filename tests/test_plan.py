@@ -180,8 +180,9 @@ def test_script_shows_every_step_and_no_secret(backend) -> None:  # type: ignore
 def test_script_says_how_to_run_exactly_it() -> None:
     plan = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
     assert "--save FILE" in render_script(plan) and "chosen anew" in render_script(plan)
-    saved = render_script(plan, saved_as="'my plan.json'")
-    assert "# Saved to 'my plan.json'; run exactly this plan with 'advisor install --plan" in saved
+    saved = render_script(plan, runs_as="--plan 'my plan.json'")
+    exact = "# Its GUIDs and host id are fixed; run exactly it with: advisor install --plan 'my"
+    assert exact in saved
     subprocess.run(["sh", "-n"], input=saved, text=True, check=True)
 
 
@@ -306,13 +307,13 @@ def test_script_comments_stay_comments() -> None:
     hostile = "x\ntouch /tmp/pwned"
     spec = replace(SPEC, root=f"/mnt/{hostile}", disk_serial=hostile)
     script = render_script(build_plan(spec, LuksBackend(), generate_hardware_config=False),
-                           saved_as=hostile)  # fmt: skip
+                           runs_as=hostile)  # fmt: skip
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
     # Read as the shell reads words: the hostile text stays inside one quoted word or
     # comment; a comment it broke out of would leave 'touch' a word of its own.
     assert "touch" not in shlex.split(script, comments=True)
     assert "# target: /dev/disk/by-id/virtio-disk01 (serial x\\ntouch /tmp/pwned" in script
-    assert "# Saved to x\\ntouch /tmp/pwned;" in script
+    assert "run exactly it with: advisor install x\\ntouch /tmp/pwned\n" in script
 
 
 def test_root_is_created_before_it_is_mounted() -> None:
