@@ -102,7 +102,7 @@ def _indented(text: str, level: int) -> str | None:
 
 def attr_name(name: str) -> str:
     """An attribute name, quoted unless it is a plain identifier."""
-    if _IDENTIFIER.match(name) and name not in _KEYWORDS:
+    if _IDENTIFIER.fullmatch(name) and name not in _KEYWORDS:
         return name
     return string(name)
 

@@ -384,7 +384,7 @@ def _taken(kind: str, key: str, owners: Mapping[str, str]) -> str:
 def _check_axis(axis: object, axes: Mapping[str, Axis], owners: Mapping[str, str]) -> Axis:
     if not isinstance(axis, Axis):
         raise _Rejected(f"advisor_axes returned {type(axis).__name__}, not Axis")
-    if not _SNAKE_ID.match(axis.id):
+    if not _SNAKE_ID.fullmatch(axis.id):
         raise _Rejected(f"axis id {axis.id!r} is not snake_case")
     if axis.id in axes:
         raise _Rejected(_taken("axis", axis.id, owners))
@@ -399,7 +399,7 @@ def _check_question(
 ) -> Question:
     if not isinstance(question, Question):
         raise _Rejected(f"advisor_questions returned {type(question).__name__}, not Question")
-    if not isinstance(question.id, str) or not _SNAKE_ID.match(question.id):
+    if not isinstance(question.id, str) or not _SNAKE_ID.fullmatch(question.id):
         raise _Rejected(f"question id {question.id!r} is not snake_case")
     if question.id in questions:
         raise _Rejected(_taken("question", question.id, owners))
@@ -409,7 +409,7 @@ def _check_question(
     if question.default is not None and question.default not in values:
         raise _Rejected(f"question {question.id!r}: default {question.default!r} is no choice")
     for choice in question.choices:
-        if not _SNAKE_ID.match(choice.value):
+        if not _SNAKE_ID.fullmatch(choice.value):
             raise _Rejected(f"question {question.id!r}: value {choice.value!r} is not snake_case")
         for axis_id in choice.weights:
             if axis_id not in axes:
@@ -435,7 +435,7 @@ def _check_backend(
             Status.INCOMPATIBLE,
         )
     name = getattr(backend, "name", None)
-    if not isinstance(name, str) or not _KEBAB_NAME.match(name):
+    if not isinstance(name, str) or not _KEBAB_NAME.fullmatch(name):
         raise _Rejected(f"backend {label} has no kebab-case name (got {name!r})")
     if name in backends:
         raise _Rejected(_taken("backend", name, owners))

@@ -66,6 +66,7 @@ def test_attribute_names_are_quoted_when_needed() -> None:
     assert nix.attr_name("10-uplink") == '"10-uplink"'
     assert nix.attr_name("in") == '"in"'  # a keyword
     assert nix.attr_name("${x}") == '"\\${x}"'
+    assert nix.attr_name("boot\n") == '"boot\\n"'  # a plain identifier only if it is whole
     assert nix.attr_path(("fileSystems", "/", "device")) == 'fileSystems."/".device'
 
 

@@ -195,6 +195,9 @@ def test_invalid_hook_results_are_broken(
     ("change", "reason"),
     [
         (('name = "shiny"', 'name = "Shiny Backend"'), "has no kebab-case name"),
+        # "$" would also match before a final newline: names are matched whole.
+        (('name = "shiny"', 'name = "shiny\\n"'), "has no kebab-case name"),
+        (('Question("wants_sparkle"', 'Question("wants_sparkle\\n"'), "wants_sparkle"),
         (
             ('name = "shiny"', 'name = "luks"'),
             "backend 'luks' is already provided by plugin 'luks'",
