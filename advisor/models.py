@@ -124,7 +124,11 @@ class Note:
 
 
 class Backend:
-    """An encryption design the advisor can recommend (and, in later versions, install).
+    """An encryption design the advisor can recommend, configure and install.
+
+    It is installed only if it adds encryption: steps of its own before the pool
+    (``provision_steps``) or the pool's encryption properties (``pool_encryption``); a
+    backend that overrides neither takes part in assessments only.
 
     Subclass it in a plugin and return instances from the ``advisor_backends`` hook.
     Class attributes every backend must set:
