@@ -62,6 +62,21 @@ def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
 
 
 HEADER_DEVICE = "/dev/disk/by-id/virtio-usbkey"
+#: As on the NixOS installer, /etc/hostid is a link into a read-only store (the installer's
+#: own id, 8425e349, in its little-endian bytes).
+LIVE_HOSTID = """
+mkdir -p /run/ro-store && mount -t tmpfs tmpfs /run/ro-store
+printf '\\111\\343\\045\\204' > /run/ro-store/hostid
+mount -o remount,ro /run/ro-store
+ln -sfn /run/ro-store/hostid /etc/hostid
+result live_hostid "$(hostid)"
+"""
+#: What a restart undoes, played in the guest: mounts, the pool import, LUKS, the host id.
+RESTART = """umount -R /mnt 2>/dev/null || true
+zpool export rpool
+cryptsetup close cryptroot 2>/dev/null || true
+ln -sfn /run/ro-store/hostid /etc/hostid
+"""
 BACKUP_MEDIUM = """
 mkfs.ext4 -q /dev/disk/by-id/virtio-backup
 mkdir -p /tmp/backup
@@ -91,12 +106,14 @@ def phase_one(backend: str, rwdir: Path) -> str:
 cp /tmp/backup/header.backup header.backup
 head -c 16777216 {HEADER_DEVICE} > header.head
 result header_isluks $(cryptsetup isLuks {HEADER_DEVICE} && echo yes)"""
-    return f"""{header}
+    return f"""{header}{LIVE_HOSTID}
 $PYTHON -m advisor disks --json > disks.json
 $PYTHON -m advisor plan {plan} --save plan.json > plan.sh
 if {TRACE} $PYTHON -m advisor install {run} > install.out 2> install.err; then
   result install ok
 else result install failed; cat install.out install.err; exit 1; fi
+result hostid "$(hostid)"
+result hostid_file "$(stat -c %F /etc/hostid)"
 zpool status rpool > zpool-status.txt
 zpool get -H -o property,value ashift,autotrim rpool > zpool-get.txt
 zfs get -H -o name,property,value -r encryption,keystatus,mountpoint,canmount rpool > zfs-get.txt
@@ -203,7 +220,11 @@ def test_install_then_boot(
 
     # What the installer reports and leaves behind.
     summary = (rw / "install.out").read_text()
-    assert f"Installed {backend}" in summary and "zpool export -a" in summary
+    assert f"Installed {backend}" in summary and "zpool export rpool" in summary
+    # The live system's host id was a link into a read-only store: it was replaced.
+    assert first.results["live_hostid"] == "8425e349"
+    assert first.results["hostid"] == HOST_ID
+    assert first.results["hostid_file"] == "regular file"
     # The reviewed plan is the one that ran: the same commands, GUIDs and host id included.
     planned = planned_commands((rw / "plan.sh").read_text())
     assert planned and planned == logged_commands((rw / "state" / "install.log").read_text())
@@ -276,35 +297,48 @@ def summary_script(root: str = "/mnt") -> str:
   zfs get -H -o property,value acltype,xattr,dnodesize,normalization rpool
   findmnt -rn -o TARGET,FSTYPE | awk '$1 ~ "^{root}"' | sort
   ls {root}/etc/nixos {root}/persist/etc/nixos
-  cryptsetup status cryptroot | grep -E 'type|cipher|sector size'
+  cryptsetup status cryptroot 2>/dev/null | grep -E 'type|cipher|sector size' || true
 }}"""
 
 
+@pytest.mark.parametrize("backend", ["luks", "zfs-native"])
 def test_interrupted_installs_resume_to_the_same_end(
-    vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk
+    backend: str, vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk
 ) -> None:
+    """Stopped after step k for several k, twice with a restart in between (the pool
+    exported, LUKS closed, the live host id back), the install resumes to the same end."""
     rw = vm_rwdir
     write_secrets(rw)
     disks = [make_disk("8G", serial="disk01"), make_disk("8G", serial="disk02")]
-    whole = install_args("luks", "virtio-disk01", rw)
-    stops = ["partition", "luks-open", "snapshot-blank", "mount-esp", "write-config"]
-    parts = install_args("luks", "virtio-disk02", rw).replace(f"{rw}/state", f"{rw}/state2")
+    whole = install_args(backend, "virtio-disk01", rw)
+    opened = "luks-open" if backend == "luks" else "hostid"
+    stops = ["partition", opened, "snapshot-blank", "mount-esp", "write-config"]
+    restarts = {"snapshot-blank", "mount-esp"}
+    parts = install_args(backend, "virtio-disk02", rw).replace(f"{rw}/state", f"{rw}/state2")
     resume = f"install --resume --state-dir {rw}/state2 --passphrase-file {rw}/passphrase"
     resume += f" --password-file {rw}/password --allow-bios"
-    script = f"""
+    script = f"""{LIVE_HOSTID}
 $PYTHON -m advisor install {whole} > whole.out
 {summary_script()} > whole.txt
-umount -R /mnt; zpool export rpool; cryptsetup close cryptroot
+umount -R /mnt; zpool export rpool; cryptsetup close cryptroot 2>/dev/null || true
 $PYTHON -m advisor install {parts} --stop-after {stops[0]} > stop-0.out
 """
     for number, stop in enumerate(stops[1:], start=1):
-        script += f"$PYTHON -m advisor {resume} --stop-after {stop} > stop-{number}.out\n"
+        # Progress goes to stderr.
+        script += f"$PYTHON -m advisor {resume} --stop-after {stop} > stop-{number}.out 2>&1\n"
+        if stop in restarts:
+            script += RESTART
     script += f"$PYTHON -m advisor {resume} > resumed.out\n{summary_script()} > resumed.txt\n"
+    script += 'result hostid "$(hostid)"\n'
     result = run_in_vm(script, disks, rwdir=rw, timeout=TIMEOUT * 2)
     assert result.returncode == 0, result.describe()
     for number, stop in enumerate(stops):
         assert f"Stopped after step {stop}" in (rw / f"stop-{number}.out").read_text()
-    assert "Installed luks" in (rw / "resumed.out").read_text()
+    # After each restart the resume brought back what the restart undid.
+    for out in ("stop-3.out", "stop-4.out"):
+        assert "brought back" in (rw / out).read_text(), out
+    assert f"Installed {backend}" in (rw / "resumed.out").read_text()
+    assert result.results["hostid"] == HOST_ID
     whole_state = (rw / "whole.txt").read_text()
     assert "rpool/local/root@blank" in whole_state
     assert (rw / "resumed.txt").read_text() == whole_state
@@ -313,6 +347,8 @@ $PYTHON -m advisor install {parts} --stop-after {stops[0]} > stop-0.out
     ]
     started = [e["step"] for e in events if e["event"] == "started"]
     assert len(started) == len(set(started))  # no step ran twice
+    restored = {e["step"] for e in events if e["event"] == "restored"}
+    assert {"hostid", "create-pool", "mount-root"} <= restored
 
 
 def test_refusals_and_warnings(vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk) -> None:
