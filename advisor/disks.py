@@ -694,6 +694,17 @@ def running_system_pools(mounts: Sequence[MountEntry]) -> frozenset[str]:
     )
 
 
+def imported_pools(proc: Path = Path("/proc")) -> frozenset[str]:
+    """The pools imported on this machine: the ZFS module keeps a kstat directory for each
+    under ``/proc/spl/kstat/zfs`` (its other entries are files). Reading it spares a
+    ``zpool`` process; without the module there is no such directory and no pool."""
+    try:
+        with os.scandir(proc / "spl" / "kstat" / "zfs") as entries:
+            return frozenset(entry.name for entry in entries if entry.is_dir())
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
 def running_system_sources(mounts: Sequence[MountEntry]) -> frozenset[str]:
     """The /dev paths the running system is mounted from."""
     return frozenset(

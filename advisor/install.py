@@ -154,17 +154,13 @@ def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk, plugins: Loade
 def check_names_free(spec: InstallSpec, pool_device: str) -> None:
     """Refuse an install whose pool name is imported on this machine already (``zpool
     create`` would fail; ``zpool export`` afterwards would export the other pool), or
-    whose container (``pool_device`` under /dev/mapper) is open already. Without the
-    zpool program, there is no pool to ask about."""
-    zpool = runner.which("zpool")
-    if zpool is not None:
-        listed = runner.run([zpool, "list", "-H", "-o", "name"], check=False)
-        if listed.returncode == 0 and spec.pool in listed.stdout.split():
-            raise UsageError(
-                f"a pool named {spec.pool} is imported on this machine already: export it "
-                f"(zpool export {spec.pool}) if an earlier install left it, or choose "
-                "another --pool"
-            )
+    whose container (``pool_device`` under /dev/mapper) is open already."""
+    if spec.pool in disk_probe.imported_pools():
+        raise UsageError(
+            f"a pool named {spec.pool} is imported on this machine already: export it "
+            f"(zpool export {spec.pool}) if an earlier install left it, or choose "
+            "another --pool"
+        )
     if pool_device.startswith("/dev/mapper/") and os.path.lexists(pool_device):
         name = pool_device.removeprefix("/dev/mapper/")
         raise UsageError(

@@ -32,6 +32,7 @@ from advisor.disks import (
     firmware_warning,
     gather_disk_facts,
     guess_transport,
+    imported_pools,
     is_candidate,
     overwrite_problems,
     parse_mountinfo,
@@ -747,3 +748,13 @@ def test_check_exclusive_on_the_disk_under_root() -> None:
     assert "in use by another program" in checked.problems or any(
         "could not check" in warning for warning in checked.warnings
     )
+
+
+def test_imported_pools_are_the_kstat_directories(tmp_path: Path) -> None:
+    kstat = tmp_path / "spl" / "kstat" / "zfs"
+    (kstat / "rpool").mkdir(parents=True)
+    (kstat / "tank").mkdir()
+    for name in ("arcstats", "dbufstats", "import_progress"):  # the module's own files
+        (kstat / name).write_text("")
+    assert imported_pools(tmp_path) == {"rpool", "tank"}
+    assert imported_pools(tmp_path / "no-module") == frozenset()
