@@ -317,9 +317,12 @@ def test_interrupted_installs_resume_to_the_same_end(
     parts = install_args(backend, "virtio-disk02", rw).replace(f"{rw}/state", f"{rw}/state2")
     resume = f"install --resume --state-dir {rw}/state2 --passphrase-file {rw}/passphrase"
     resume += f" --password-file {rw}/password --allow-bios"
+    # Another root: /mnt is the first install's, and the root is checked first.
+    taken = shlex.join(spec_args(backend, "virtio-disk02")).replace("--root /mnt", "--root /mnt2")
     script = f"""{LIVE_HOSTID}
 $PYTHON -m advisor install {whole} > whole.out
 {summary_script()} > whole.txt
+if $PYTHON -m advisor plan {taken} > taken.out 2>&1; then result taken no; else result taken yes; fi
 umount -R /mnt; zpool export rpool; cryptsetup close cryptroot 2>/dev/null || true
 $PYTHON -m advisor install {parts} --stop-after {stops[0]} > stop-0.out
 """
@@ -332,6 +335,11 @@ $PYTHON -m advisor install {parts} --stop-after {stops[0]} > stop-0.out
     script += 'result hostid "$(hostid)"\n'
     result = run_in_vm(script, disks, rwdir=rw, timeout=TIMEOUT * 2)
     assert result.returncode == 0, result.describe()
+    # While the first install's pool is imported, a second one may not take its name.
+    assert result.results["taken"] == "yes"
+    assert (
+        "a pool named rpool is imported on this machine already" in (rw / "taken.out").read_text()
+    )
     for number, stop in enumerate(stops):
         assert f"Stopped after step {stop}" in (rw / f"stop-{number}.out").read_text()
     # After each restart the resume brought back what the restart undid.
