@@ -4,12 +4,55 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from advisor import runner
+from advisor.disks import Disk
+from advisor.models import InstallSpec
 from advisor.pluginmanager import ENTRY_POINT_GROUP
+
+#: A spec with fixed GUIDs and host id, so its plans come out the same every time.
+PLAN_SPEC = InstallSpec(
+    backend="luks",
+    disk="/dev/disk/by-id/virtio-disk01",
+    disk_id="virtio-disk01",
+    disk_serial="disk01",
+    disk_size=8 * 1024**3,
+    esp_partuuid="0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+    data_partuuid="6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+    host_id="8f2a91c4",
+    hostname="atlas",
+    user="alice",
+)
+
+
+def usable_disk(**changes: Any) -> Disk:
+    """A whole disk as discovery reports it, with nothing on it and nothing using it."""
+    disk = Disk(
+        name="vdb",
+        path="/dev/vdb",
+        by_id=("/dev/disk/by-id/virtio-disk01",),
+        by_path=(),
+        serial="disk01",
+        model=None,
+        size_bytes=16 * 1024**3,
+        rotational=False,
+        transport="virtio",
+        removable=False,
+        partitions=(),
+        mountpoints=(),
+        swap=False,
+        holders=(),
+        zfs_pool=None,
+        fstype=None,
+        running_system=False,
+        problems=(),
+        warnings=(),
+    )
+    return replace(disk, **changes)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from helpers import usable_disk
 
 from advisor import cli, install, runner
 from advisor import disks as disk_probe
@@ -24,26 +25,14 @@ from advisor.models import InstallSpec
 from advisor.plan import Plan
 from advisor.pluginmanager import load_plugins
 
-DISK = disk_probe.Disk(
+DISK = usable_disk(
     name="sdz",
     path="/dev/sdz",
     by_id=("/dev/disk/by-id/ata-FAKE_S1",),
-    by_path=(),
     serial="S1",
     model="Fake",
     size_bytes=64 * disk_probe.GIB,
-    rotational=False,
     transport="sata",
-    removable=False,
-    partitions=(),
-    mountpoints=(),
-    swap=False,
-    holders=(),
-    zfs_pool=None,
-    fstype=None,
-    running_system=False,
-    problems=(),
-    warnings=(),
 )
 MOUNTED = dataclasses.replace(DISK, mountpoints=("/home",), problems=("mounted at /home",))
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
+from helpers import PLAN_SPEC
 
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
@@ -17,18 +18,7 @@ from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
 
-SPEC = InstallSpec(
-    backend="luks",
-    disk="/dev/disk/by-id/virtio-disk01",
-    disk_id="virtio-disk01",
-    disk_serial="disk01",
-    disk_size=8 * 1024**3,
-    esp_partuuid="0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
-    data_partuuid="6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-    host_id="8f2a91c4",
-    hostname="atlas",
-    user="alice",
-)
+SPEC = PLAN_SPEC
 DATA = "/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"
 
 

@@ -8,27 +8,14 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from helpers import MakePluginDist, PluginDist
+from helpers import PLAN_SPEC, MakePluginDist, PluginDist
 
 from advisor.configure import ConfigRequest, build_layout
 from advisor.errors import PluginError, UsageError
-from advisor.models import InstallSpec
 from advisor.plan import build_plan
 from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
 
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
-PLAN_SPEC = InstallSpec(
-    backend="luks",
-    disk="/dev/disk/by-id/virtio-disk01",
-    disk_id="virtio-disk01",
-    disk_serial="disk01",
-    disk_size=8 * 1024**3,
-    esp_partuuid="0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
-    data_partuuid="6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-    host_id="8f2a91c4",
-    hostname="atlas",
-    user="alice",
-)
 
 # A valid plugin body: an axis, an optional question and a backend that uses both.
 GOOD_PLUGIN = """

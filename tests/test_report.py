@@ -6,10 +6,11 @@ import io
 from collections.abc import Mapping
 from typing import ClassVar
 
+from helpers import usable_disk
 from rich.console import Console
 
 from advisor.assessment import assess
-from advisor.disks import Disk, firmware_warning
+from advisor.disks import firmware_warning
 from advisor.models import Axis, Backend, Capability, Rating, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor.report import render_assessment, render_disks
@@ -21,33 +22,9 @@ def _console() -> tuple[Console, io.StringIO]:
     return Console(file=out, width=400, color_system=None), out
 
 
-def _disk() -> Disk:
-    return Disk(
-        name="vdb",
-        path="/dev/vdb",
-        by_id=("/dev/disk/by-id/virtio-disk01",),
-        by_path=(),
-        serial="disk01",
-        model=None,
-        size_bytes=16 * 1024**3,
-        rotational=False,
-        transport="virtio",
-        removable=False,
-        partitions=(),
-        mountpoints=(),
-        swap=False,
-        holders=(),
-        zfs_pool=None,
-        fstype=None,
-        running_system=False,
-        problems=(),
-        warnings=(),
-    )
-
-
 def test_disks_report_gives_the_bios_warning_the_json_gives() -> None:
     console, out = _console()
-    render_disks(console, [_disk()], "bios")
+    render_disks(console, [usable_disk()], "bios")
     text = out.getvalue()
     warning = firmware_warning("bios")
     assert warning is not None
@@ -57,7 +34,7 @@ def test_disks_report_gives_the_bios_warning_the_json_gives() -> None:
 
 def test_disks_report_under_efi_has_no_firmware_warning() -> None:
     console, out = _console()
-    render_disks(console, [_disk()], "efi")
+    render_disks(console, [usable_disk()], "efi")
     text = out.getvalue()
     assert "Firmware: efi" in text
     assert "warning" not in text
