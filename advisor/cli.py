@@ -744,7 +744,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         )
     except StepFailed as failure:
         step_failure(messages, failure, state_dir, plan, _resume_options(args, plan, state_dir))
-        return 1
+        return 130 if failure.interrupted else 1
     resume_options = _resume_options(args, plan, state_dir)
     install_result(line_printer(stderr=False), plan, outcome, state_dir, resume_options)
     return 130 if outcome.interrupted else 0

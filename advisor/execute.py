@@ -52,14 +52,19 @@ STATE_VERSION = 1
 
 
 class StepFailed(AdvisorError):
-    """A step exited non-zero. Carries what the user needs to fix it and resume."""
+    """A step exited non-zero, or a second Ctrl-C stopped it (``interrupted``). Carries
+    what the user needs to fix it and resume."""
 
-    def __init__(self, step: Step, number: int, stderr_tail: str, log: Path) -> None:
-        super().__init__(f"step {number} ({step.id}: {step.title}) failed")
+    def __init__(
+        self, step: Step, number: int, stderr_tail: str, log: Path, *, interrupted: bool = False
+    ) -> None:
+        what = "was stopped by Ctrl-C" if interrupted else "failed"
+        super().__init__(f"step {number} ({step.id}: {step.title}) {what}")
         self.step = step
         self.number = number
         self.stderr_tail = stderr_tail
         self.log = log
+        self.interrupted = interrupted
 
 
 class Progress(Protocol):
@@ -326,8 +331,7 @@ class Executor:
         except KeyboardInterrupt:  # the second Ctrl-C: the command was killed
             self._log("  stopped by Ctrl-C before it finished")
             self._record({"event": "failed", "step": step.id, "interrupted": True})
-            message = "stopped by Ctrl-C before it finished"
-            raise StepFailed(step, number, message, self.log_path) from None
+            raise StepFailed(step, number, "", self.log_path, interrupted=True) from None
         seconds = time.monotonic() - begin
         stdout, stderr = self._redact(result.stdout), self._redact(result.stderr)
         self._log(f"  exit {result.returncode} after {seconds:.2f} s")

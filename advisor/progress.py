@@ -94,7 +94,8 @@ def step_failure(
         for text in failure.stderr_tail.splitlines():
             line(f"  {text}", "")
     line(f"Full log: {failure.log}", "")
-    line(f"Fix the cause, then continue with: {resume_command(state_dir, resume_options)}", "")
+    first = "Continue" if failure.interrupted else "Fix the cause, then continue"
+    line(f"{first} with: {resume_command(state_dir, resume_options)}", "")
     line(
         f"To start over instead: {'; '.join(clean_up_commands(plan))} (those the install got "
         f"to), then remove {shlex.quote(str(state_dir))} and run the install again.",

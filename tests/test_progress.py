@@ -97,6 +97,18 @@ def test_a_failure_shows_the_tail_the_log_and_both_ways_on(tmp_path: Path) -> No
     ) in lines.text
 
 
+def test_a_step_stopped_by_ctrl_c_has_no_cause_to_fix(tmp_path: Path) -> None:
+    lines = Lines()
+    failure = StepFailed(STEP, 1, "", tmp_path / "install.log", interrupted=True)
+    step_failure(lines, failure, tmp_path / "state", Plan(SPEC, (STEP,)))
+    assert (
+        lines.lines[0][0]
+        == "advisor: error: step 1 (wipe-disk: Erase the disk) was stopped by Ctrl-C"
+    )
+    assert f"Continue with: advisor install --resume --state-dir {tmp_path / 'state'}" in lines.text
+    assert "Fix the cause" not in lines.text
+
+
 def test_without_a_container_there_is_none_to_close(tmp_path: Path) -> None:
     lines = Lines()
     failure = StepFailed(STEP, 1, "", tmp_path / "install.log")
