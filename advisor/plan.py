@@ -231,7 +231,7 @@ def build_plan(
             # After a restart: import it from the same device, without mounting, and
             # (natively encrypted) load its key from stdin, as the boot will.
             restore=(
-                ("zpool", "import", "-N", "-d", backend.pool_device(spec), pool),
+                ("zpool", "import", "-N", "-d", pool_device, pool),
                 *((("zfs", "load-key", pool),) if encryption else ()),
             ),
         )
