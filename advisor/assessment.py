@@ -67,6 +67,8 @@ class Ranked:
     reasons: tuple[Reason, ...]
     #: False for a backend advisor can recommend but not install (:func:`advisor.plan.installable`).
     installable: bool = True
+    #: Its install takes ``--header`` and ``--header-backup`` (:attr:`Backend.detached_header`).
+    detached_header: bool = False
 
     @property
     def eligible(self) -> bool:
@@ -124,7 +126,7 @@ class Assessment:
             else f"--backend {best.backend}"
         )
         plan = f"advisor plan {source} --disk DISK-ID"
-        if _needs_header(best.backend):
+        if best.detached_header:
             plan += " --header HEADER --header-backup BACKUP-FILE"
         return "\n".join(
             (
@@ -140,7 +142,7 @@ class Assessment:
         if best is None or not best.installable:
             return {}
         words = ["DISK-ID"]
-        if _needs_header(best.backend):
+        if best.detached_header:
             words += ["HEADER", "BACKUP-FILE"]
         return {word: PLACEHOLDERS[word] for word in words}
 
@@ -186,11 +188,6 @@ def axis_weights(
         for axis_id, weight in choice.weights.items():
             weights[axis_id] = weights.get(axis_id, 0.0) + weight
     return weights
-
-
-def _needs_header(backend: str) -> bool:
-    """Whether installing ``backend`` takes ``--header`` and ``--header-backup``."""
-    return backend == "luks-detached"
 
 
 def score_backend(backend: Backend, weights: Mapping[str, float]) -> tuple[float, list[Reason]]:
@@ -277,6 +274,7 @@ def assess(
                 gate=backend.gate(answers, system),
                 reasons=tuple(reasons),
                 installable=installable(backend),
+                detached_header=backend.detached_header,
             )
         )
     ranked.sort(key=lambda r: (not r.eligible, -r.score, r.backend))

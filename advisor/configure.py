@@ -27,7 +27,7 @@ from advisor.keys import (
     load_ssh_host_key,
 )
 from advisor.models import Layout, RemoteUnlock
-from advisor.plan import check_installable
+from advisor.plan import check_header_given, check_installable
 from advisor.pluginmanager import LoadedPlugins
 
 #: Paths on the installed system; the files are written below the persist root given.
@@ -145,10 +145,9 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
     if request.initrd not in INITRD_CHOICES:
         raise UsageError(f"--initrd {request.initrd!r}: choose systemd or scripted")
     header = validate.header_path(request.header) if request.header else None
-    if backend.name == "luks-detached" and header is None:
-        raise UsageError("the luks-detached backend needs --header PATH (device or file)")
-    if backend.name != "luks-detached" and header is not None:
-        raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
+    check_header_given(backend, plugins.backends, given=header is not None)
+    if backend.detached_header and header is None:
+        raise UsageError(f"the {backend.name} backend needs --header PATH (device or file)")
     wants_secrets = request.authorized_keys_file is not None or request.sops
     if wants_secrets and request.persist_root is None:
         raise UsageError(

@@ -39,7 +39,7 @@ from advisor.execute import (
 )
 from advisor.files import make_private_dirs
 from advisor.models import InstallSpec
-from advisor.plan import Plan, build_plan
+from advisor.plan import Plan, build_plan, check_header_given
 from advisor.pluginmanager import LoadedPlugins
 
 #: ZFS refuses shorter passphrases; the same floor applies to LUKS for consistency.
@@ -111,17 +111,17 @@ def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
         raise UsageError(f"--initrd {spec.initrd!r}: choose systemd or scripted")
     header = validate.header_path(spec.header) if spec.header else None
     header_backup = spec.header_backup
-    if backend.name == "luks-detached":
+    given = header is not None or header_backup is not None
+    check_header_given(backend, plugins.backends, given=given)
+    if backend.detached_header:
         if header is None or header_backup is None:
             raise UsageError(
-                "luks-detached needs --header PATH (a device or file off this disk) and "
+                f"{backend.name} needs --header PATH (a device or file off this disk) and "
                 "--header-backup FILE (on yet another medium)"
             )
         header_backup = validate.header_path(header_backup)
         if header_backup.startswith("/dev/"):
             raise UsageError("--header-backup must be a file (on another medium), not a device")
-    elif header is not None or header_backup is not None:
-        raise UsageError(f"--header is only for the luks-detached backend, not {backend.name}")
     if spec.remote_unlock_keys is not None:
         _check_remote_unlock_keys(spec.remote_unlock_keys)
     return replace(

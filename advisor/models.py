@@ -151,6 +151,10 @@ class Backend:
     capabilities: ClassVar[Mapping[str, Capability]]
     #: GPT type code of the data partition (sgdisk). 8300 says only "Linux data".
     partition_type: ClassVar[str] = "8300"
+    #: True when the design keeps its LUKS header off the disk: ``install`` and ``plan``
+    #: then require ``--header`` and ``--header-backup``, ``config`` requires ``--header``
+    #: (``spec.header``, ``layout.header``), and every other backend refuses them.
+    detached_header: ClassVar[bool] = False
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
         """Return why this backend must not be used with these answers, or ``None``.

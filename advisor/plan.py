@@ -119,6 +119,16 @@ def check_installable(backend: Backend) -> None:
         )
 
 
+def check_header_given(backend: Backend, backends: Sequence[Backend], *, given: bool) -> None:
+    """Raise :class:`UsageError` when a header option was ``given`` for a ``backend``
+    that keeps its header on the disk; the message names those of ``backends`` (the
+    installed ones) it is for. Whether a backend that needs the header got it is the
+    caller's check: ``install`` needs a backup path too, ``config`` does not."""
+    if given and not backend.detached_header:
+        takers = " or ".join(b.name for b in backends if b.detached_header) or "no installed"
+        raise UsageError(f"--header is only for the {takers} backend, not {backend.name}")
+
+
 def check_overrides(pool_options: Mapping[str, str], dataset_options: Mapping[str, str]) -> None:
     """Raise :class:`UsageError` when ``--pool-option`` (``pool_options``) or
     ``--fs-option`` (``dataset_options``) sets a property in :data:`FIXED_PROPERTIES`.

@@ -13,7 +13,16 @@ from advisor.answers import list_profiles, load_profile, validate_answers
 from advisor.assessment import Assessment, assess, axis_weights, score_backend
 from advisor.cli import build_parser
 from advisor.conflicts import TENSIONS
-from advisor.models import Axis, Backend, Capability, Choice, Question, Rating, SystemFacts
+from advisor.models import (
+    Axis,
+    Backend,
+    Capability,
+    Choice,
+    InstallSpec,
+    Question,
+    Rating,
+    SystemFacts,
+)
 from advisor.plan import installable
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
@@ -302,3 +311,25 @@ def test_a_backend_without_install_steps_is_recommended_but_no_install_is_sugges
     assert assessment.next_command("a.json") is None
     assert assessment.placeholders() == {}
     assert assessment.to_json()["ranking"][0]["installable"] is False
+
+
+class FlatDetached(Flat):
+    """A third party's backend whose LUKS header lives off the disk."""
+
+    name = "flat-detached"
+    detached_header = True
+
+    def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
+        return {"encryption": "on"}
+
+
+def test_a_third_party_detached_header_backend_gets_the_header_placeholders() -> None:
+    axes = [Axis("a", "A", "", baseline=1.0)]
+    assessment = assess(
+        axes=axes, questions=[], backends=(FlatDetached(),), answers={}, system=SYSTEM
+    )
+    assert assessment.recommended is not None and assessment.recommended.detached_header
+    command = assessment.next_command()
+    assert command is not None
+    assert "--backend flat-detached --disk DISK-ID --header HEADER --header-backup" in command
+    assert set(assessment.placeholders()) == {"DISK-ID", "HEADER", "BACKUP-FILE"}

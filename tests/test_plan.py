@@ -13,7 +13,7 @@ from helpers import PLAN_SPEC
 
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
-from advisor.plan import build_plan, installable, render_script
+from advisor.plan import build_plan, check_header_given, installable, render_script
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
@@ -238,6 +238,24 @@ def test_backend_without_encryption_is_refused() -> None:
     with pytest.raises(PluginError, match="'empty-provision' adds no encryption"):
         build_plan(replace(spec, backend="empty-provision"), _EmptyProvision(),
                    generate_hardware_config=False)  # fmt: skip
+
+
+class _TpmDetached(LuksDetachedBackend):
+    """A third party's backend that keeps the header off the disk as well."""
+
+    name = "tpm-detached"
+
+
+def test_header_options_follow_the_backend_attribute_not_a_name() -> None:
+    backends = (LuksBackend(), LuksDetachedBackend(), _TpmDetached())
+    assert _TpmDetached.detached_header and not LuksBackend.detached_header
+    check_header_given(_TpmDetached(), backends, given=True)  # accepted: it takes a header
+    check_header_given(LuksBackend(), backends, given=False)
+    message = "--header is only for the luks-detached or tpm-detached backend, not luks"
+    with pytest.raises(UsageError, match=re.escape(message)):
+        check_header_given(LuksBackend(), backends, given=True)
+    with pytest.raises(UsageError, match="only for the no installed backend, not luks"):
+        check_header_given(LuksBackend(), (LuksBackend(),), given=True)
 
 
 class _Provides(LuksBackend):

@@ -31,6 +31,7 @@ class LuksDetachedBackend(LuksBackend):
     summary = "ZFS on LUKS2 with a detached header: the disk itself shows no sign of encryption"
     api_version = 1
     partition_type = "8300"  # generic: a LUKS type code would give the game away
+    detached_header = True
     capabilities: ClassVar[Mapping[str, Capability]] = {
         **LuksBackend.capabilities,
         "deniability": Capability(
