@@ -78,7 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
             "--password-file, or asked twice at a terminal."
         ),
     )
-    config.add_argument("--backend", help="backend name (default: the assessment's)")
     config.add_argument("--out", metavar="DIR", type=Path, required=True, help="where to write")
     config.add_argument(
         "--data-device",
@@ -90,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--esp-device", metavar="PATH", required=True, help="the EFI system partition"
     )
     config.add_argument("--header", metavar="PATH", help="luks-detached: the header device or file")
-    config.add_argument("--pool", default="rpool", help="pool name (default: rpool)")
-    config.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
+    _layout_arguments(config)
     config.add_argument("--hostname", default="nixos", help="host name (default: nixos)")
     config.add_argument("--user", required=True, help="the user account to create")
     config.add_argument(
@@ -100,30 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--password-stdin", action="store_true", help="read the user's password from stdin"
     )
-    config.add_argument("--initrd", choices=("systemd", "scripted"), default="systemd")
     config.add_argument(
         "--from-assessment", metavar="FILE", type=Path, help="an 'advisor assess --save' file"
-    )
-    config.add_argument(
-        "--trim",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="TRIM through the encryption layer (default: the assessment's answer, else no)",
     )
     config.add_argument(
         "--ssd",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="the disk is an SSD/NVMe (default: the assessment's probe, else no)",
-    )
-    config.add_argument(
-        "--remote-unlock-keys",
-        metavar="FILE",
-        type=Path,
-        help="enable SSH unlock in the initrd for these authorized_keys",
-    )
-    config.add_argument(
-        "--sops", action="store_true", help="create an age key for sops-nix on /persist"
     )
     config.add_argument(
         "--persist-root",
@@ -437,6 +419,35 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _layout_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options 'advisor config', 'install' and 'plan' share, with the same meaning:
+    the backend and what the layout and its configuration are made of."""
+    parser.add_argument("--backend", help="backend name (default: the assessment's)")
+    parser.add_argument("--pool", default="rpool", help="pool name (default: rpool)")
+    parser.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
+    parser.add_argument(
+        "--initrd",
+        choices=("systemd", "scripted"),
+        default="systemd",
+        help="the stage 1 (initrd) the configuration is written for (default: systemd)",
+    )
+    parser.add_argument(
+        "--trim",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="TRIM through the encryption layer (default: the assessment's answer, else no)",
+    )
+    parser.add_argument(
+        "--remote-unlock-keys",
+        metavar="FILE",
+        type=Path,
+        help="enable SSH unlock in the initrd for these authorized_keys (default: off)",
+    )
+    parser.add_argument(
+        "--sops", action="store_true", help="create an age key for sops-nix on /persist"
+    )
+
+
 def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
     """The options of 'advisor install' and, with ``plan``, of 'advisor plan': the same
     options, so a plan is made from exactly what an install gets; the help of those a plan
@@ -445,7 +456,6 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
     def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
         return f"{text}; {for_plan}" if plan else text
 
-    parser.add_argument("--backend", help="backend name (default: the assessment's)")
     parser.add_argument(
         "--disk", metavar="DISK-ID", help="the disk to erase: its id (see 'advisor disks')"
     )
@@ -460,26 +470,13 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         type=Path,
         help="an 'advisor assess --save' file: the backend and the TRIM default",
     )
-    parser.add_argument("--pool", default="rpool", help="pool name (default: rpool)")
+    _layout_arguments(parser)
     parser.add_argument(
         "--hostname",
         default="nixos",
         help="host name, and the flake's configuration name (default: nixos)",
     )
     parser.add_argument("--user", default="nixos", help="the user account (default: nixos)")
-    parser.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
-    parser.add_argument(
-        "--initrd",
-        choices=("systemd", "scripted"),
-        default="systemd",
-        help="the stage 1 (initrd) the configuration is written for (default: systemd)",
-    )
-    parser.add_argument(
-        "--trim",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="TRIM through the encryption layer (default: the assessment's answer, else no)",
-    )
     parser.add_argument(
         "--ssd",
         action=argparse.BooleanOptionalAction,
@@ -526,15 +523,6 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         metavar="FILE",
         type=Path,
         help=install_only("the user's password: FILE's first line (default: asked twice)"),
-    )
-    parser.add_argument(
-        "--remote-unlock-keys",
-        metavar="FILE",
-        type=Path,
-        help="enable SSH unlock in the initrd for these authorized_keys (default: off)",
-    )
-    parser.add_argument(
-        "--sops", action="store_true", help="create an age key for sops-nix on /persist"
     )
     parser.add_argument(
         "--state-dir",
