@@ -24,8 +24,8 @@ from advisor import __version__
 from advisor.errors import AdvisorError, UsageError
 
 if TYPE_CHECKING:
-    from advisor.disks import Disk
-    from advisor.plan import Plan
+    from advisor.install.disks import Disk
+    from advisor.install.plan import Plan
     from advisor.pluginmanager import LoadedPlugins
 
 
@@ -241,10 +241,10 @@ def _interactive() -> bool:
 
 
 def cmd_assess(args: argparse.Namespace) -> int:
-    from advisor import answers as answers_mod
-    from advisor.assessment import assess
+    from advisor.assess import answers as answers_mod
+    from advisor.assess.assessment import assess
+    from advisor.assess.system import probe_system
     from advisor.console import print_json, stderr_console, stdout_console
-    from advisor.system import probe_system
 
     if args.save is not None:
         _check_writable(args.save)
@@ -276,8 +276,8 @@ def cmd_assess(args: argparse.Namespace) -> int:
             + answers_mod.describe_missing(missing)
         )
     if missing:
-        from advisor.prompts import ask_missing
-        from advisor.report import system_summary
+        from advisor.assess.prompts import ask_missing
+        from advisor.assess.report import system_summary
 
         console = stderr_console()
         console.print(system_summary(system))
@@ -302,7 +302,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
     if args.json:
         print_json(assessment.to_json(saved_to))
     else:
-        from advisor.report import render_assessment
+        from advisor.assess.report import render_assessment
 
         render_assessment(stdout_console(), assessment, saved_to)
     return 0
@@ -331,14 +331,14 @@ def cmd_questions(args: argparse.Namespace) -> int:
             ]
         )
     else:
-        from advisor.report import render_questions
+        from advisor.assess.report import render_questions
 
         render_questions(stdout_console(), plugins.questions, owners)
     return 0
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from advisor.answers import list_profiles
+    from advisor.assess.answers import list_profiles
     from advisor.console import print_json, stdout_console
 
     profiles = list_profiles()
@@ -357,13 +357,13 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from advisor.configure import (
+    from advisor.console import print_json, stdout_console
+    from advisor.nixos.write import (
         ConfigRequest,
         assessment_defaults,
         read_assessment,
         write_configuration,
     )
-    from advisor.console import print_json, stdout_console
 
     defaults = {}
     if args.from_assessment is not None:
@@ -394,7 +394,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
         return 0
-    from advisor.report import render_config_result
+    from advisor.nixos.report import render_config_result
 
     render_config_result(stdout_console(), result)
     return 0
@@ -615,15 +615,15 @@ def _check_install_options(args: argparse.Namespace) -> None:
 
 
 def cmd_disks(args: argparse.Namespace) -> int:
-    from advisor import disks
     from advisor.console import print_json, stdout_console
+    from advisor.install import disks
 
     found = disks.discover_disks()
     firmware = disks.firmware()
     if args.json:
         print_json(disks.disks_to_json(found, firmware))
         return 0
-    from advisor.report import render_disks
+    from advisor.install.report import render_disks
 
     render_disks(stdout_console(), found, firmware)
     return 0
@@ -639,11 +639,11 @@ def _runs_as(args: argparse.Namespace, state_dir: Path) -> str | None:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    from advisor import install
     from advisor.console import line_printer
-    from advisor.execute import StepFailed
-    from advisor.plan import render_script
-    from advisor.progress import StepPrinter, install_result, step_failure
+    from advisor.install import session as install
+    from advisor.install.executor import StepFailed
+    from advisor.install.plan import render_script
+    from advisor.install.progress import StepPrinter, install_result, step_failure
 
     dry_run = args.dry_run
     _check_install_options(args)
@@ -663,7 +663,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     else:
         defaults = {}
         if args.from_assessment is not None:
-            from advisor.configure import assessment_defaults, read_assessment
+            from advisor.nixos.write import assessment_defaults, read_assessment
 
             defaults = assessment_defaults(read_assessment(args.from_assessment))
         backend = _chosen_backend(args, defaults)
@@ -696,7 +696,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         for warning in disk.warnings:
             messages(f"warning: {warning}", "yellow")
     if args.save is not None:
-        from advisor.execute import write_plan_file
+        from advisor.install.executor import write_plan_file
 
         try:
             write_plan_file(args.save, plan)
@@ -747,7 +747,7 @@ def _resume_options(args: argparse.Namespace, plan: Plan, state_dir: Path) -> li
     """The options of this run that a resume of it needs again: --allow-bios, the secrets
     files (absolute: a resume may start elsewhere), and --yes-wipe while nothing is
     destroyed yet (until then a resume confirms the disk again)."""
-    from advisor.install import destruction_started
+    from advisor.install.session import destruction_started
 
     options = ["--allow-bios"] if args.allow_bios else []
     for option, path in (

@@ -60,7 +60,7 @@ def advisor_backends() -> Sequence[Backend]:
 
     A backend is ranked with its ratings alone. It can be installed (and configured)
     only if it encrypts: with ``provision_steps`` before the pool or ``pool_encryption``
-    of the pool (see :func:`advisor.plan.installable`); the steps it returns must have
+    of the pool (see :func:`advisor.install.plan.installable`); the steps it returns must have
     unique kebab-case ids, one-line titles, argv of strings and a known secret name, or
     ``advisor plan`` and ``install`` stop with an error naming it.
 

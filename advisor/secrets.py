@@ -3,7 +3,7 @@
 Two rules hold throughout: a secret never appears in an exception message, and a secret
 never reaches a command line (it goes to a child process on stdin, through
 :func:`advisor.runner.run`). Generated keys (initrd SSH host key, age key) are in
-:mod:`advisor.keys`.
+:mod:`advisor.nixos.keys`.
 """
 
 from __future__ import annotations

@@ -144,7 +144,7 @@ def header_path(value: str) -> str:
 def root_path(value: str) -> str:
     """Where the new system is mounted (``--root``), normalised: an absolute path of
     letters, digits and ``._/+@,=-`` without ``..``, and not ``/`` or a directory of the
-    running system. Whether something is mounted there now is :mod:`advisor.install`'s
+    running system. Whether something is mounted there now is :mod:`advisor.install.session`'s
     check."""
     if not _FILE_PATH.fullmatch(value) or ".." in value.split("/"):
         raise UsageError(
@@ -174,7 +174,7 @@ def guid(value: str, name: str) -> str:
 def zfs_properties(values: Mapping[str, str], option: str) -> dict[str, str]:
     """``PROPERTY=VALUE`` overrides for ``zpool create`` (``option`` is ``--pool-option``
     or ``--fs-option``): names and values of safe characters, a value not starting with
-    ``-``. Which properties the layout keeps for itself is :mod:`advisor.plan`'s to say."""
+    ``-``. Which properties the layout keeps for itself is :mod:`advisor.install.plan`'s to say."""
     for name, value in values.items():
         if not _PROPERTY.fullmatch(name) or not _PROPERTY_VALUE.fullmatch(value):
             raise UsageError(

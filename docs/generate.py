@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from advisor.assessment import assess
+from advisor.assess.assessment import assess
 from advisor.models import Backend, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend

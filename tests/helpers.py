@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor import runner
-from advisor.disks import Disk
+from advisor.install.disks import Disk
 from advisor.models import InstallSpec
 from advisor.pluginmanager import ENTRY_POINT_GROUP
 

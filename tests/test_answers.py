@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from advisor.answers import (
+from advisor.assess.answers import (
     Profile,
     describe_missing,
     list_profiles,

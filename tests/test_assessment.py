@@ -9,10 +9,11 @@ from typing import ClassVar
 
 import pytest
 
-from advisor.answers import list_profiles, load_profile, validate_answers
-from advisor.assessment import Assessment, assess, axis_weights, score_backend
+from advisor.assess.answers import list_profiles, load_profile, validate_answers
+from advisor.assess.assessment import Assessment, assess, axis_weights, score_backend
+from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
-from advisor.conflicts import TENSIONS
+from advisor.install.plan import installable
 from advisor.models import (
     Axis,
     Backend,
@@ -23,7 +24,6 @@ from advisor.models import (
     Rating,
     SystemFacts,
 )
-from advisor.plan import installable
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend

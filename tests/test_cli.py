@@ -317,8 +317,8 @@ def test_output_to_a_full_disk_is_a_message_not_a_traceback(tmp_path: Path) -> N
 
 
 def test_install_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    from advisor import install
     from advisor.errors import UsageError
+    from advisor.install import session as install
 
     monkeypatch.setattr(install.os, "geteuid", lambda: 1000)  # as an ordinary user
     with pytest.raises(UsageError, match="must run as root"):
@@ -384,8 +384,8 @@ def _luks_spec(disk_id: str) -> InstallSpec:
 def test_a_saved_plan_that_would_come_out_differently_is_refused(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
-    from advisor.execute import write_plan_file
-    from advisor.install import make_plan
+    from advisor.install.executor import write_plan_file
+    from advisor.install.session import make_plan
     from advisor.pluginmanager import load_plugins
 
     plan = make_plan(_luks_spec("ata-GONE_S1"), load_plugins())
@@ -399,8 +399,8 @@ def test_a_saved_plan_that_would_come_out_differently_is_refused(
 def test_a_saved_plan_for_a_disk_that_is_not_here_is_refused(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
-    from advisor.execute import write_plan_file
-    from advisor.install import make_plan
+    from advisor.install.executor import write_plan_file
+    from advisor.install.session import make_plan
     from advisor.pluginmanager import load_plugins
 
     write_plan_file(tmp_path / "plan.json", make_plan(_luks_spec("ata-GONE_S1"), load_plugins()))

@@ -14,9 +14,9 @@ from helpers import RunCli, yescrypt_verifies
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advisor.configuration import generate
-from advisor.configure import ConfigRequest, build_layout
 from advisor.errors import UsageError
+from advisor.nixos.generate import generate
+from advisor.nixos.write import ConfigRequest, build_layout
 from advisor.pluginmanager import load_plugins
 
 CANARY = "canary-Pa55w0rd-7f3e"

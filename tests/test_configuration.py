@@ -10,15 +10,15 @@ from typing import Any
 import nixeval
 import pytest
 
-from advisor.configuration import (
+from advisor.errors import PluginError
+from advisor.models import Backend, Layout, NixFragment, RemoteUnlock
+from advisor.nixos.generate import (
     ConfigConflict,
     Contribution,
     core_fragments,
     generate,
     merge,
 )
-from advisor.errors import PluginError
-from advisor.models import Backend, Layout, NixFragment, RemoteUnlock
 from advisor.pluginmanager import load_plugins
 from advisor_luks import LuksBackend
 from advisor_luks_detached import INITRD_HEADER, LuksDetachedBackend

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from advisor.disks import (
+from advisor.errors import UsageError
+from advisor.install.disks import (
     MIN_DISK_BYTES,
     Disk,
     DiskFacts,
@@ -40,7 +41,6 @@ from advisor.disks import (
     running_system_disks,
     running_system_pools,
 )
-from advisor.errors import UsageError
 
 GIB = 1024**3
 
@@ -708,7 +708,7 @@ def test_check_exclusive_keeps_a_free_device(tmp_path: Path) -> None:
 
 
 def _root_disk() -> str | None:
-    """The whole disk under /, found without advisor.disks: st_dev -> /sys/dev/block."""
+    """The whole disk under /, found without advisor.install.disks: st_dev -> /sys/dev/block."""
     device = Path("/").stat().st_dev
     link = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}")
     if not link.exists():

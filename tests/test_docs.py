@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from advisor import hookspecs
-from advisor.assessment import system_warnings
+from advisor.assess.assessment import system_warnings
+from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
-from advisor.conflicts import TENSIONS
 from advisor.models import SystemFacts
 from advisor.questionnaire import QUESTIONS
 from advisor_luks import LuksBackend

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from advisor.errors import UsageError
-from advisor.execute import (
+from advisor.install.executor import (
     Executor,
     Outcome,
     StepFailed,
@@ -23,8 +23,8 @@ from advisor.execute import (
     save_spec,
     write_plan_file,
 )
+from advisor.install.plan import Plan
 from advisor.models import InstallSpec, Step
-from advisor.plan import Plan
 
 CANARY = "exec-canary-4c1d"
 SPEC = InstallSpec(

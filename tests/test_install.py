@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 from helpers import usable_disk
 
-from advisor import cli, install, runner
-from advisor import disks as disk_probe
+from advisor import cli, runner
 from advisor.errors import UsageError
-from advisor.execute import JOURNAL_FILE, save_spec, write_plan_file
+from advisor.install import disks as disk_probe
+from advisor.install import session as install
+from advisor.install.executor import JOURNAL_FILE, save_spec, write_plan_file
+from advisor.install.plan import Plan
 from advisor.models import InstallSpec
-from advisor.plan import Plan
 from advisor.pluginmanager import load_plugins
 
 DISK = usable_disk(

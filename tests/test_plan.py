@@ -12,8 +12,8 @@ import pytest
 from helpers import PLAN_SPEC
 
 from advisor.errors import PluginError, UsageError
+from advisor.install.plan import build_plan, check_header_given, installable, render_script
 from advisor.models import Backend, InstallSpec, Step
-from advisor.plan import build_plan, check_header_given, installable, render_script
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
@@ -361,7 +361,7 @@ def test_header_verify_gets_the_passphrase_on_stdin_as_luks_format_does() -> Non
                    header_backup="/tmp/hdr.backup")  # fmt: skip
     plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
     verify, fmt = plan.step("header-verify"), plan.step("luks-format")
-    assert verify.argv[1:] == ("-m", "advisor.verify", "header-backup", "/tmp/hdr.img",
+    assert verify.argv[1:] == ("-m", "advisor.install.verify", "header-backup", "/tmp/hdr.img",
                                "/tmp/hdr.backup", DATA)  # fmt: skip
     assert (verify.secret, verify.secret_newline) == (fmt.secret, fmt.secret_newline)
     assert (verify.secret, verify.secret_newline) == ("passphrase", False)

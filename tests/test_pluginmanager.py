@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from helpers import PLAN_SPEC, MakePluginDist, PluginDist
 
-from advisor.configure import ConfigRequest, build_layout
 from advisor.errors import PluginError, UsageError
-from advisor.plan import build_plan
+from advisor.install.plan import build_plan
+from advisor.nixos.write import ConfigRequest, build_layout
 from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
 
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}

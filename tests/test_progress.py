@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from advisor.console import line_printer
-from advisor.execute import Outcome, StepFailed
+from advisor.install.executor import Outcome, StepFailed
+from advisor.install.plan import Plan
+from advisor.install.progress import StepPrinter, install_result, step_failure
 from advisor.models import InstallSpec, Step
-from advisor.plan import Plan
-from advisor.progress import StepPrinter, install_result, step_failure
 
 SPEC = InstallSpec(
     backend="luks",
@@ -149,7 +149,7 @@ def test_an_unattended_install_does_not_load_what_it_does_not_use() -> None:
     # rich is for terminals, cryptography for generated keys; uuid (via platform) and
     # secrets (via hmac) were dropped for os.urandom: each costs start-up time.
     code = (
-        "import sys; from advisor import cli, install, progress; "
+        "import sys; from advisor import cli; from advisor.install import session, progress; "
         "from advisor.console import line_printer; "
         "line_printer(stderr=True)('x', 'bold'); line_printer(stderr=False)('y', ''); "
         "cli._load_plugins(); "

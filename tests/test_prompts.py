@@ -10,8 +10,8 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
+from advisor.assess.prompts import ask_missing
 from advisor.models import Choice, Question
-from advisor.prompts import ask_missing
 from advisor.questionnaire import QUESTIONS
 
 DOWN = "\x1b[B"

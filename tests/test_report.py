@@ -9,11 +9,12 @@ from typing import ClassVar
 from helpers import usable_disk
 from rich.console import Console
 
-from advisor.assessment import assess
-from advisor.disks import firmware_warning
+from advisor.assess.assessment import assess
+from advisor.assess.report import render_assessment
+from advisor.install.disks import firmware_warning
+from advisor.install.report import render_disks
 from advisor.models import Axis, Backend, Capability, Rating, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
-from advisor.report import render_assessment, render_disks
 from advisor_luks_detached import LuksDetachedBackend
 
 

@@ -20,7 +20,7 @@ from helpers import yescrypt_verifies
 
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
-from advisor.keys import (
+from advisor.nixos.keys import (
     AgeKey,
     age_key_file,
     bech32_decode,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from advisor.assess.system import probe_system
 from advisor.models import SystemFacts
-from advisor.system import probe_system
 
 X86_CPUINFO = """\
 processor\t: 0

@@ -1,4 +1,4 @@
-"""``python -m advisor.verify``: the detached-header backup check, against a fake cryptsetup.
+"""``python -m advisor.install.verify``: the detached-header backup check, with a fake cryptsetup.
 
 The fake records each call's arguments and stdin, and accepts the backup as the data's
 header only with the right passphrase, so the tests see exactly what reaches cryptsetup
@@ -43,7 +43,7 @@ def files(tmp_path: Path) -> tuple[Path, Path, Path]:
 def verify(
     tmp_path: Path, args: list[str], stdin: bytes, **env: str
 ) -> tuple[subprocess.CompletedProcess[str], str]:
-    """Run ``python -m advisor.verify ARGS`` with ``stdin`` and the fake cryptsetup first
+    """Run ``python -m advisor.install.verify ARGS`` with ``stdin`` and the fake cryptsetup first
     on PATH; return the result (output as text) and the fake's log."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -53,7 +53,7 @@ def verify(
     log = tmp_path / "cryptsetup.log"
     log.write_text("")
     result = subprocess.run(
-        [sys.executable, "-m", "advisor.verify", *args],
+        [sys.executable, "-m", "advisor.install.verify", *args],
         input=stdin,
         capture_output=True,
         env={

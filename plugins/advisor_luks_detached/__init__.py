@@ -183,12 +183,23 @@ class LuksDetachedBackend(LuksBackend):
             Step(
                 "header-verify",
                 "Verify the backup: same bytes as the header, and it unlocks the data",
-                (sys.executable, "-m", "advisor.verify", "header-backup", header, backup, data),
+                (
+                    sys.executable,
+                    "-m",
+                    "advisor.install.verify",
+                    "header-backup",
+                    header,
+                    backup,
+                    data,
+                ),
                 secret="passphrase",
             ),
             self.open_step(spec),
         )
 
+
+#: The installer's own check, run as a plan step (the interpreter that runs the install).
+VERIFY = (sys.executable, "-m", "advisor.install.verify")
 
 #: Where a header file is placed inside the initrd.
 INITRD_HEADER = "/etc/luks/header.img"

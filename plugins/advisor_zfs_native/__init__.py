@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from advisor.configuration import dev_nodes_for
+from advisor.nixos.generate import dev_nodes_for
 from advisor.plugin import (
     Answers,
     Backend,

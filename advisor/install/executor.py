@@ -42,8 +42,8 @@ from typing import Any, Protocol, get_args, get_origin, get_type_hints
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
+from advisor.install.plan import Plan
 from advisor.models import InstallSpec, Step
-from advisor.plan import Plan
 
 SPEC_FILE = "spec.json"
 JOURNAL_FILE = "journal.jsonl"

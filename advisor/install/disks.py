@@ -11,7 +11,7 @@ The work is split so that almost all of it is testable without udev:
   :func:`guess_transport`, :func:`build_disk` and :func:`find_disk` are pure functions
   over plain data;
 * :func:`running_system_disks` reads ``/sys`` below a root path, so tests point it at a
-  fake tree (the style of :mod:`advisor.system`);
+  fake tree (the style of :mod:`advisor.assess.system`);
 * :func:`gather_disk_facts` is the one function that walks pyudev, and
   :func:`discover_disks` ties everything together;
 * :func:`check_exclusive` opens a disk with ``O_EXCL``; it needs root, so it is separate

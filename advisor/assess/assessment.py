@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from advisor import __version__
-from advisor.conflicts import Tension, tensions_for
+from advisor.assess.conflicts import Tension, tensions_for
+from advisor.install.plan import installable
 from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
-from advisor.plan import installable
 
 #: Bumped when the JSON shape of an assessment changes incompatibly.
 ASSESSMENT_SCHEMA = 1
@@ -65,7 +65,7 @@ class Ranked:
     score: float
     gate: str | None
     reasons: tuple[Reason, ...]
-    #: False for a backend advisor can recommend but not install (:func:`advisor.plan.installable`).
+    #: False for a backend advisor can recommend but not install (``Backend.installable``).
     installable: bool = True
     #: Its install takes ``--header`` and ``--header-backup`` (:attr:`Backend.detached_header`).
     detached_header: bool = False

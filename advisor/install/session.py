@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from advisor import disks as disk_probe
 from advisor import runner, validate
 from advisor.errors import AdvisorError, UsageError
-from advisor.execute import (
+from advisor.files import make_private_dirs
+from advisor.install import disks as disk_probe
+from advisor.install.executor import (
     JOURNAL_FILE,
     SPEC_FILE,
     Executor,
@@ -37,9 +38,8 @@ from advisor.execute import (
     read_plan_file,
     save_spec,
 )
-from advisor.files import make_private_dirs
+from advisor.install.plan import Plan, build_plan, check_header_given
 from advisor.models import InstallSpec
-from advisor.plan import Plan, build_plan, check_header_given
 from advisor.pluginmanager import LoadedPlugins
 
 #: ZFS refuses shorter passphrases; the same floor applies to LUKS for consistency.
@@ -485,9 +485,9 @@ def _check_remote_unlock_keys(path: str) -> None:
     is wiped: it must be an absolute path to a readable file of public keys."""
     if not Path(path).is_absolute():
         raise UsageError(f"--remote-unlock-keys {path!r}: the path must be absolute")
-    # Imported here: advisor.configure imports cryptography (for generated keys), which
+    # Imported here: advisor.nixos.write imports cryptography (for generated keys), which
     # an install otherwise never loads.
-    from advisor.configure import read_authorized_keys
+    from advisor.nixos.write import read_authorized_keys
 
     read_authorized_keys(Path(path))
 

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from advisor.console import LinePrinter
-    from advisor.execute import Outcome, StepFailed
+    from advisor.install.executor import Outcome, StepFailed
+    from advisor.install.plan import Plan
     from advisor.models import Step
-    from advisor.plan import Plan
 
 
 class StepPrinter:

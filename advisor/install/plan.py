@@ -2,7 +2,7 @@
 
 Pure: an :class:`~advisor.models.InstallSpec` and a backend in, a :class:`Plan` out. The
 same plan is printed by ``--dry-run`` (as a shell script, secrets as placeholders) and
-run by :mod:`advisor.execute`, so what a review shows is exactly what runs.
+run by :mod:`advisor.install.executor`, so what a review shows is exactly what runs.
 """
 
 from __future__ import annotations

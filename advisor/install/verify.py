@@ -1,4 +1,4 @@
-"""Checks the installer runs as plan steps: ``python -m advisor.verify CHECK ARGS``.
+"""Checks the installer runs as plan steps: ``python -m advisor.install.verify CHECK ARGS``.
 
 They are separate commands (not code inside the engine) so that the dry-run script shows
 them and a reviewer can run them by hand. A passphrase comes on stdin, as the executor
@@ -13,7 +13,9 @@ from pathlib import Path
 
 from advisor import runner
 
-USAGE = "usage: printf '%s' PASS | python -m advisor.verify header-backup HEADER BACKUP DATA\n"
+USAGE = (
+    "usage: printf '%s' PASS | python -m advisor.install.verify header-backup HEADER BACKUP DATA\n"
+)
 
 
 def header_backup(header: Path, backup: Path, data: Path, passphrase: str) -> list[str]:
@@ -44,7 +46,7 @@ def _cryptsetup(arguments: list[str], secret: str | None = None) -> int:
     try:
         return runner.run(["cryptsetup", *arguments], secret=secret, check=False).returncode
     except runner.CommandError as error:  # not installed, or hung: the check fails
-        sys.stderr.write(f"advisor.verify: {error}\n")
+        sys.stderr.write(f"advisor.install.verify: {error}\n")
         return 1
 
 
@@ -60,11 +62,11 @@ def main(argv: list[str]) -> int:
     except UnicodeDecodeError:
         passphrase = ""  # the installer sends UTF-8: this is not its passphrase
     if not passphrase:
-        sys.stderr.write("advisor.verify: no (UTF-8) passphrase on stdin\n" + USAGE)
+        sys.stderr.write("advisor.install.verify: no (UTF-8) passphrase on stdin\n" + USAGE)
         return 2
     problems = header_backup(Path(argv[1]), Path(argv[2]), Path(argv[3]), passphrase)
     for problem in problems:
-        sys.stderr.write(f"advisor.verify: {problem}\n")
+        sys.stderr.write(f"advisor.install.verify: {problem}\n")
     if not problems:
         sys.stdout.write(f"header backup verified: {argv[2]}\n")
     return 1 if problems else 0

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from advisor import secrets, validate
-from advisor.configuration import Contribution, generate
 from advisor.errors import UsageError
 from advisor.files import write_atomically
-from advisor.keys import (
+from advisor.install.plan import check_header_given, check_installable
+from advisor.models import Layout, RemoteUnlock
+from advisor.nixos.generate import Contribution, generate
+from advisor.nixos.keys import (
     age_key_file,
     generate_age_key,
     generate_ssh_host_key,
     load_age_key,
     load_ssh_host_key,
 )
-from advisor.models import Layout, RemoteUnlock
-from advisor.plan import check_header_given, check_installable
 from advisor.pluginmanager import LoadedPlugins
 
 #: Paths on the installed system; the files are written below the persist root given.

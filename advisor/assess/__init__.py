@@ -1,0 +1,2 @@
+"""``advisor assess``, ``questions`` and ``profiles``: the threat-model questionnaire, its
+answers, the scoring of backends and the report of the recommendation."""
