@@ -88,10 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--esp-device", metavar="PATH", required=True, help="the EFI system partition"
     )
-    config.add_argument("--header", metavar="PATH", help="luks-detached: the header device or file")
-    _layout_arguments(config)
-    config.add_argument("--hostname", default="nixos", help="host name (default: nixos)")
-    config.add_argument("--user", required=True, help="the user account to create")
+    _layout_arguments(config, "config")
     config.add_argument(
         "--password-file", metavar="FILE", type=Path, help="the user's password (plain text)"
     )
@@ -102,18 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--from-assessment", metavar="FILE", type=Path, help="an 'advisor assess --save' file"
     )
     config.add_argument(
-        "--ssd",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the disk is an SSD/NVMe (default: the assessment's probe, else no)",
-    )
-    config.add_argument(
         "--persist-root",
         metavar="DIR",
         type=Path,
         help="the target's /persist as mounted now (for generated keys), e.g. /mnt/persist",
     )
-    config.add_argument("--nixos-release", default="26.05", help="NixOS release (default 26.05)")
     config.add_argument("--force", action="store_true", help="replace existing files")
     config.add_argument("--json", action="store_true", help="print what was written as JSON")
     config.set_defaults(run=cmd_config)
@@ -357,6 +347,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from advisor import settings
     from advisor.console import print_json, stdout_console
     from advisor.nixos.write import (
         ConfigRequest,
@@ -372,22 +363,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     plugins = _load_plugins()
     request = ConfigRequest(
         backend=backend,
+        settings=settings.from_arguments(args, trim=defaults.get("trim"), ssd=defaults.get("ssd")),
         out_dir=args.out,
         data_device=args.data_device,
         esp_device=args.esp_device,
-        user=args.user,
         password=_read_password(args.password_file, from_stdin=args.password_stdin),
-        hostname=args.hostname,
-        pool=args.pool,
-        host_id=args.host_id,
-        header=args.header,
-        initrd=args.initrd,
-        trim=args.trim if args.trim is not None else defaults.get("trim", False),
-        ssd=args.ssd if args.ssd is not None else defaults.get("ssd", False),
-        authorized_keys_file=args.remote_unlock_keys,
-        sops=args.sops,
         persist_root=args.persist_root,
-        nixos_release=args.nixos_release,
         force=args.force,
     )
     result = write_configuration(request, plugins)
@@ -419,33 +400,13 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _layout_arguments(parser: argparse.ArgumentParser) -> None:
+def _layout_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     """The options 'advisor config', 'install' and 'plan' share, with the same meaning:
-    the backend and what the layout and its configuration are made of."""
+    the backend and the layout's settings (declared once, in :mod:`advisor.settings`)."""
+    from advisor import settings
+
     parser.add_argument("--backend", help="backend name (default: the assessment's)")
-    parser.add_argument("--pool", default="rpool", help="pool name (default: rpool)")
-    parser.add_argument("--host-id", metavar="HEX", help="8 hex digits (default: generated)")
-    parser.add_argument(
-        "--initrd",
-        choices=("systemd", "scripted"),
-        default="systemd",
-        help="the stage 1 (initrd) the configuration is written for (default: systemd)",
-    )
-    parser.add_argument(
-        "--trim",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="TRIM through the encryption layer (default: the assessment's answer, else no)",
-    )
-    parser.add_argument(
-        "--remote-unlock-keys",
-        metavar="FILE",
-        type=Path,
-        help="enable SSH unlock in the initrd for these authorized_keys (default: off)",
-    )
-    parser.add_argument(
-        "--sops", action="store_true", help="create an age key for sops-nix on /persist"
-    )
+    settings.add_arguments(parser, command)
 
 
 def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
@@ -470,28 +431,11 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         type=Path,
         help="an 'advisor assess --save' file: the backend and the TRIM default",
     )
-    _layout_arguments(parser)
-    parser.add_argument(
-        "--hostname",
-        default="nixos",
-        help="host name, and the flake's configuration name (default: nixos)",
-    )
-    parser.add_argument("--user", default="nixos", help="the user account (default: nixos)")
-    parser.add_argument(
-        "--ssd",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the disk is an SSD/NVMe (default: whether the kernel says it is non-rotational)",
-    )
-    parser.add_argument(
-        "--header",
-        metavar="PATH",
-        help="luks-detached, required there: the header's device or file, off the disk",
-    )
+    _layout_arguments(parser, "plan" if plan else "install")
     parser.add_argument(
         "--header-backup",
         metavar="FILE",
-        help="luks-detached, required there: a new file on another medium for its backup",
+        help="with --header: a new file on another medium for the header's backup",
     )
     parser.add_argument(
         "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
@@ -586,11 +530,11 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
     )
 
 
-#: Options that decide the install spec; a saved plan (--plan) or a resume fixes them all.
+#: The install's own options that decide its spec, besides the settings: a saved plan
+#: (--plan) or a resume fixes them all.
 _SPEC_OPTIONS = (
-    "backend", "disk", "from_assessment", "pool", "hostname", "user", "host_id", "initrd",
-    "trim", "ssd", "header", "header_backup", "root", "pool_option", "fs_option",
-    "remote_unlock_keys", "sops", "insecure_fast_kdf",
+    "backend", "disk", "from_assessment", "header_backup", "root", "pool_option", "fs_option",
+    "insecure_fast_kdf",
 )  # fmt: skip
 
 
@@ -604,13 +548,19 @@ def _check_install_options(args: argparse.Namespace) -> None:
         return
     if args.resume and args.plan is not None:
         raise UsageError("--resume continues the install in --state-dir; it takes no --plan")
+    from advisor import settings
+
     defaults = argparse.ArgumentParser()
     _install_arguments(defaults)
     unset = defaults.parse_args([])
-    given = [name for name in _SPEC_OPTIONS if getattr(args, name) != getattr(unset, name)]
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _SPEC_OPTIONS
+        if getattr(args, name) != getattr(unset, name)
+    ] + settings.given(args)
     if given:
         source = "--resume" if args.resume else f"--plan {str(args.plan)!r}"
-        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        options = ", ".join(given)
         raise UsageError(f"{options}: {source} fixes these already; leave them out")
 
 
@@ -670,24 +620,20 @@ def cmd_install(args: argparse.Namespace) -> int:
         if args.disk is None:
             raise UsageError("give --disk DISK-ID (see 'advisor disks')")
         disk = install.find_target(args.disk)
+        from advisor import settings
+
         request = install.InstallRequest(
             backend=backend,
-            disk=args.disk,
-            hostname=args.hostname,
-            user=args.user,
-            pool=args.pool,
-            host_id=args.host_id,
-            initrd=args.initrd,
-            trim=args.trim if args.trim is not None else defaults.get("trim", False),
-            ssd=args.ssd,
-            header=args.header,
+            settings=settings.from_arguments(
+                args,
+                trim=defaults.get("trim"),
+                ssd=disk.rotational is False,  # the kernel says whether the disk spins
+            ),
             header_backup=args.header_backup,
             root=args.root,
             pool_options=dict(args.pool_option),
             dataset_options=dict(args.fs_option),
             fast_kdf=args.insecure_fast_kdf,
-            remote_unlock_keys=args.remote_unlock_keys,
-            sops=args.sops,
         )
         plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
     install.check_stop_after(plan, args.stop_after)
@@ -710,7 +656,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     interactive = install.interactive()
     if disk is not None:
         install.confirm(
-            disk, args.yes_wipe, input if interactive else None, header=plan.spec.header
+            disk, args.yes_wipe, input if interactive else None, header=plan.spec.settings.header
         )
     from advisor.secrets import read_secret
 

@@ -59,8 +59,8 @@ def advisor_backends() -> Sequence[Backend]:
     ``api_version`` the core supports; capabilities may only name declared axes.
 
     A backend is ranked with its ratings alone. It can be installed (and configured)
-    only if it encrypts: with ``provision_steps`` before the pool or ``pool_encryption``
-    of the pool (see :func:`advisor.install.plan.installable`); the steps it returns must have
+    only if it says it encrypts (``installable = True``), with ``provision_steps`` before
+    the pool or ``pool_encryption`` of the pool; the steps it returns must have
     unique kebab-case ids, one-line titles, argv of strings and a known secret name, or
     ``advisor plan`` and ``install`` stop with an error naming it.
 

@@ -126,10 +126,6 @@ class Note:
 class Backend:
     """An encryption design the advisor can recommend, configure and install.
 
-    It is installed only if it adds encryption: steps of its own before the pool
-    (``provision_steps``) or the pool's encryption properties (``pool_encryption``); a
-    backend that overrides neither takes part in assessments only.
-
     Subclass it in a plugin and return instances from the ``advisor_backends`` hook.
     Class attributes every backend must set:
 
@@ -138,22 +134,38 @@ class Backend:
     ``summary``
         one line saying what the design is.
     ``api_version``
-        the :data:`PLUGIN_API_VERSION` the backend was written for. It has no default on
-        purpose: a backend written for an older contract must not pass as a newer one.
+        the :data:`PLUGIN_API_VERSION` the backend was written for, as a literal. It has
+        no default on purpose: a backend written for an older contract must not pass as
+        a newer one.
     ``capabilities``
         for every axis the backend has an opinion on, a :class:`Capability`. Axes it
         leaves out count as :attr:`Rating.NONE`.
+
+    Attributes with a default, which a backend sets to say what it needs:
+
+    ``installable``
+        ``True`` when the backend encrypts an install: its ``provision_steps`` add steps
+        before the pool (a container), or its ``pool_encryption`` encrypts the pool.
+        ``False`` (the default): it takes part in assessments only, and ``plan``,
+        ``install`` and ``config`` refuse it.
+    ``partition_type``
+        the GPT type code of the data partition (sgdisk); ``8300`` says only "Linux data".
+    ``detached_header``
+        ``True`` when the design keeps its LUKS header off the disk: ``install`` and
+        ``plan`` then require ``--header`` and ``--header-backup``, ``config`` requires
+        ``--header`` (``settings.header``), and every other backend refuses them.
+
+    Every method gets validated input and may refuse what it cannot serve by raising
+    :class:`advisor.plugin.PluginRefusal` (a message for the user, exit status 2); any
+    other exception is reported as the plugin's bug.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     api_version: ClassVar[int]
     capabilities: ClassVar[Mapping[str, Capability]]
-    #: GPT type code of the data partition (sgdisk). 8300 says only "Linux data".
+    installable: ClassVar[bool] = False
     partition_type: ClassVar[str] = "8300"
-    #: True when the design keeps its LUKS header off the disk: ``install`` and ``plan``
-    #: then require ``--header`` and ``--header-backup``, ``config`` requires ``--header``
-    #: (``spec.header``, ``layout.header``), and every other backend refuses them.
     detached_header: ClassVar[bool] = False
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
@@ -190,6 +202,14 @@ class Backend:
         """The device the pool is created on: by default the data partition itself."""
         return spec.data_device
 
+    def configured_device(self, spec: InstallSpec) -> str:
+        """The data device the generated configuration names (``Layout.data_device``):
+        what the initrd unlocks or imports. By default the data partition by its
+        partition UUID, which a container (LUKS) is opened from whatever the disk's
+        links; a pool on the partition itself is imported from the path its labels
+        record, which is :meth:`pool_device`'s."""
+        return spec.data_partuuid_device
+
     def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
         """``zpool create -O`` options that encrypt the pool's root dataset, if any.
 
@@ -214,35 +234,86 @@ class RemoteUnlock:
     port: int = 2222
 
 
+#: Where ``--sops`` puts the age key sops-nix decrypts with, on the installed system.
+SOPS_AGE_KEY = "/persist/var/lib/sops-nix/key.txt"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The choices a layout is made of: one record, shared by the install (``InstallSpec``)
+    and the configuration (``Layout``), already validated when a backend sees it.
+
+    Each field has one command-line flag (``--host-id`` for ``host_id``) and one check,
+    declared in :mod:`advisor.settings`; the install hands them to ``advisor config``
+    through that one conversion.
+
+    ``host_id``
+        eight hex digits: the live system's id when the pool is created, and
+        ``networking.hostId``, so the pool imports without force.
+    ``hostname``, ``user``
+        the host name (also the flake's configuration name) and the user account.
+    ``pool``
+        the pool's name; the datasets are below it.
+    ``initrd``
+        ``"systemd"`` (the NixOS 26.05 default) or ``"scripted"``: the stage 1 the
+        configuration is written for.
+    ``trim``
+        TRIM through the encryption layer (a LUKS backend's ``allowDiscards``).
+    ``ssd``
+        the disk is an SSD or NVMe (a LUKS backend's ``bypassWorkqueues``).
+    ``header``
+        a detached header's device or file, for a backend with ``detached_header``.
+    ``remote_unlock_keys``
+        an absolute path to authorized_keys for SSH unlock in the initrd, or ``None``.
+    ``sops``
+        create an age key for sops-nix on /persist (:data:`SOPS_AGE_KEY`).
+    ``nixos_release``
+        the release the flake follows and ``system.stateVersion``, such as ``"26.05"``.
+    ``luks_name``
+        the name a LUKS backend opens its container as: ``/dev/mapper/<luks_name>``.
+    """
+
+    host_id: str
+    hostname: str = "nixos"
+    user: str = "nixos"
+    pool: str = "rpool"
+    initrd: str = "systemd"
+    trim: bool = False
+    ssd: bool = False
+    header: str | None = None
+    remote_unlock_keys: str | None = None
+    sops: bool = False
+    nixos_release: str = "26.05"
+    luks_name: str = "cryptroot"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Everything the NixOS configuration is generated from, already validated.
 
-    Device paths are stable ``/dev/disk/by-*`` links. ``data_device`` is the partition
-    that holds the LUKS container (``luks``, ``luks-detached``) or the pool itself
-    (``zfs-native``). ``hashed_password`` is a crypt(3) hash, never a password.
+    ``backend`` is the backend's name. ``settings`` are the choices shared with the
+    install. ``data_device`` is the partition the configuration unlocks or imports (the
+    one the backend names, :meth:`Backend.configured_device`) and ``esp_device`` the
+    EFI system partition: both stable ``/dev/disk/by-*`` links. ``hashed_password`` is a
+    crypt(3) hash, never a password. ``remote_unlock`` holds the keys read from
+    ``settings.remote_unlock_keys``.
     """
 
     backend: str
-    hostname: str
-    host_id: str
-    user: str
-    hashed_password: str
+    settings: Settings
     data_device: str
     esp_device: str
-    pool: str = "rpool"
-    header: str | None = None
-    initrd: str = "systemd"  # "systemd" (NixOS 26.05 default) or "scripted"
-    trim: bool = False
-    ssd: bool = False
+    hashed_password: str
     remote_unlock: RemoteUnlock | None = None
-    sops_age_key_file: str | None = None
-    luks_name: str = "cryptroot"
-    nixos_release: str = "26.05"
+
+    @property
+    def sops_age_key_file(self) -> str | None:
+        """The age key's path on the installed system, if ``settings.sops``."""
+        return SOPS_AGE_KEY if self.settings.sops else None
 
     @property
     def root_dataset(self) -> str:
-        return f"{self.pool}/local/root"
+        return f"{self.settings.pool}/local/root"
 
     @property
     def blank_snapshot(self) -> str:
@@ -250,15 +321,15 @@ class Layout:
 
     @property
     def nix_dataset(self) -> str:
-        return f"{self.pool}/local/nix"
+        return f"{self.settings.pool}/local/nix"
 
     @property
     def home_dataset(self) -> str:
-        return f"{self.pool}/safe/home"
+        return f"{self.settings.pool}/safe/home"
 
     @property
     def persist_dataset(self) -> str:
-        return f"{self.pool}/safe/persist"
+        return f"{self.settings.pool}/safe/persist"
 
 
 #: An attribute path in the NixOS configuration, such as ("boot", "zfs", "devNodes").
@@ -313,34 +384,31 @@ class Step:
 class InstallSpec:
     """Everything an install will do, fixed before the first step and saved for --resume.
 
-    The partition GUIDs and the host id are chosen up front, so the plan, the pool's
-    labels and the generated configuration all name the same devices.
+    ``backend`` is the backend's name; ``settings`` the choices shared with the
+    configuration. The rest is the install's own: the target disk (``disk``, a stable
+    ``/dev/disk/by-id/...`` or ``by-path`` link of the whole disk; ``disk_id``,
+    ``disk_serial``, ``disk_size`` in bytes, to find and recognise it again), the
+    partition GUIDs, the mount point ``root``, a detached header's ``header_backup``
+    file, the ``zpool create`` overrides, ``fast_kdf`` (tests only: cheap key
+    derivation) and the ESP's size. The partition GUIDs and the host id are chosen up
+    front, so the plan, the pool's labels and the generated configuration all name the
+    same devices.
     """
 
     backend: str
-    disk: str  # stable path of the whole disk: /dev/disk/by-id/... (or by-path)
+    settings: Settings
+    disk: str
     disk_id: str
     disk_serial: str | None
     disk_size: int
     esp_partuuid: str
     data_partuuid: str
-    host_id: str
-    hostname: str
-    user: str
-    pool: str = "rpool"
-    initrd: str = "systemd"
-    trim: bool = False
-    ssd: bool = False
     root: str = "/mnt"
-    luks_name: str = "cryptroot"
-    header: str | None = None
     header_backup: str | None = None
     pool_options: Mapping[str, str] = field(default_factory=dict)
     dataset_options: Mapping[str, str] = field(default_factory=dict)
-    fast_kdf: bool = False  # tests only: cheap key derivation
+    fast_kdf: bool = False
     esp_size: str = "1G"
-    remote_unlock_keys: str | None = None  # authorized_keys file for SSH unlock in the initrd
-    sops: bool = False  # create a sops-nix age key on /persist
 
     @property
     def esp_device(self) -> str:
@@ -356,4 +424,5 @@ class InstallSpec:
 
     @property
     def data_partuuid_device(self) -> str:
+        """The data partition by its partition UUID, whatever the disk's links."""
         return f"/dev/disk/by-partuuid/{self.data_partuuid}"

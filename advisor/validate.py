@@ -23,6 +23,8 @@ _STABLE_DEVICE = re.compile(
     r"^/dev/disk/by-(id|partuuid|partlabel|uuid|path)/[A-Za-z0-9._:+@,=-]+$"
 )
 _FILE_PATH = re.compile(r"^/[A-Za-z0-9._/+@,=-]+$")
+# A device-mapper name that is also one plain word in crypttab and a Nix attribute.
+_MAPPER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RELEASE = re.compile(r"^[0-9]{2}\.(05|11)$")
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # ZFS property names: native ones, user ones (with ':') and pool features (feature@...).
@@ -188,6 +190,16 @@ def zfs_properties(values: Mapping[str, str], option: str) -> dict[str, str]:
 def nixos_release(value: str) -> str:
     if not _RELEASE.fullmatch(value):
         raise UsageError(f"--nixos-release {value!r}: expected a release such as 26.05")
+    return value
+
+
+def mapper_name(value: str) -> str:
+    """The name a LUKS container is opened as (``/dev/mapper/NAME``)."""
+    if not _MAPPER.fullmatch(value):
+        raise UsageError(
+            f"--luks-name {value!r}: use letters, digits and _.-, starting with a letter or "
+            "digit, at most 64 characters"
+        )
     return value
 
 

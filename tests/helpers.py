@@ -11,21 +11,19 @@ from typing import Any
 
 from advisor import runner
 from advisor.install.disks import Disk
-from advisor.models import InstallSpec
+from advisor.models import InstallSpec, Settings
 from advisor.pluginmanager import ENTRY_POINT_GROUP
 
 #: A spec with fixed GUIDs and host id, so its plans come out the same every time.
 PLAN_SPEC = InstallSpec(
     backend="luks",
+    settings=Settings(host_id="8f2a91c4", hostname="atlas", user="alice"),
     disk="/dev/disk/by-id/virtio-disk01",
     disk_id="virtio-disk01",
     disk_serial="disk01",
     disk_size=8 * 1024**3,
     esp_partuuid="0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
     data_partuuid="6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-    host_id="8f2a91c4",
-    hostname="atlas",
-    user="alice",
 )
 
 

@@ -13,7 +13,6 @@ from advisor.assess.answers import list_profiles, load_profile, validate_answers
 from advisor.assess.assessment import Assessment, assess, axis_weights, score_backend
 from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
-from advisor.install.plan import installable
 from advisor.models import (
     Axis,
     Backend,
@@ -299,8 +298,8 @@ class AssessOnly(Flat):
 
 
 def test_a_backend_without_install_steps_is_recommended_but_no_install_is_suggested() -> None:
-    assert not installable(AssessOnly())
-    assert all(installable(backend) for backend in BACKENDS)
+    assert not AssessOnly().installable
+    assert all(backend.installable for backend in BACKENDS)
     answers = {"q": "x"}
     axes = [Axis("a", "A", "", baseline=1.0)]
     assessment = assess(
@@ -318,6 +317,7 @@ class FlatDetached(Flat):
 
     name = "flat-detached"
     detached_header = True
+    installable = True
 
     def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
         return {"encryption": "on"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.errors import UsageError
+from advisor.models import Settings
 from advisor.nixos.generate import generate
 from advisor.nixos.write import ConfigRequest, build_layout
 from advisor.pluginmanager import load_plugins
@@ -293,16 +295,19 @@ hostile = st.text(
 
 
 def request(**overrides: Any) -> ConfigRequest:
+    """A request for luks-detached; ``overrides`` may name settings or request fields."""
+    names = {f.name for f in dataclasses.fields(Settings)}
+    chosen = {"host_id": "8f2a91c4", "user": "alice", "header": HEADER}
+    chosen.update({k: v for k, v in overrides.items() if k in names})
     fields: dict[str, Any] = {
         "backend": "luks-detached",
+        "settings": Settings(**chosen),
         "out_dir": Path("/nonexistent"),
         "data_device": DATA,
         "esp_device": ESP,
-        "user": "alice",
         "password": "x",
-        "header": HEADER,
     }
-    fields.update(overrides)
+    fields.update({k: v for k, v in overrides.items() if k not in names})
     return ConfigRequest(**fields)
 
 
@@ -328,15 +333,19 @@ def test_hostile_names_are_refused_or_inert(
     cfg = nixeval.eval_config(folder / "configuration.nix")
     flake = nixeval.eval_flake(folder / "flake.nix")
     # Whatever was accepted lands exactly where it belongs, as the same string.
-    assert cfg["networking"]["hostName"] == layout.hostname
-    assert list(flake["nixosConfigurations"]) == [layout.hostname]
-    assert list(cfg["users"]["users"]) == [layout.user]
-    assert cfg["fileSystems"]["/"]["device"] == f"{layout.pool}/local/root"
+    assert cfg["networking"]["hostName"] == layout.settings.hostname
+    assert list(flake["nixosConfigurations"]) == [layout.settings.hostname]
+    assert list(cfg["users"]["users"]) == [layout.settings.user]
+    assert cfg["fileSystems"]["/"]["device"] == f"{layout.settings.pool}/local/root"
     assert cfg["fileSystems"]["/boot"]["device"] == layout.esp_device
     device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
     assert device["device"] == layout.data_device
-    assert layout.header is not None
-    expected_header = layout.header if layout.header.startswith("/dev/") else "/etc/luks/header.img"
+    assert layout.settings.header is not None
+    expected_header = (
+        layout.settings.header
+        if layout.settings.header.startswith("/dev/")
+        else "/etc/luks/header.img"
+    )
     assert device["header"] == expected_header
 
 
@@ -350,7 +359,7 @@ def test_hostile_key_comments_stay_inert(
     keys.write_text(f"{PUBKEY.rsplit(' ', 1)[0]} {comment}\n")
     try:
         layout = build_layout(
-            request(authorized_keys_file=keys, persist_root=folder),
+            request(remote_unlock_keys=str(keys), persist_root=folder),
             PLUGINS,
             hashed_password="$y$x",
         )

@@ -11,7 +11,7 @@ import nixeval
 import pytest
 
 from advisor.errors import PluginError
-from advisor.models import Backend, Layout, NixFragment, RemoteUnlock
+from advisor.models import Backend, Layout, NixFragment, RemoteUnlock, Settings
 from advisor.nixos.generate import (
     ConfigConflict,
     Contribution,
@@ -37,34 +37,34 @@ def golden_layout(backend: str, initrd: str) -> Layout:
     """Fixed inputs for the golden files: one realistic machine per backend."""
     base = Layout(
         backend=backend,
-        hostname="atlas",
-        host_id="8f2a91c4",
-        user="alice",
+        settings=Settings(hostname="atlas", host_id="8f2a91c4", user="alice", initrd=initrd),
         hashed_password=HASH,
         data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
         esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
-        initrd=initrd,
     )
     if backend == "luks":
-        return replace(base, ssd=True)
+        return replace(base, settings=replace(base.settings, ssd=True))
     if backend == "zfs-native":
         return replace(
             base,
+            settings=replace(base.settings, trim=True, ssd=True),
             data_device="/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64DNX0R123456A-part2",
-            trim=True,
-            ssd=True,
         )
-    return replace(base, header="/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b")
+    return replace(
+        base,
+        settings=replace(
+            base.settings, header="/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+        ),
+    )
 
 
 def remote_sops_layout() -> Layout:
     return replace(
         golden_layout("luks", "systemd"),
-        trim=True,
+        settings=replace(golden_layout("luks", "systemd").settings, trim=True, sops=True),
         remote_unlock=RemoteUnlock(
             ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKey alice@laptop",)
         ),
-        sops_age_key_file="/persist/var/lib/sops-nix/key.txt",
     )
 
 
@@ -135,7 +135,7 @@ def test_shared_content(name: str, evaluated: dict[str, tuple[Any, Any, Path]]) 
     assert boot["zfs"]["forceImportRoot"] is False
     assert cfg["services"]["zfs"] == {
         "autoScrub": {"enable": True},
-        "trim": {"enable": layout.trim},
+        "trim": {"enable": layout.settings.trim},
     }
     for mount, dataset in (("/", "local/root"), ("/nix", "local/nix"), ("/home", "safe/home")):
         assert cfg["fileSystems"][mount] == {"device": f"rpool/{dataset}", "fsType": "zfs"}
@@ -215,12 +215,17 @@ def test_luks_detached(initrd: str, evaluated: dict[str, Any]) -> None:
     layout = VARIANTS[f"luks-detached-{initrd}"]
     assert cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"] == {
         "device": layout.data_device,
-        "header": layout.header,
+        "header": layout.settings.header,
     }
 
 
 def test_detached_header_file_goes_into_the_initrd(tmp_path: Path) -> None:
-    layout = replace(VARIANTS["luks-detached-systemd"], header="/persist/etc/luks/header.img")
+    layout = replace(
+        VARIANTS["luks-detached-systemd"],
+        settings=replace(
+            VARIANTS["luks-detached-systemd"].settings, header="/persist/etc/luks/header.img"
+        ),
+    )
     path = tmp_path / "configuration.nix"
     path.write_text(generate(layout, BACKENDS["luks-detached"]).files["configuration.nix"])
     cfg = nixeval.eval_config(path)
@@ -246,7 +251,10 @@ def test_zfs_native_without_serial_imports_by_partuuid() -> None:
 
 
 def test_trim_turns_on_discards_for_luks(tmp_path: Path) -> None:
-    layout = replace(VARIANTS["luks-systemd"], trim=True, ssd=False)
+    layout = replace(
+        VARIANTS["luks-systemd"],
+        settings=replace(VARIANTS["luks-systemd"].settings, trim=True, ssd=False),
+    )
     path = tmp_path / "configuration.nix"
     path.write_text(generate(layout, BACKENDS["luks"]).files["configuration.nix"])
     device = nixeval.eval_config(path)["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
@@ -270,7 +278,9 @@ def test_remote_unlock_and_sops(evaluated: dict[str, Any]) -> None:
 
 
 def test_remote_unlock_scripted_initrd_uses_kernel_dhcp(tmp_path: Path) -> None:
-    layout = replace(remote_sops_layout(), initrd="scripted")
+    layout = replace(
+        remote_sops_layout(), settings=replace(remote_sops_layout().settings, initrd="scripted")
+    )
     path = tmp_path / "configuration.nix"
     path.write_text(generate(layout, BACKENDS["luks"]).files["configuration.nix"])
     cfg = nixeval.eval_config(path)

@@ -24,20 +24,18 @@ from advisor.install.executor import (
     write_plan_file,
 )
 from advisor.install.plan import Plan
-from advisor.models import InstallSpec, Step
+from advisor.models import InstallSpec, Settings, Step
 
 CANARY = "exec-canary-4c1d"
 SPEC = InstallSpec(
     backend="luks",
+    settings=Settings(host_id="8f2a91c4", hostname="h", user="u"),
     disk="/dev/disk/by-id/x",
     disk_id="x",
     disk_serial="x",
     disk_size=1,
     esp_partuuid="e",
     data_partuuid="d",
-    host_id="8f2a91c4",
-    hostname="h",
-    user="u",
 )
 
 
@@ -232,11 +230,13 @@ def test_a_saved_plan_reads_back_as_the_same_spec(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (lambda d: d["spec"].update(disk_size="1"), "field 'disk_size' has the wrong type"),
-        (lambda d: d["spec"].update(trim=1), "field 'trim' has the wrong type"),
+        (lambda d: d["spec"]["settings"].update(trim=1), "field 'trim' has the wrong type"),
+        (lambda d: d["spec"].update(settings=[]), "field 'settings' is not a table"),
         (lambda d: d["spec"].update(pool_options={"ashift": 12}), "'pool_options'"),
         (lambda d: d["spec"].update(extra="x"), "unknown field 'extra'"),
-        (lambda d: d["spec"].pop("host_id"), "host_id"),
-        (lambda d: d.update(version=99), "version 1"),
+        (lambda d: d["spec"]["settings"].pop("host_id"), "host_id"),
+        (lambda d: d["spec"].pop("disk_id"), "disk_id"),
+        (lambda d: d.update(version=99), "version 2"),
         (lambda d: d.update(spec=[]), "'spec' is not a table"),
         (lambda d: d.pop("fingerprint"), "fingerprint"),
     ],

@@ -7,6 +7,7 @@ process against them.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import io
 import json
@@ -18,12 +19,13 @@ import pytest
 from helpers import usable_disk
 
 from advisor import cli, runner
+from advisor import settings as settings_options
 from advisor.errors import UsageError
 from advisor.install import disks as disk_probe
 from advisor.install import session as install
 from advisor.install.executor import JOURNAL_FILE, save_spec, write_plan_file
 from advisor.install.plan import Plan
-from advisor.models import InstallSpec
+from advisor.models import InstallSpec, Settings
 from advisor.pluginmanager import load_plugins
 
 DISK = usable_disk(
@@ -103,18 +105,20 @@ def run_cli(*argv: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
 def luks_plan(target: Path, disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
     spec = InstallSpec(
         backend="luks",
+        settings=Settings(host_id="8f2a91c4", hostname="h", user="u"),
         disk=disk.stable_path,
         disk_id=disk.disk_id,
         disk_serial=disk.serial,
         disk_size=disk.size_bytes,
         esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
         data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
-        host_id="8f2a91c4",
-        hostname="h",
-        user="u",
         root=str(target),
     )
-    return install.make_plan(dataclasses.replace(spec, **changes), load_plugins())
+    # A change may name a setting (``pool``) or a field of the spec's own (``root``).
+    names = {f.name for f in dataclasses.fields(Settings)}
+    chosen = dataclasses.replace(spec.settings, **{k: v for k, v in changes.items() if k in names})
+    others = {k: v for k, v in changes.items() if k not in names}
+    return install.make_plan(dataclasses.replace(spec, settings=chosen, **others), load_plugins())
 
 
 def started_install(state_dir: Path, plan: Plan, *events: dict[str, str]) -> None:
@@ -222,8 +226,7 @@ STICK = dataclasses.replace(
 def detached(header: str, backup: str, root: Path) -> install.InstallRequest:
     return install.InstallRequest(
         backend="luks-detached",
-        disk=DISK.disk_id,
-        header=header,
+        settings=Settings(host_id="8f2a91c4", header=header),
         header_backup=backup,
         root=str(root),
     )
@@ -246,7 +249,7 @@ def test_a_header_device_that_nothing_uses_is_accepted(machine: Machine, tmp_pat
     spec = install.new_spec(
         detached("/dev/disk/by-id/usb-STICK", backup, machine.root), load_plugins(), DISK
     )
-    assert spec.header == "/dev/disk/by-id/usb-STICK"
+    assert spec.settings.header == "/dev/disk/by-id/usb-STICK"
 
 
 @pytest.mark.parametrize(
@@ -311,7 +314,7 @@ def test_header_files_must_be_new_and_apart_from_their_backup(
     header, backup = tmp_path / "header.img", Path("/proc/advisor-header.backup")
     assert header.parent.stat().st_dev != backup.parent.stat().st_dev
     spec = install.new_spec(detached(str(header), str(backup), machine.root), plugins, DISK)
-    assert (spec.header, spec.header_backup) == (str(header), str(backup))
+    assert (spec.settings.header, spec.header_backup) == (str(header), str(backup))
     refusals = {
         # luksFormat would overwrite an existing header file...
         "already exists (cryptsetup luksFormat would overwrite it)": (str(tmp_path), str(backup)),
@@ -364,7 +367,9 @@ def test_the_confirmation_names_a_header_device() -> None:
 def test_a_root_of_the_running_system_or_of_odd_characters_is_refused(
     machine: Machine, root: str, message: str
 ) -> None:
-    request = install.InstallRequest(backend="luks", disk=DISK.disk_id, root=root)
+    request = install.InstallRequest(
+        backend="luks", settings=Settings(host_id="8f2a91c4"), root=root
+    )
     with pytest.raises(UsageError, match=re.escape(message)):
         install.new_spec(request, load_plugins(), DISK)
 
@@ -373,7 +378,9 @@ def test_a_root_with_something_mounted_on_or_below_it_is_refused(
     machine: Machine, tmp_path: Path
 ) -> None:
     plugins = load_plugins()
-    request = install.InstallRequest(backend="luks", disk=DISK.disk_id, root=f"{machine.root}//")
+    request = install.InstallRequest(
+        backend="luks", settings=Settings(host_id="8f2a91c4"), root=f"{machine.root}//"
+    )
     assert install.new_spec(request, plugins, DISK).root == str(machine.root)  # normalised
     for mounted in (machine.root, machine.root / "boot"):
         machine.mounts = ["/", str(mounted)]
@@ -442,12 +449,14 @@ def test_remote_unlock_keys_are_read_before_anything_and_kept_absolute(
     )
     assert status == 2 and "is not an OpenSSH public key line" in stderr
     Path("keys").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHx0 me@host\n")
-    request = install.InstallRequest(
-        backend="luks", disk=DISK.disk_id, root=str(machine.root), remote_unlock_keys=Path("keys")
-    )
+    # As the command line gives it: relative, made absolute when read.
+    chosen = settings_options.from_arguments(argparse.Namespace(remote_unlock_keys="keys"))
+    request = install.InstallRequest(backend="luks", settings=chosen, root=str(machine.root))
     spec = install.new_spec(request, load_plugins(), DISK)
-    assert spec.remote_unlock_keys == str(tmp_path / "keys")
-    relative = dataclasses.replace(spec, remote_unlock_keys="keys")
+    assert spec.settings.remote_unlock_keys == str(tmp_path / "keys")
+    relative = dataclasses.replace(
+        spec, settings=dataclasses.replace(spec.settings, remote_unlock_keys="keys")
+    )
     with pytest.raises(UsageError, match="the path must be absolute"):
         install.validate_spec(relative, load_plugins())
 
@@ -564,7 +573,9 @@ def test_a_pool_or_container_of_the_same_name_is_refused_up_front(
 def test_the_pool_check_starts_no_process(machine: Machine) -> None:
     machine.pools = ["tank"]
     spec = install.new_spec(
-        install.InstallRequest(backend="luks", disk=DISK.disk_id, root=str(machine.root)),
+        install.InstallRequest(
+            backend="luks", settings=Settings(host_id="8f2a91c4"), root=str(machine.root)
+        ),
         load_plugins(),
         DISK,
     )

@@ -12,8 +12,9 @@ import pytest
 from helpers import PLAN_SPEC
 
 from advisor.errors import PluginError, UsageError
-from advisor.install.plan import build_plan, check_header_given, installable, render_script
+from advisor.install.plan import build_plan, render_script
 from advisor.models import Backend, InstallSpec, Step
+from advisor.settings import check_header_given
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
@@ -103,8 +104,12 @@ def test_disk_without_serial_uses_partition_uuids() -> None:
 
 
 def test_detached_header_is_backed_up_and_verified_before_the_data_is_opened() -> None:
-    spec = replace(SPEC, backend="luks-detached", header="/tmp/hdr.img",
-                   header_backup="/tmp/hdr.backup")  # fmt: skip
+    spec = replace(
+        SPEC,
+        settings=replace(SPEC.settings, header="/tmp/hdr.img"),
+        backend="luks-detached",
+        header_backup="/tmp/hdr.backup",
+    )
     plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
     order = ids(plan)
     assert (
@@ -141,13 +146,21 @@ def test_overrides_replace_reference_options() -> None:
 
 
 def test_trim_opens_luks_with_discards() -> None:
-    plan = build_plan(replace(SPEC, trim=True), LuksBackend(), generate_hardware_config=False)
+    plan = build_plan(
+        replace(SPEC, settings=replace(SPEC.settings, trim=True)),
+        LuksBackend(),
+        generate_hardware_config=False,
+    )
     assert "--allow-discards" in plan.step("luks-open").argv
 
 
 def test_fingerprint_changes_with_the_plan() -> None:
     a = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
-    b = build_plan(replace(SPEC, host_id="deadbeef"), LuksBackend(), generate_hardware_config=False)
+    b = build_plan(
+        replace(SPEC, settings=replace(SPEC.settings, host_id="deadbeef")),
+        LuksBackend(),
+        generate_hardware_config=False,
+    )
     assert (
         a.fingerprint == build_plan(SPEC, LuksBackend(), generate_hardware_config=False).fingerprint
     )
@@ -217,6 +230,7 @@ class _AssessOnly(Backend):
 
 class _EmptyProvision(_AssessOnly):
     name = "empty-provision"
+    installable = True  # says so, but adds nothing to this spec
 
     def provision_steps(self, spec: InstallSpec) -> tuple[Step, ...]:
         return ()
@@ -224,8 +238,8 @@ class _EmptyProvision(_AssessOnly):
 
 def test_builtin_backends_are_installable() -> None:
     for backend in (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend()):
-        assert installable(backend)
-    assert not installable(_AssessOnly())
+        assert backend.installable
+    assert not _AssessOnly().installable
 
 
 def test_backend_without_encryption_is_refused() -> None:
@@ -302,7 +316,12 @@ def test_backend_that_raises_is_named() -> None:
 
 
 def test_every_builtin_plan_has_unique_kebab_case_step_ids() -> None:
-    detached = replace(SPEC, backend="luks-detached", header="/tmp/h", header_backup="/tmp/b")
+    detached = replace(
+        SPEC,
+        settings=replace(SPEC.settings, header="/tmp/h"),
+        backend="luks-detached",
+        header_backup="/tmp/b",
+    )
     for spec, backend in ((SPEC, LuksBackend()), (detached, LuksDetachedBackend()),
                           (replace(SPEC, backend="zfs-native"), ZfsNativeBackend())):  # fmt: skip
         plan = build_plan(spec, backend, generate_hardware_config=True)
@@ -357,8 +376,12 @@ def test_overrides_that_break_the_layout_are_refused(
 
 
 def test_header_verify_gets_the_passphrase_on_stdin_as_luks_format_does() -> None:
-    spec = replace(SPEC, backend="luks-detached", header="/tmp/hdr.img",
-                   header_backup="/tmp/hdr.backup")  # fmt: skip
+    spec = replace(
+        SPEC,
+        settings=replace(SPEC.settings, header="/tmp/hdr.img"),
+        backend="luks-detached",
+        header_backup="/tmp/hdr.backup",
+    )
     plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
     verify, fmt = plan.step("header-verify"), plan.step("luks-format")
     assert verify.argv[1:] == ("-m", "advisor.install.verify", "header-backup", "/tmp/hdr.img",

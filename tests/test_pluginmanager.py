@@ -12,6 +12,7 @@ from helpers import PLAN_SPEC, MakePluginDist, PluginDist
 
 from advisor.errors import PluginError, UsageError
 from advisor.install.plan import build_plan
+from advisor.models import Settings
 from advisor.nixos.write import ConfigRequest, build_layout
 from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
 
@@ -310,10 +311,10 @@ def test_backend_that_only_assesses_is_refused_for_plan_and_config(
         build_plan(spec, shiny, generate_hardware_config=False)
     request = ConfigRequest(
         backend="shiny",
+        settings=Settings(host_id="8f2a91c4", user="alice"),
         out_dir=tmp_path / "out",
         data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
         esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
-        user="alice",
         password="unused",
     )
     with pytest.raises(UsageError, match=refusal):

@@ -17,7 +17,6 @@ from typing import Any
 
 from advisor import __version__
 from advisor.assess.conflicts import Tension, tensions_for
-from advisor.install.plan import installable
 from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
 
 #: Bumped when the JSON shape of an assessment changes incompatibly.
@@ -273,7 +272,7 @@ def assess(
                 score=score,
                 gate=backend.gate(answers, system),
                 reasons=tuple(reasons),
-                installable=installable(backend),
+                installable=backend.installable,
                 detached_header=backend.detached_header,
             )
         )

@@ -43,12 +43,12 @@ from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
 from advisor.install.plan import Plan
-from advisor.models import InstallSpec, Step
+from advisor.models import InstallSpec, Settings, Step
 
 SPEC_FILE = "spec.json"
 JOURNAL_FILE = "journal.jsonl"
 LOG_FILE = "install.log"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the settings shared with the configuration are one table
 
 
 class StepFailed(AdvisorError):
@@ -119,8 +119,7 @@ def read_plan_file(path: Path) -> tuple[InstallSpec, str]:
         fields = data["spec"]
         if not isinstance(fields, dict):
             raise TypeError("'spec' is not a table")
-        _check_spec_fields(fields)
-        spec = InstallSpec(**fields)
+        spec = _spec_from_json(fields)
         fingerprint = data["fingerprint"]
         if not isinstance(fingerprint, str):
             raise TypeError("'fingerprint' is not a string")
@@ -131,9 +130,23 @@ def read_plan_file(path: Path) -> tuple[InstallSpec, str]:
     return spec, fingerprint
 
 
-def _check_spec_fields(fields: Mapping[str, Any]) -> None:
-    """Each field of an :class:`InstallSpec` as JSON must have the type the spec declares."""
-    hints = get_type_hints(InstallSpec)
+def _spec_from_json(fields: Mapping[str, Any]) -> InstallSpec:
+    """The :class:`InstallSpec` (with its :class:`Settings`) that ``asdict`` turned into
+    ``fields``; a ``TypeError`` or ``KeyError`` for a field that is unknown, missing or of
+    the wrong type."""
+    settings = fields.get("settings")
+    if not isinstance(settings, dict):
+        raise TypeError("field 'settings' is not a table")
+    _check_fields(Settings, settings)
+    others = {name: value for name, value in fields.items() if name != "settings"}
+    _check_fields(InstallSpec, others)
+    return InstallSpec(**others, settings=Settings(**settings))
+
+
+def _check_fields(record: type, fields: Mapping[str, Any]) -> None:
+    """Each of ``fields`` must be a field of the dataclass ``record`` with the type it
+    declares (a mapping: of strings to strings)."""
+    hints = get_type_hints(record)
     for name, value in fields.items():
         if name not in hints:
             raise KeyError(f"unknown field {name!r}")

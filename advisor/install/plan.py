@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from advisor import __version__
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
+from advisor.settings import check_installable, to_argv
 
 #: The reference pool properties (zpool create -o), each overridable.
 POOL_PROPERTIES: Mapping[str, str] = {"ashift": "12", "autotrim": "on"}
@@ -92,43 +93,6 @@ def _hostid_steps(host_id: str) -> tuple[Step, ...]:
     )
 
 
-def installable(backend: Backend) -> bool:
-    """Whether ``backend`` can encrypt an install, not only take part in assessments.
-
-    It must add encryption: steps of its own before the pool (``provision_steps``) or
-    the pool's encryption properties (``pool_encryption``). A backend that defines
-    neither, like the example TPM2 plugin, would get an unencrypted pool.
-    """
-    kind = type(backend)
-    return (
-        kind.provision_steps is not Backend.provision_steps
-        or kind.pool_encryption is not Backend.pool_encryption
-    )
-
-
-def check_installable(backend: Backend) -> None:
-    """Raise :class:`UsageError` unless ``backend`` is :func:`installable`.
-
-    ``advisor plan``, ``install`` and ``config`` call it before anything else uses the
-    backend: the refusal names it rather than producing an unencrypted layout.
-    """
-    if not installable(backend):
-        raise UsageError(
-            f"{backend.name} can be assessed but not installed: it provides no provisioning "
-            "steps and no pool encryption"
-        )
-
-
-def check_header_given(backend: Backend, backends: Sequence[Backend], *, given: bool) -> None:
-    """Raise :class:`UsageError` when a header option was ``given`` for a ``backend``
-    that keeps its header on the disk; the message names those of ``backends`` (the
-    installed ones) it is for. Whether a backend that needs the header got it is the
-    caller's check: ``install`` needs a backup path too, ``config`` does not."""
-    if given and not backend.detached_header:
-        takers = " or ".join(b.name for b in backends if b.detached_header) or "no installed"
-        raise UsageError(f"--header is only for the {takers} backend, not {backend.name}")
-
-
 def check_overrides(pool_options: Mapping[str, str], dataset_options: Mapping[str, str]) -> None:
     """Raise :class:`UsageError` when ``--pool-option`` (``pool_options``) or
     ``--fs-option`` (``dataset_options``) sets a property in :data:`FIXED_PROPERTIES`.
@@ -154,7 +118,7 @@ def build_plan(
 
     ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
     installer). ``advisor_command`` runs ``advisor config`` for the configuration step.
-    Raises :class:`UsageError` for a backend that is not :func:`installable` and for
+    Raises :class:`UsageError` for a backend that is not ``installable`` and for
     options :func:`check_overrides` refuses, :class:`PluginError` when the backend adds
     no encryption to this install after all or contributes something unusable.
     """
@@ -169,13 +133,9 @@ def build_plan(
             f"backend {backend.name!r} adds no encryption to this install: its "
             "provision_steps returned no step and its pool_encryption no property"
         )
-    config_options: list[str] = []
-    if spec.remote_unlock_keys:
-        config_options += ["--remote-unlock-keys", spec.remote_unlock_keys]
-    if spec.sops:
-        config_options.append("--sops")
+    configured_device = _configured_device(backend, spec)
     disk, esp, data = spec.disk, spec.esp_device, spec.data_partuuid_device
-    pool, root = spec.pool, spec.root
+    pool, root = spec.settings.pool, spec.root
     steps: list[Step] = [
         Step(
             "wipe-disk",
@@ -220,7 +180,7 @@ def build_plan(
             destructive=True,
         ),
         *provision,
-        *_hostid_steps(spec.host_id),
+        *_hostid_steps(spec.settings.host_id),
     ]
     steps.append(
         Step(
@@ -337,26 +297,13 @@ def build_plan(
                 "--out",
                 f"{root}/etc/nixos",
                 "--data-device",
-                _configured_data_device(spec),
+                configured_device,
                 "--esp-device",
                 esp,
-                *(("--header", spec.header) if spec.header else ()),
-                "--pool",
-                pool,
-                "--host-id",
-                spec.host_id,
-                "--hostname",
-                spec.hostname,
-                "--user",
-                spec.user,
+                *to_argv(spec.settings),
                 "--password-stdin",
-                "--initrd",
-                spec.initrd,
-                "--trim" if spec.trim else "--no-trim",
-                "--ssd" if spec.ssd else "--no-ssd",
                 "--persist-root",
                 f"{root}/persist",
-                *config_options,
                 "--force",
             ),
             secret="password",
@@ -477,10 +424,15 @@ def _check_unique(steps: Sequence[Step], backend: Backend) -> None:
         seen.add(step.id)
 
 
-def _configured_data_device(spec: InstallSpec) -> str:
-    """The device the configuration unlocks or imports: LUKS containers by partition
-    UUID; a native-encrypted pool's partition as the pool itself names it."""
-    return spec.data_partuuid_device if spec.backend != "zfs-native" else spec.data_device
+def _configured_device(backend: Backend, spec: InstallSpec) -> str:
+    """The device the configuration unlocks or imports, as the backend names it."""
+    device = _ask(backend, "configured_device", spec)
+    if not isinstance(device, str) or not device.startswith("/dev/disk/by-"):
+        raise PluginError(
+            f"backend {backend.name!r}: configured_device must be a /dev/disk/by-* path, "
+            f"not {device!r}"
+        )
+    return device
 
 
 def render_script(plan: Plan, runs_as: str | None = None) -> str:
@@ -503,7 +455,7 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
         "#!/bin/sh",
         _comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
         _comment(f"target: {spec.disk} (serial {serial}, {spec.disk_size} bytes)"),
-        _comment(f"host id {spec.host_id}, pool {spec.pool}, root {spec.root}"),
+        _comment(f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"),
         _comment(exact),
         _comment(
             "Secrets are read from: "

@@ -66,13 +66,13 @@ def install_result(
     line("Next:", "bold underline")
     root = shlex.quote(spec.root)
     steps = [
-        f"nixos-install --flake {root}/etc/nixos#{spec.hostname} --no-root-passwd",
+        f"nixos-install --flake {root}/etc/nixos#{spec.settings.hostname} --no-root-passwd",
         # nixos-install writes flake.lock; / is wiped at boot, /persist is not.
         f"cp {root}/etc/nixos/flake.lock {root}/persist/etc/nixos/",
         f"umount -Rl {root}",
         # Exported, the pool imports cleanly at first boot under the new host id. Only
         # this pool: another one the live system imported is not the install's business.
-        f"zpool export {spec.pool}",
+        f"zpool export {spec.settings.pool}",
         "reboot",
     ]
     for number, command in enumerate(steps, start=1):
@@ -113,6 +113,6 @@ def clean_up_commands(plan: Plan) -> list[str]:
     ]
     return [
         f"umount -R {shlex.quote(spec.root)}",
-        f"zpool export {spec.pool}",
+        f"zpool export {spec.settings.pool}",
         *(f"cryptsetup close {shlex.quote(name)}" for name in opened),
     ]

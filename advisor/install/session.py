@@ -38,9 +38,10 @@ from advisor.install.executor import (
     read_plan_file,
     save_spec,
 )
-from advisor.install.plan import Plan, build_plan, check_header_given
-from advisor.models import InstallSpec
+from advisor.install.plan import Plan, build_plan
+from advisor.models import InstallSpec, Settings
 from advisor.pluginmanager import LoadedPlugins
+from advisor.settings import check_header_given, check_settings
 
 #: ZFS refuses shorter passphrases; the same floor applies to LUKS for consistency.
 MIN_PASSPHRASE = 8
@@ -48,53 +49,34 @@ MIN_PASSPHRASE = 8
 
 @dataclass(frozen=True)
 class InstallRequest:
-    """What the user asked for on the command line, not yet checked."""
+    """What the user asked for on the command line, not yet checked: the backend, the
+    settings shared with the configuration, and the install's own options."""
 
     backend: str
-    disk: str
-    hostname: str = "nixos"
-    user: str = "nixos"
-    pool: str = "rpool"
-    host_id: str | None = None
-    initrd: str = "systemd"
-    trim: bool = False
-    ssd: bool | None = None
-    header: str | None = None
+    settings: Settings
     header_backup: str | None = None
     root: str = "/mnt"
     pool_options: dict[str, str] = field(default_factory=dict)
     dataset_options: dict[str, str] = field(default_factory=dict)
     fast_kdf: bool = False
-    remote_unlock_keys: Path | None = None
-    sops: bool = False
 
 
 def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.Disk) -> InstallSpec:
-    """A fresh spec for ``disk``: names validated, partition GUIDs and host id chosen."""
+    """A fresh spec for ``disk``: names validated, partition GUIDs chosen."""
     spec = InstallSpec(
         backend=request.backend,
+        settings=request.settings,
         disk=disk.stable_path,
         disk_id=disk.disk_id,
         disk_serial=disk.serial,
         disk_size=disk.size_bytes,
         esp_partuuid=validate.new_guid(),
         data_partuuid=validate.new_guid(),
-        host_id=request.host_id if request.host_id else validate.new_host_id(),
-        hostname=request.hostname,
-        user=request.user,
-        pool=request.pool,
-        initrd=request.initrd,
-        trim=request.trim,
-        ssd=request.ssd if request.ssd is not None else disk.rotational is False,
         root=request.root,
-        header=request.header,
         header_backup=request.header_backup,
         pool_options=dict(request.pool_options),
         dataset_options=dict(request.dataset_options),
         fast_kdf=request.fast_kdf,
-        # Absolute: the configuration step reads it later, and a resume may run elsewhere.
-        remote_unlock_keys=str(keys.resolve()) if (keys := request.remote_unlock_keys) else None,
-        sops=request.sops,
     )
     spec = validate_spec(spec, plugins)
     check_fresh_install(spec, disk, plugins)
@@ -102,19 +84,19 @@ def new_spec(request: InstallRequest, plugins: LoadedPlugins, disk: disk_probe.D
 
 
 def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
-    """``spec`` with every name, path and option checked (:mod:`advisor.validate`) and
-    normalised; a :class:`UsageError` naming the option otherwise. The one check of a
-    spec, whether it is new or read back from a saved plan or a state directory (files
-    that may have been edited): each value ends up on a command line or in Nix."""
+    """``spec`` with every name, path and option checked and normalised: its settings as
+    ``advisor config`` checks them (:func:`advisor.settings.check_settings`), and the
+    install's own options (:mod:`advisor.validate`); a :class:`UsageError` naming the
+    option otherwise. The one check of a spec, whether it is new or read back from a
+    saved plan or a state directory (files that may have been edited): each value ends
+    up on a command line or in Nix."""
     backend = plugins.backend(spec.backend)
-    if spec.initrd not in ("systemd", "scripted"):
-        raise UsageError(f"--initrd {spec.initrd!r}: choose systemd or scripted")
-    header = validate.header_path(spec.header) if spec.header else None
+    settings = check_settings(spec.settings, backend, plugins.backends)
     header_backup = spec.header_backup
-    given = header is not None or header_backup is not None
-    check_header_given(backend, plugins.backends, given=given)
+    if header_backup is not None and not backend.detached_header:
+        check_header_given(backend, plugins.backends, given=True)
     if backend.detached_header:
-        if header is None or header_backup is None:
+        if settings.header is None or header_backup is None:
             raise UsageError(
                 f"{backend.name} needs --header PATH (a device or file off this disk) and "
                 "--header-backup FILE (on yet another medium)"
@@ -122,19 +104,13 @@ def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
         header_backup = validate.header_path(header_backup)
         if header_backup.startswith("/dev/"):
             raise UsageError("--header-backup must be a file (on another medium), not a device")
-    if spec.remote_unlock_keys is not None:
-        _check_remote_unlock_keys(spec.remote_unlock_keys)
     return replace(
         spec,
         backend=backend.name,
+        settings=settings,
         esp_partuuid=validate.guid(spec.esp_partuuid, "the ESP's partition GUID"),
         data_partuuid=validate.guid(spec.data_partuuid, "the data partition's GUID"),
-        host_id=validate.host_id(spec.host_id),
-        hostname=validate.hostname(spec.hostname),
-        user=validate.username(spec.user),
-        pool=validate.pool_name(spec.pool),
         root=validate.root_path(spec.root),
-        header=header,
         header_backup=header_backup,
         pool_options=validate.zfs_properties(spec.pool_options, "--pool-option"),
         dataset_options=validate.zfs_properties(spec.dataset_options, "--fs-option"),
@@ -155,10 +131,10 @@ def check_names_free(spec: InstallSpec, pool_device: str) -> None:
     """Refuse an install whose pool name is imported on this machine already (``zpool
     create`` would fail; ``zpool export`` afterwards would export the other pool), or
     whose container (``pool_device`` under /dev/mapper) is open already."""
-    if spec.pool in disk_probe.imported_pools():
+    if spec.settings.pool in disk_probe.imported_pools():
         raise UsageError(
-            f"a pool named {spec.pool} is imported on this machine already: export it "
-            f"(zpool export {spec.pool}) if an earlier install left it, or choose "
+            f"a pool named {spec.settings.pool} is imported on this machine already: export it "
+            f"(zpool export {spec.settings.pool}) if an earlier install left it, or choose "
             "another --pool"
         )
     if pool_device.startswith("/dev/mapper/") and os.path.lexists(pool_device):
@@ -204,7 +180,7 @@ def check_header_target(spec: InstallSpec, disk: disk_probe.Disk) -> None:
     (luksFormat would overwrite the one, luksHeaderBackup refuses to overwrite the
     other, after the disk is wiped), must be in existing directories, and must be on
     different file systems, or one lost medium loses both."""
-    header, backup = spec.header, spec.header_backup
+    header, backup = spec.settings.header, spec.header_backup
     if header is None:
         return
     if header.startswith("/dev/"):
@@ -478,18 +454,6 @@ def _target_again(spec: InstallSpec, plugins: LoadedPlugins, made_for: str) -> d
         )
     check_fresh_install(spec, disk, plugins)
     return disk
-
-
-def _check_remote_unlock_keys(path: str) -> None:
-    """Refuse an authorized_keys file the configuration step would refuse, after the disk
-    is wiped: it must be an absolute path to a readable file of public keys."""
-    if not Path(path).is_absolute():
-        raise UsageError(f"--remote-unlock-keys {path!r}: the path must be absolute")
-    # Imported here: advisor.nixos.write imports cryptography (for generated keys), which
-    # an install otherwise never loads.
-    from advisor.nixos.write import read_authorized_keys
-
-    read_authorized_keys(Path(path))
 
 
 def _validate_saved(spec: InstallSpec, plugins: LoadedPlugins, path: Path) -> InstallSpec:

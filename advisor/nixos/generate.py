@@ -13,7 +13,6 @@ rendered, so two contributors can never silently override each other.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeGuard, cast
@@ -71,18 +70,9 @@ class ConfigConflict(PluginError):
     """Two contributors set one option to different values."""
 
 
-def dev_nodes_for(device: str) -> str:
-    """The ``/dev/disk/by-*`` folder the pool is imported from, chosen from its device.
-
-    A disk with a serial is addressed by id; a virtio disk without one has no by-id link
-    (and the import at boot would hang), so the installer gives a by-partuuid path.
-    """
-    return posixpath.dirname(device)
-
-
 def core_fragments(layout: Layout) -> list[NixFragment]:
     """What every layout needs, whichever backend encrypts it."""
-    systemd_initrd = layout.initrd == "systemd"
+    systemd_initrd = layout.settings.initrd == "systemd"
     fragments = [
         NixFragment(
             "Boot loader",
@@ -101,10 +91,10 @@ def core_fragments(layout: Layout) -> list[NixFragment]:
                 ("boot", "initrd", "systemd", "enable"): systemd_initrd,
                 # The pool was created under this host id (zgenhostid), so it imports
                 # without force; forceImportRoot=false keeps it that way.
-                ("networking", "hostId"): layout.host_id,
+                ("networking", "hostId"): layout.settings.host_id,
                 ("boot", "zfs", "forceImportRoot"): False,
                 ("services", "zfs", "autoScrub", "enable"): True,
-                ("services", "zfs", "trim", "enable"): layout.trim,
+                ("services", "zfs", "trim", "enable"): layout.settings.trim,
             },
         ),
         NixFragment("Root rollback", _rollback(layout)),
@@ -145,7 +135,7 @@ def core_fragments(layout: Layout) -> list[NixFragment]:
             {
                 # /etc/shadow is wiped at every boot: passwords must come from here.
                 ("users", "mutableUsers"): False,
-                ("users", "users", layout.user): {
+                ("users", "users", layout.settings.user): {
                     "isNormalUser": True,
                     "extraGroups": ["wheel"],
                     "initialHashedPassword": layout.hashed_password,
@@ -167,8 +157,8 @@ def core_fragments(layout: Layout) -> list[NixFragment]:
         NixFragment(
             "System",
             {
-                ("networking", "hostName"): layout.hostname,
-                ("system", "stateVersion"): layout.nixos_release,
+                ("networking", "hostName"): layout.settings.hostname,
+                ("system", "stateVersion"): layout.settings.nixos_release,
             },
         )
     )
@@ -177,7 +167,7 @@ def core_fragments(layout: Layout) -> list[NixFragment]:
 
 def _rollback(layout: Layout) -> dict[AttrPath, object]:
     command = f"zfs rollback -r {layout.blank_snapshot}"
-    if layout.initrd == "scripted":
+    if layout.settings.initrd == "scripted":
         # mkAfter: the scripted initrd imports the pool in postResumeCommands too, and
         # the rollback must come after the import.
         return {("boot", "initrd", "postResumeCommands"): nix.Apply("lib.mkAfter", command + "\n")}
@@ -186,7 +176,7 @@ def _rollback(layout: Layout) -> dict[AttrPath, object]:
             "description": "Roll back the root dataset to its blank snapshot",
             "wantedBy": ["initrd.target"],
             # After the pool is imported (and its key loaded), before / is mounted.
-            "after": [f"zfs-import-{layout.pool}.service"],
+            "after": [f"zfs-import-{layout.settings.pool}.service"],
             "before": ["sysroot.mount"],
             "path": [nix.Raw("pkgs.zfs")],
             "unitConfig": {"DefaultDependencies": "no"},
@@ -205,7 +195,7 @@ def _remote_unlock(layout: Layout, remote: RemoteUnlock) -> dict[AttrPath, objec
             "authorizedKeys": list(remote.authorized_keys),
         },
     }
-    if layout.initrd == "systemd":
+    if layout.settings.initrd == "systemd":
         settings[("boot", "initrd", "systemd", "network", "enable")] = True
         settings[("boot", "initrd", "systemd", "network", "networks", "10-uplink")] = {
             "matchConfig": {"Name": "en* eth*"},
@@ -342,7 +332,7 @@ def render_configuration(layout: Layout, statements: Sequence[Statement]) -> str
 def render_flake(layout: Layout) -> str:
     """``flake.nix`` for ``nixos-install --flake .#<hostname>``."""
     inputs: dict[str, object] = {
-        "nixpkgs": {"url": f"github:NixOS/nixpkgs/nixos-{layout.nixos_release}"},
+        "nixpkgs": {"url": f"github:NixOS/nixpkgs/nixos-{layout.settings.nixos_release}"},
         "impermanence": {"url": "github:nix-community/impermanence"},
     }
     modules: list[object] = [
@@ -357,21 +347,24 @@ def render_flake(layout: Layout) -> str:
         }
         modules.append(nix.Raw("sops-nix.nixosModules.sops"))
         arguments.append("sops-nix")
+    hostname = layout.settings.hostname
     flake = {
-        "description": f"NixOS on encrypted ZFS for {layout.hostname} (generated by advisor)",
+        "description": f"NixOS on encrypted ZFS for {hostname} (generated by advisor)",
         "inputs": inputs,
         "outputs": nix.Function(
             tuple(arguments),
             {
                 "nixosConfigurations": {
-                    layout.hostname: nix.Apply("nixpkgs.lib.nixosSystem", {"modules": modules})
+                    layout.settings.hostname: nix.Apply(
+                        "nixpkgs.lib.nixosSystem", {"modules": modules}
+                    )
                 }
             },
         ),
     }
     header = nix.comment(
         f"Generated by advisor {__version__}. Install with:\n"
-        f"  nixos-install --flake /mnt/etc/nixos#{layout.hostname}"
+        f"  nixos-install --flake /mnt/etc/nixos#{layout.settings.hostname}"
     )
     return header + nix.value(flake) + "\n"
 

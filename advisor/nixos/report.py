@@ -13,8 +13,8 @@ def render_config_result(console: Console, result: ConfigResult) -> None:
     """What ``advisor config`` wrote, and what to do next."""
     layout = result.layout
     console.print(
-        Text(f"Configuration for {layout.hostname} ({layout.backend}, ", style="bold")
-        + Text(f"{layout.initrd} initrd, host id {layout.host_id})", style="bold")
+        Text(f"Configuration for {layout.settings.hostname} ({layout.backend}, ", style="bold")
+        + Text(f"{layout.settings.initrd} initrd, host id {layout.settings.host_id})", style="bold")
     )
     for path in result.written:
         console.print(indent(Text(f"wrote {path}")))

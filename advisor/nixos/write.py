@@ -18,8 +18,7 @@ from typing import Any
 from advisor import secrets, validate
 from advisor.errors import UsageError
 from advisor.files import write_atomically
-from advisor.install.plan import check_header_given, check_installable
-from advisor.models import Layout, RemoteUnlock
+from advisor.models import SOPS_AGE_KEY, Layout, RemoteUnlock, Settings
 from advisor.nixos.generate import Contribution, generate
 from advisor.nixos.keys import (
     age_key_file,
@@ -29,34 +28,24 @@ from advisor.nixos.keys import (
     load_ssh_host_key,
 )
 from advisor.pluginmanager import LoadedPlugins
+from advisor.settings import check_settings, read_authorized_keys
 
 #: Paths on the installed system; the files are written below the persist root given.
 INITRD_HOST_KEY = "/persist/etc/secrets/initrd/ssh_host_ed25519_key"
-SOPS_AGE_KEY = "/persist/var/lib/sops-nix/key.txt"
-INITRD_CHOICES = ("systemd", "scripted")
 
 
 @dataclass(frozen=True)
 class ConfigRequest:
-    """What the user asked for, not yet validated. ``password`` is never printed."""
+    """What the user asked for: the backend, the devices, the settings (not yet checked)
+    and where to write. ``password`` is never printed."""
 
     backend: str
+    settings: Settings
     out_dir: Path
     data_device: str
     esp_device: str
-    user: str
     password: str = field(repr=False)
-    hostname: str = "nixos"
-    pool: str = "rpool"
-    host_id: str | None = None
-    header: str | None = None
-    initrd: str = "systemd"
-    trim: bool = False
-    ssd: bool = False
-    authorized_keys_file: Path | None = None
-    sops: bool = False
     persist_root: Path | None = None
-    nixos_release: str = "26.05"
     force: bool = False
 
 
@@ -75,10 +64,10 @@ class ConfigResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "backend": self.layout.backend,
-            "hostname": self.layout.hostname,
-            "host_id": self.layout.host_id,
-            "pool": self.layout.pool,
-            "initrd": self.layout.initrd,
+            "hostname": self.layout.settings.hostname,
+            "host_id": self.layout.settings.host_id,
+            "pool": self.layout.settings.pool,
+            "initrd": self.layout.settings.initrd,
             "written": [str(p) for p in self.written],
             "unchanged": [str(p) for p in self.unchanged],
             "secrets_written": [str(p) for p in self.secrets_written],
@@ -110,7 +99,7 @@ def read_assessment(path: Path) -> Mapping[str, Any]:
 
 
 def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
-    """The request fields an assessment decides: backend, TRIM, SSD."""
+    """What an assessment decides: the backend, and the TRIM and SSD settings."""
     defaults: dict[str, Any] = {
         "trim": assessment["answers"].get("ssd_trim") == "yes",
         "ssd": assessment["system"].get("solid_state_disk") is True,
@@ -120,43 +109,21 @@ def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
     return defaults
 
 
-def read_authorized_keys(path: Path) -> tuple[str, ...]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"--remote-unlock-keys {str(path)!r} cannot be read: {error}") from None
-    origin = f"--remote-unlock-keys {str(path)!r}"
-    keys = tuple(
-        validate.authorized_key(line.strip(), origin)
-        for line in text.splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    )
-    if not keys:
-        raise UsageError(f"{origin} holds no public key")
-    return keys
-
-
 def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password: str) -> Layout:
     """Validate every name and path of ``request`` into a :class:`Layout`."""
     backend = plugins.backend(request.backend)
-    # The same refusal as a plan's: a backend that cannot install has no encrypted
-    # layout for this configuration to unlock.
-    check_installable(backend)
-    if request.initrd not in INITRD_CHOICES:
-        raise UsageError(f"--initrd {request.initrd!r}: choose systemd or scripted")
-    header = validate.header_path(request.header) if request.header else None
-    check_header_given(backend, plugins.backends, given=header is not None)
-    if backend.detached_header and header is None:
+    settings = check_settings(request.settings, backend, plugins.backends)
+    if backend.detached_header and settings.header is None:
         raise UsageError(f"the {backend.name} backend needs --header PATH (device or file)")
-    wants_secrets = request.authorized_keys_file is not None or request.sops
+    wants_secrets = settings.remote_unlock_keys is not None or settings.sops
     if wants_secrets and request.persist_root is None:
         raise UsageError(
             "--remote-unlock-keys and --sops create keys on the target's /persist: "
             "give --persist-root (for an install, /mnt/persist)"
         )
     remote = None
-    if request.authorized_keys_file is not None:
-        remote = RemoteUnlock(read_authorized_keys(request.authorized_keys_file), INITRD_HOST_KEY)
+    if settings.remote_unlock_keys is not None:
+        remote = RemoteUnlock(read_authorized_keys(settings.remote_unlock_keys), INITRD_HOST_KEY)
     if request.persist_root is not None and not request.persist_root.is_dir():
         # Not created here: a mistyped path would put secret keys on the live system.
         raise UsageError(
@@ -165,20 +132,11 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
         )
     return Layout(
         backend=backend.name,
-        hostname=validate.hostname(request.hostname),
-        host_id=validate.host_id(request.host_id) if request.host_id else validate.new_host_id(),
-        user=validate.username(request.user),
-        hashed_password=hashed_password,
+        settings=settings,
         data_device=validate.device_path(request.data_device, "--data-device"),
         esp_device=validate.device_path(request.esp_device, "--esp-device"),
-        pool=validate.pool_name(request.pool),
-        header=header,
-        initrd=request.initrd,
-        trim=request.trim,
-        ssd=request.ssd,
+        hashed_password=hashed_password,
         remote_unlock=remote,
-        sops_age_key_file=SOPS_AGE_KEY if request.sops else None,
-        nixos_release=validate.nixos_release(request.nixos_release),
     )
 
 

@@ -27,6 +27,7 @@ class LuksBackend(Backend):
     name = "luks"
     summary = "ZFS on LUKS2: the whole pool, metadata included, inside one dm-crypt container"
     api_version = 1
+    installable = True
     partition_type = "8309"  # Linux LUKS: the header says as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(
@@ -97,6 +98,13 @@ class LuksBackend(Backend):
     }
 
     def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        return [*self.dm_crypt_warnings(answers), *self.on_disk_header_warnings(answers)]
+
+    def dm_crypt_warnings(self, answers: Answers) -> list[Note]:
+        """What every ZFS-on-dm-crypt design shares: plaintext sends, no authentication.
+
+        A variant that keeps these and replaces the rest calls it from its ``warnings``.
+        """
         notes = []
         if answers.get("offsite_backups") == "untrusted":
             notes.append(
@@ -107,15 +115,6 @@ class LuksBackend(Backend):
                     "luks-backups-plaintext",
                 )
             )
-        if answers.get("ssd_trim") == "yes":
-            notes.append(
-                Note(
-                    "luks-discards",
-                    "With TRIM, `allowDiscards` lets someone holding the disk see which blocks "
-                    "are used. Leave it off if that matters more than SSD speed.",
-                    "trim-leaks-usage",
-                )
-            )
         if answers.get("integrity") == "yes":
             notes.append(
                 Note(
@@ -123,6 +122,21 @@ class LuksBackend(Backend):
                     "LUKS with AES-XTS does not authenticate data: a careful attacker can "
                     "alter or replay sectors; ZFS checksums only catch random damage.",
                     "luks-no-authentication",
+                )
+            )
+        return notes
+
+    def on_disk_header_warnings(self, answers: Answers) -> list[Note]:
+        """What a header at the start of the partition adds: it is plain to see, and
+        discards show which blocks are in use."""
+        notes = []
+        if answers.get("ssd_trim") == "yes":
+            notes.append(
+                Note(
+                    "luks-discards",
+                    "With TRIM, `allowDiscards` lets someone holding the disk see which blocks "
+                    "are used. Leave it off if that matters more than SSD speed.",
+                    "trim-leaks-usage",
                 )
             )
         if answers.get("deniability") == "yes":
@@ -149,23 +163,31 @@ class LuksBackend(Backend):
     def luks_device(self, layout: Layout) -> dict[str, object]:
         """The ``boot.initrd.luks.devices.<name>`` entry that opens the pool's container."""
         device: dict[str, object] = {"device": layout.data_device}
-        if layout.trim:
+        if layout.settings.trim:
             # Only when TRIM was accepted: discards show which blocks are in use.
             device["allowDiscards"] = True
-        if layout.ssd:
+        if layout.settings.ssd:
             device["bypassWorkqueues"] = True
         return device
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
         settings: dict[tuple[str, ...], object] = {
-            ("boot", "initrd", "luks", "devices", layout.luks_name): self.luks_device(layout),
+            ("boot", "initrd", "luks", "devices", layout.settings.luks_name): self.luks_device(
+                layout
+            ),
             # The pool's vdev is the opened container, whatever the disk's by-id links.
             ("boot", "zfs", "devNodes"): "/dev/mapper",
         }
-        if layout.initrd == "systemd":
+        if layout.settings.initrd == "systemd":
             # The import polls for only a short while; it must wait for the unlock
             # (nixpkgs issues 250003, 527478).
-            import_unit = ("boot", "initrd", "systemd", "services", f"zfs-import-{layout.pool}")
+            import_unit = (
+                "boot",
+                "initrd",
+                "systemd",
+                "services",
+                f"zfs-import-{layout.settings.pool}",
+            )
             settings[(*import_unit, "after")] = ["cryptsetup.target"]
             settings[(*import_unit, "wants")] = ["cryptsetup.target"]
         return (NixFragment("Encryption", settings),)
@@ -180,7 +202,7 @@ class LuksBackend(Backend):
         return options
 
     def open_options(self, spec: InstallSpec) -> tuple[str, ...]:
-        return ("--allow-discards",) if spec.trim else ()
+        return ("--allow-discards",) if spec.settings.trim else ()
 
     def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
         """``--header PATH`` when the header lives off the data partition; here it does not."""
@@ -188,7 +210,7 @@ class LuksBackend(Backend):
 
     def format_step(self, spec: InstallSpec) -> Step:
         header, data = self.header_options(spec), spec.data_partuuid_device
-        where = f" (header on {spec.header})" if header else ""
+        where = f" (header on {spec.settings.header})" if header else ""
         return Step(
             "luks-format",
             f"Format the data partition as LUKS2{where}",
@@ -207,14 +229,14 @@ class LuksBackend(Backend):
             *header,
             "--key-file=-",
             data,
-            spec.luks_name,
+            spec.settings.luks_name,
         )
         return Step(
             "luks-open",
-            f"Open the LUKS container as /dev/mapper/{spec.luks_name}",
+            f"Open the LUKS container as /dev/mapper/{spec.settings.luks_name}",
             argv,
             secret="passphrase",
-            probe=("cryptsetup", "status", spec.luks_name),
+            probe=("cryptsetup", "status", spec.settings.luks_name),
             restore=(argv,),  # a reboot closes it
         )
 
@@ -222,7 +244,7 @@ class LuksBackend(Backend):
         return (self.format_step(spec), self.open_step(spec))
 
     def pool_device(self, spec: InstallSpec) -> str:
-        return f"/dev/mapper/{spec.luks_name}"
+        return f"/dev/mapper/{spec.settings.luks_name}"
 
 
 @hookimpl

@@ -84,11 +84,6 @@ class LuksDetachedBackend(LuksBackend):
         return None
 
     def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
-        shared = [
-            note
-            for note in super().warnings(answers, system)
-            if note.id not in ("luks-discards", "luks-header-visible")
-        ]
         notes = [
             Note(
                 "detached-header-loss",
@@ -97,7 +92,8 @@ class LuksDetachedBackend(LuksBackend):
                 "it was taken opens the disk even after that passphrase is removed.",
                 "detached-header-loss",
             ),
-            *shared,
+            # The header is off the disk: of luks's warnings, only dm-crypt's own apply.
+            *self.dm_crypt_warnings(answers),
         ]
         if answers.get("ssd_trim") == "yes":
             notes.append(
@@ -141,20 +137,20 @@ class LuksDetachedBackend(LuksBackend):
 
     def luks_device(self, layout: Layout) -> dict[str, object]:
         device = super().luks_device(layout)
-        if layout.header is None:
+        if layout.settings.header is None:
             raise ValueError("the luks-detached backend needs a header path in the layout")
-        device["header"] = header_in_initrd(layout.header)
+        device["header"] = header_in_initrd(layout.settings.header)
         return device
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
         fragments = list(super().nix_fragments(layout))
-        if layout.header is not None and not layout.header.startswith("/dev/"):
+        if layout.settings.header is not None and not layout.settings.header.startswith("/dev/"):
             # A header file is copied into the initrd on the ESP at each rebuild: keep
             # /boot on the removable medium, or the disk carries its own header again.
             fragments.append(
                 NixFragment(
                     "Encryption",
-                    {("boot", "initrd", "secrets", INITRD_HEADER): layout.header},
+                    {("boot", "initrd", "secrets", INITRD_HEADER): layout.settings.header},
                 )
             )
         return fragments
@@ -163,14 +159,14 @@ class LuksDetachedBackend(LuksBackend):
     # backup verified before anything is written to the data partition.
 
     def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
-        if spec.header is None:
+        if spec.settings.header is None:
             raise ValueError("luks-detached needs a header path")
-        return ("--header", spec.header)
+        return ("--header", spec.settings.header)
 
     def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
-        if spec.header is None or spec.header_backup is None:
+        if spec.settings.header is None or spec.header_backup is None:
             raise ValueError("luks-detached needs a header and a header backup path")
-        data, header, backup = spec.data_partuuid_device, spec.header, spec.header_backup
+        data, header, backup = spec.data_partuuid_device, spec.settings.header, spec.header_backup
         return (
             self.format_step(spec),
             Step(

@@ -6,10 +6,10 @@ are encrypted and authenticated per dataset.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from advisor.nixos.generate import dev_nodes_for
 from advisor.plugin import (
     Answers,
     Backend,
@@ -28,6 +28,7 @@ class ZfsNativeBackend(Backend):
     name = "zfs-native"
     summary = "OpenZFS native encryption: per-dataset keys, authenticated, raw-send backups"
     api_version = 1
+    installable = True
     partition_type = "BF00"  # Solaris/ZFS: the pool labels say as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(
@@ -184,8 +185,11 @@ class ZfsNativeBackend(Backend):
                     # The pool's root dataset is the encryption root; naming it (rather
                     # than true) keeps a missing key of another dataset from blocking
                     # boot (nixpkgs issue 434524).
-                    ("boot", "zfs", "requestEncryptionCredentials"): [layout.pool],
-                    ("boot", "zfs", "devNodes"): dev_nodes_for(layout.data_device),
+                    ("boot", "zfs", "requestEncryptionCredentials"): [layout.settings.pool],
+                    # The folder of the path the pool's labels record (configured_device):
+                    # by id for a disk with a serial; a virtio disk without one has no
+                    # by-id link, and an import from there would hang at boot.
+                    ("boot", "zfs", "devNodes"): posixpath.dirname(layout.data_device),
                 },
             ),
         )
@@ -193,6 +197,10 @@ class ZfsNativeBackend(Backend):
     def pool_device(self, spec: InstallSpec) -> str:
         # The path the pool's labels record is the one NixOS imports from (devNodes).
         return spec.data_device
+
+    def configured_device(self, spec: InstallSpec) -> str:
+        # No container: the configuration imports the pool from where it was created.
+        return self.pool_device(spec)
 
     def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
         options = {

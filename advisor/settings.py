@@ -1,0 +1,225 @@
+"""The layout's settings, declared once: each one's flag, its check, and the one
+conversion between a :class:`~advisor.models.Settings` record and a command line.
+
+``advisor config``, ``install`` and ``plan`` take the same flags (:func:`add_arguments`)
+and read them the same way (:func:`from_arguments`); the install's ``write-config`` step
+hands the settings to ``advisor config`` as :func:`to_argv` writes them, and a saved plan
+stores them as the record's fields. Adding a setting touches three places: its field in
+``Settings`` (with its default and its docstring line), its :class:`Option` here (flag
+and help), and its check in :func:`check_settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from advisor import validate
+from advisor.errors import UsageError
+from advisor.models import Backend, Settings
+
+#: The stage 1 the configuration can be written for.
+INITRD_CHOICES = ("systemd", "scripted")
+
+
+@dataclass(frozen=True)
+class Option:
+    """The command-line flag of one :class:`Settings` field.
+
+    A ``bool`` field takes ``--flag``/``--no-flag``; any other takes ``--flag VALUE``.
+    ``required_by`` names the commands that have no default for it (``config`` must be
+    told whose account to create).
+    """
+
+    field: str
+    flag: str
+    help: str
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    required_by: frozenset[str] = frozenset()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host_id", "--host-id", "8 hex digits (default: generated)", metavar="HEX"),
+    Option("hostname", "--hostname", "host name, and the flake's configuration name"),
+    Option("user", "--user", "the user account to create", required_by=frozenset({"config"})),
+    Option("pool", "--pool", "pool name"),
+    Option(
+        "initrd",
+        "--initrd",
+        "the stage 1 (initrd) the configuration is written for",
+        choices=INITRD_CHOICES,
+    ),
+    Option(
+        "trim",
+        "--trim",
+        "TRIM through the encryption layer (default: the assessment's answer, else no)",
+    ),
+    Option(
+        "ssd",
+        "--ssd",
+        "the disk is an SSD/NVMe (default: for install, whether the kernel says the disk "
+        "is non-rotational; for config, the assessment's probe; else no)",
+    ),
+    Option(
+        "header",
+        "--header",
+        "a detached LUKS header's device or file, off the disk (backends with a detached "
+        "header only, and required there)",
+        metavar="PATH",
+    ),
+    Option(
+        "remote_unlock_keys",
+        "--remote-unlock-keys",
+        "enable SSH unlock in the initrd for these authorized_keys (default: off)",
+        metavar="FILE",
+    ),
+    Option("sops", "--sops", "create an age key for sops-nix on /persist"),
+    Option("nixos_release", "--nixos-release", "the NixOS release to follow", metavar="X.Y"),
+    Option(
+        "luks_name",
+        "--luks-name",
+        "the name a LUKS container is opened as, /dev/mapper/NAME",
+        metavar="NAME",
+    ),
+)
+
+_DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in fields(Settings)}
+_BOOLEAN = frozenset(f.name for f in fields(Settings) if f.type in ("bool", bool))
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add every setting's flag to ``command``'s ``parser``. Each defaults to ``None``
+    (not given), so :func:`from_arguments` can tell a choice from a default and
+    ``--plan``/``--resume`` can refuse a choice they would ignore."""
+    for option in OPTIONS:
+        default = _DEFAULTS[option.field]
+        plain = default is MISSING or default is None or option.field in _BOOLEAN
+        text = option.help if plain else f"{option.help} (default: {default})"
+        required = command in option.required_by
+        if option.field in _BOOLEAN:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=option.help,
+            )
+        else:
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                metavar=option.metavar,
+                choices=option.choices,
+                default=None,
+                required=required,
+                help=option.help if required else text,
+            )
+
+
+def given(args: argparse.Namespace) -> list[str]:
+    """The flags of the settings given on this command line."""
+    return [o.flag for o in OPTIONS if getattr(args, o.field, None) is not None]
+
+
+def from_arguments(args: argparse.Namespace, **defaults: Any) -> Settings:
+    """The settings on ``args`` (a namespace :func:`add_arguments` filled), not yet
+    checked. A setting not given takes its value from ``defaults`` (what the caller
+    knows: the assessment's TRIM answer, the disk's kind), else the record's default;
+    a missing host id is a new one. A file path is made absolute: it is read later,
+    maybe from another directory."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = getattr(args, option.field, None)
+        if value is None:
+            value = defaults.get(option.field)
+        if value is not None:
+            values[option.field] = value
+    if "host_id" not in values:
+        values["host_id"] = validate.new_host_id()
+    if (keys := values.get("remote_unlock_keys")) is not None:
+        values["remote_unlock_keys"] = str(Path(keys).resolve())
+    return Settings(**values)
+
+
+def to_argv(settings: Settings) -> list[str]:
+    """``settings`` as the flags :func:`add_arguments` declares, every one given, so
+    that parsing them back gives the same record."""
+    argv: list[str] = []
+    for option in OPTIONS:
+        value = getattr(settings, option.field)
+        if option.field in _BOOLEAN:
+            argv.append(option.flag if value else "--no-" + option.flag.removeprefix("--"))
+        elif value is not None:
+            argv += [option.flag, str(value)]
+    return argv
+
+
+def check_settings(
+    settings: Settings, backend: Backend, backends: Sequence[Backend] = ()
+) -> Settings:
+    """``settings`` with every value checked (:mod:`advisor.validate`) and normalised,
+    for ``backend``; a :class:`UsageError` naming the flag otherwise. ``backends`` are
+    the installed ones, named when a flag is for others than ``backend``."""
+    check_installable(backend)
+    if settings.initrd not in INITRD_CHOICES:
+        raise UsageError(f"--initrd {settings.initrd!r}: choose {' or '.join(INITRD_CHOICES)}")
+    header = validate.header_path(settings.header) if settings.header else None
+    check_header_given(backend, backends, given=header is not None)
+    if settings.remote_unlock_keys is not None:
+        read_authorized_keys(settings.remote_unlock_keys)
+    return replace(
+        settings,
+        host_id=validate.host_id(settings.host_id),
+        hostname=validate.hostname(settings.hostname),
+        user=validate.username(settings.user),
+        pool=validate.pool_name(settings.pool),
+        header=header,
+        nixos_release=validate.nixos_release(settings.nixos_release),
+        luks_name=validate.mapper_name(settings.luks_name),
+    )
+
+
+def check_installable(backend: Backend) -> None:
+    """Raise :class:`UsageError` unless ``backend`` says it is ``installable``:
+    ``plan``, ``install`` and ``config`` refuse it rather than produce an unencrypted
+    layout."""
+    if not backend.installable:
+        raise UsageError(
+            f"{backend.name} can be assessed but not installed: it provides no provisioning "
+            "steps and no pool encryption"
+        )
+
+
+def check_header_given(backend: Backend, backends: Sequence[Backend], *, given: bool) -> None:
+    """Raise :class:`UsageError` when a header option was ``given`` for a ``backend``
+    that keeps its header on the disk; the message names those of ``backends`` that
+    take one (from their ``detached_header``). Whether a backend that needs the header
+    got it is the caller's check: ``install`` needs a backup path too, ``config`` does
+    not."""
+    if given and not backend.detached_header:
+        takers = " or ".join(b.name for b in backends if b.detached_header) or "no installed"
+        raise UsageError(f"--header is only for the {takers} backend, not {backend.name}")
+
+
+def read_authorized_keys(path: str) -> tuple[str, ...]:
+    """The public keys in the authorized_keys file ``path`` (absolute), for SSH unlock
+    in the initrd; a :class:`UsageError` if it is not one."""
+    origin = f"--remote-unlock-keys {path!r}"
+    if not Path(path).is_absolute():
+        raise UsageError(f"{origin}: the path must be absolute")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{origin} cannot be read: {error}") from None
+    keys = tuple(
+        validate.authorized_key(line.strip(), origin)
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    )
+    if not keys:
+        raise UsageError(f"{origin} holds no public key")
+    return keys

@@ -1,0 +1,153 @@
+"""The layout's settings: one declaration each, and one conversion that round-trips.
+
+Every field of :class:`Settings` must come back unchanged through the command line
+(``to_argv`` parsed by the real ``config``, ``install`` and ``plan`` parsers), through
+the install's ``write-config`` step (the argv ``advisor config`` is run with) and
+through a saved plan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+from helpers import PLAN_SPEC
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from advisor import settings as settings_options
+from advisor.cli import build_parser
+from advisor.errors import UsageError
+from advisor.install.executor import read_plan_file, write_plan_file
+from advisor.install.plan import build_plan
+from advisor.models import Settings
+from advisor_luks import LuksBackend
+from advisor_luks_detached import LuksDetachedBackend
+
+_word = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True)
+_path = st.from_regex(r"/[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True)
+
+#: Valid values of every field; a new field without a strategy here fails the test below.
+STRATEGIES: dict[str, st.SearchStrategy[object]] = {
+    "host_id": st.from_regex(r"[0-9a-f]{7}[1-9a-f]", fullmatch=True),
+    "hostname": st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,20}[A-Za-z0-9])?", fullmatch=True),
+    "user": _word.filter(lambda name: name not in ("root", "nobody", "sshd", "nixbld")),
+    "pool": st.from_regex(r"[A-Za-bd-z][A-Za-z0-9_-]{0,20}", fullmatch=True).filter(
+        lambda name: name not in ("mirror", "raidz", "spare", "log", "draid")
+    ),
+    "initrd": st.sampled_from(settings_options.INITRD_CHOICES),
+    "trim": st.booleans(),
+    "ssd": st.booleans(),
+    "header": st.one_of(st.none(), _path, _word.map(lambda w: f"/dev/disk/by-id/usb-{w}")),
+    "remote_unlock_keys": st.one_of(st.none(), _path),
+    "sops": st.booleans(),
+    "nixos_release": st.from_regex(r"[0-9]{2}\.(05|11)", fullmatch=True),
+    "luks_name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+}
+all_settings = st.builds(Settings, **STRATEGIES)  # type: ignore[arg-type]
+_SLOW = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+
+
+def test_every_setting_has_one_flag_and_a_strategy() -> None:
+    names = [field.name for field in dataclasses.fields(Settings)]
+    assert [option.field for option in settings_options.OPTIONS] == names
+    assert len({option.flag for option in settings_options.OPTIONS}) == len(names)
+    assert set(STRATEGIES) == set(names)
+
+
+def _parse(command: str, argv: list[str]) -> argparse.Namespace:
+    required = {
+        "config": ["--out", "/tmp/out", "--data-device", "/dev/disk/by-id/d", "--esp-device", "e"],
+        "install": ["--disk", "d"],
+        "plan": ["--disk", "d"],
+    }
+    return build_parser().parse_args([command, *required[command], *argv])
+
+
+@settings(max_examples=60, **_SLOW)  # type: ignore[arg-type]
+@given(chosen=all_settings, command=st.sampled_from(["config", "install", "plan"]))
+def test_settings_round_trip_through_the_command_line(chosen: Settings, command: str) -> None:
+    args = _parse(command, settings_options.to_argv(chosen))
+    assert settings_options.from_arguments(args) == chosen
+
+
+@settings(max_examples=40, **_SLOW)  # type: ignore[arg-type]
+@given(chosen=all_settings)
+def test_the_install_hands_its_settings_to_config_unchanged(chosen: Settings) -> None:
+    detached = chosen.header is not None
+    spec = dataclasses.replace(
+        PLAN_SPEC,
+        backend="luks-detached" if detached else "luks",
+        settings=chosen,
+        header_backup="/backup/header.img" if detached else None,
+    )
+    backend = LuksDetachedBackend() if detached else LuksBackend()
+    plan = build_plan(spec, backend, generate_hardware_config=False)
+    argv = plan.step("write-config").argv
+    command = argv[argv.index("config") + 1 :]
+    assert settings_options.from_arguments(build_parser().parse_args(["config", *command])) == (
+        chosen
+    )
+
+
+@settings(max_examples=40, **_SLOW)  # type: ignore[arg-type]
+@given(chosen=all_settings)
+def test_settings_round_trip_through_a_saved_plan(
+    chosen: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    spec = dataclasses.replace(PLAN_SPEC, settings=chosen)
+    plan = build_plan(spec, LuksBackend(), generate_hardware_config=False)
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    write_plan_file(path, plan)
+    assert read_plan_file(path) == (spec, plan.fingerprint)
+
+
+@settings(max_examples=40, **_SLOW)  # type: ignore[arg-type]
+@given(chosen=all_settings)
+def test_valid_settings_pass_their_checks_unchanged(chosen: Settings) -> None:
+    chosen = dataclasses.replace(chosen, remote_unlock_keys=None)  # read: tested below
+    backend = LuksDetachedBackend() if chosen.header else LuksBackend()
+    assert settings_options.check_settings(chosen, backend) == chosen
+
+
+def test_what_is_not_given_comes_from_the_context_then_the_record() -> None:
+    args = _parse("install", ["--pool", "tank"])
+    chosen = settings_options.from_arguments(args, trim=True, ssd=None)
+    assert (chosen.pool, chosen.trim, chosen.ssd, chosen.user) == ("tank", True, False, "nixos")
+    assert len(chosen.host_id) == 8  # a new one
+    given = _parse("install", ["--no-trim", "--host-id", "8f2a91c4"])
+    assert settings_options.from_arguments(given, trim=True).trim is False
+    assert settings_options.given(given) == ["--host-id", "--trim"]
+
+
+def test_a_relative_key_file_is_made_absolute_and_must_hold_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    chosen = settings_options.from_arguments(_parse("plan", ["--remote-unlock-keys", "keys"]))
+    assert chosen.remote_unlock_keys == str(tmp_path / "keys")
+    with pytest.raises(UsageError, match="--remote-unlock-keys .* cannot be read"):
+        settings_options.check_settings(chosen, LuksBackend())
+    (tmp_path / "keys").write_text("# none\n")
+    with pytest.raises(UsageError, match="holds no public key"):
+        settings_options.check_settings(chosen, LuksBackend())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"luks_name": "a/b"}, "--luks-name 'a/b'"),
+        ({"luks_name": "-x"}, "--luks-name '-x'"),
+        ({"nixos_release": "26.04"}, "--nixos-release '26.04'"),
+        ({"initrd": "dracut"}, "--initrd 'dracut'"),
+        ({"header": "/dev/sdb"}, "--header '/dev/sdb'"),
+        ({"header": "/h.img"}, "--header is only for the luks-detached backend, not luks"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_its_flag(change: dict[str, str], message: str) -> None:
+    bad = dataclasses.replace(PLAN_SPEC.settings, **change)
+    backends = (LuksBackend(), LuksDetachedBackend())
+    with pytest.raises(UsageError, match=f"^{message}"):
+        settings_options.check_settings(bad, LuksBackend(), backends)
