@@ -128,7 +128,7 @@ def test_a_relative_key_file_is_made_absolute_and_must_hold_keys(
     monkeypatch.chdir(tmp_path)
     chosen = settings_options.from_arguments(_parse("plan", ["--remote-unlock-keys", "keys"]))
     assert chosen.remote_unlock_keys == str(tmp_path / "keys")
-    with pytest.raises(UsageError, match="--remote-unlock-keys .* cannot be read"):
+    with pytest.raises(UsageError, match=r"--remote-unlock-keys .* cannot be read"):
         settings_options.check_settings(chosen, LuksBackend())
     (tmp_path / "keys").write_text("# none\n")
     with pytest.raises(UsageError, match="holds no public key"):
