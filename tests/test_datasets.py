@@ -1,0 +1,47 @@
+"""The dataset table: what the plan, the configuration and the docs rely on holds for it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from advisor.datasets import DATASETS, Dataset, mounted_at, rolled_back_dataset
+
+
+def test_the_layout_is_erase_your_darlings() -> None:
+    assert [(d.name, d.mountpoint) for d in DATASETS] == [
+        ("local/root", "/"), ("local/nix", "/nix"), ("safe/home", "/home"),
+        ("safe/persist", "/persist"),
+    ]  # fmt: skip
+    assert rolled_back_dataset() is mounted_at("/")
+    assert [d.mountpoint for d in DATASETS if d.needed_for_boot] == ["/persist"]
+    assert mounted_at("/").blank_snapshot("rpool") == "rpool/local/root@blank"
+    assert mounted_at("/nix").full_name("tank") == "tank/local/nix"
+
+
+def test_every_dataset_is_a_legacy_mount_with_a_purpose() -> None:
+    # NixOS mounts them (fileSystems, no zfsutil option); the pool mounts nothing itself.
+    for dataset in DATASETS:
+        assert dataset.properties["mountpoint"] == "legacy", dataset.name
+        assert dataset.purpose and "\n" not in dataset.purpose and "|" not in dataset.purpose
+
+
+def test_the_root_comes_first_and_names_and_mount_points_are_unique() -> None:
+    # The plan mounts / first: the other mount points are directories in it.
+    assert DATASETS[0].mountpoint == "/"
+    assert len({d.short_name for d in DATASETS}) == len(DATASETS)  # step ids
+    assert len({d.mountpoint for d in DATASETS}) == len(DATASETS)
+    for dataset in DATASETS:
+        assert re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", dataset.short_name), dataset.name
+        assert dataset.mountpoint.startswith("/") and dataset.mountpoint != "/boot"
+
+
+def test_exactly_one_dataset_is_rolled_back() -> None:
+    plain = Dataset("local/x", "/x", {"mountpoint": "legacy"}, False, False, "x")
+    with pytest.raises(ValueError, match="found 0"):
+        rolled_back_dataset((plain,))
+    with pytest.raises(ValueError, match="found 2"):
+        rolled_back_dataset((DATASETS[0], DATASETS[0]))
+    with pytest.raises(KeyError):
+        mounted_at("/srv")
