@@ -5,8 +5,22 @@ from __future__ import annotations
 import re
 
 import pytest
+from helpers import PLAN_SPEC
 
 from advisor.datasets import DATASETS, Dataset, mounted_at, rolled_back_dataset
+from advisor.install.plan import build_plan
+from advisor_luks import LuksBackend
+
+#: The layout with a hypothetical fifth dataset: everything derived must pick it up.
+SRV = Dataset(
+    name="safe/srv",
+    mountpoint="/srv",
+    properties={"mountpoint": "legacy", "recordsize": "1M"},
+    needed_for_boot=True,
+    rolled_back=False,
+    purpose="served files",
+)
+WITH_SRV = (*DATASETS, SRV)
 
 
 def test_the_layout_is_erase_your_darlings() -> None:
@@ -45,3 +59,29 @@ def test_exactly_one_dataset_is_rolled_back() -> None:
         rolled_back_dataset((DATASETS[0], DATASETS[0]))
     with pytest.raises(KeyError):
         mounted_at("/srv")
+
+
+def test_an_added_dataset_is_created_and_mounted_by_the_plan() -> None:
+    plain = build_plan(PLAN_SPEC, LuksBackend(), generate_hardware_config=False)
+    plan = build_plan(PLAN_SPEC, LuksBackend(), generate_hardware_config=False, datasets=WITH_SRV)
+    expected = [step.id for step in plain.steps]
+    expected.insert(expected.index("dataset-persist") + 1, "dataset-srv")
+    expected.insert(expected.index("mount-persist") + 1, "mount-srv")
+    assert [step.id for step in plan.steps] == expected
+    create = plan.step("dataset-srv")
+    assert create.title == "Create rpool/safe/srv"
+    assert create.argv == (
+        "zfs", "create", "-p", "-o", "mountpoint=legacy", "-o", "recordsize=1M", "rpool/safe/srv",
+    )  # fmt: skip
+    assert create.probe == ("zfs", "list", "-H", "-t", "filesystem", "-o", "name", "rpool/safe/srv")
+    assert plan.step("mount-points").argv == (
+        "mkdir", "-p", "/mnt/nix", "/mnt/home", "/mnt/persist", "/mnt/srv", "/mnt/boot",
+    )  # fmt: skip
+    mount = plan.step("mount-srv")
+    assert mount.argv == ("mount", "-t", "zfs", "rpool/safe/srv", "/mnt/srv")
+    assert mount.probe == ("mountpoint", "-q", "/mnt/srv") and mount.restore == (mount.argv,)
+    # Nothing else changes.
+    changed = ("dataset-srv", "mount-srv", "mount-points")
+    assert [s for s in plan.steps if s.id not in changed] == [
+        s for s in plain.steps if s.id not in changed
+    ]
