@@ -9,6 +9,8 @@ from helpers import PLAN_SPEC
 
 from advisor.datasets import DATASETS, Dataset, mounted_at, rolled_back_dataset
 from advisor.install.plan import build_plan
+from advisor.models import Layout
+from advisor.nixos.generate import Contribution, core_fragments, merge, render_configuration
 from advisor_luks import LuksBackend
 
 #: The layout with a hypothetical fifth dataset: everything derived must pick it up.
@@ -85,3 +87,28 @@ def test_an_added_dataset_is_created_and_mounted_by_the_plan() -> None:
     assert [s for s in plan.steps if s.id not in changed] == [
         s for s in plain.steps if s.id not in changed
     ]
+
+
+def test_an_added_dataset_gets_a_file_system_in_the_configuration() -> None:
+    layout = Layout(
+        backend="luks",
+        hostname="atlas",
+        host_id="8f2a91c4",
+        user="alice",
+        hashed_password="$y$j9T$salt$hash",
+        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+    )
+    fragments = core_fragments(layout, WITH_SRV)
+    (file_systems,) = [f.settings for f in fragments if f.section == "File systems"]
+    assert [path[1] for path in file_systems] == ["/", "/nix", "/home", "/persist", "/srv", "/boot"]
+    assert file_systems[("fileSystems", "/srv")] == {
+        "device": "rpool/safe/srv",
+        "fsType": "zfs",
+        "neededForBoot": True,
+    }
+    statements = merge([Contribution("core", fragment) for fragment in fragments])
+    text = render_configuration(layout, statements)
+    assert '  fileSystems."/srv" = {\n    device = "rpool/safe/srv";\n' in text
+    # The added dataset is not rolled back: the root still is, and only it.
+    assert text.count("zfs rollback") == 1 and "rpool/local/root@blank" in text
