@@ -89,8 +89,8 @@ def test_an_added_dataset_is_created_and_mounted_by_the_plan() -> None:
     ]
 
 
-def test_an_added_dataset_gets_a_file_system_in_the_configuration() -> None:
-    layout = Layout(
+def a_layout() -> Layout:
+    return Layout(
         backend="luks",
         hostname="atlas",
         host_id="8f2a91c4",
@@ -99,6 +99,21 @@ def test_an_added_dataset_gets_a_file_system_in_the_configuration() -> None:
         data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
         esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
     )
+
+
+def test_the_layout_names_the_datasets_of_the_table() -> None:
+    # For backends and plugins, which get the Layout in nix_fragments.
+    layout = a_layout()
+    assert (layout.root_dataset, layout.blank_snapshot) == (
+        "rpool/local/root", "rpool/local/root@blank",
+    )  # fmt: skip
+    assert (layout.nix_dataset, layout.home_dataset, layout.persist_dataset) == (
+        "rpool/local/nix", "rpool/safe/home", "rpool/safe/persist",
+    )  # fmt: skip
+
+
+def test_an_added_dataset_gets_a_file_system_in_the_configuration() -> None:
+    layout = a_layout()
     fragments = core_fragments(layout, WITH_SRV)
     (file_systems,) = [f.settings for f in fragments if f.section == "File systems"]
     assert [path[1] for path in file_systems] == ["/", "/nix", "/home", "/persist", "/srv", "/boot"]
