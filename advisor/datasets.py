@@ -69,7 +69,7 @@ DATASETS: tuple[Dataset, ...] = (
         properties={"mountpoint": "legacy", "atime": "off"},
         needed_for_boot=False,  # NixOS mounts /nix in the initrd anyway
         rolled_back=False,
-        purpose="the Nix store: rebuilt from the configuration, so not backed up; no access times",
+        purpose="the Nix store: rebuilt from the configuration, so not backed up",
     ),
     Dataset(
         name="safe/home",
