@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
+from advisor.datasets import mounted_at, rolled_back_dataset
+
 #: Version of the plugin contract. A backend declares the version it was written for in
 #: ``Backend.api_version``; the core refuses a backend whose version it does not support.
 PLUGIN_API_VERSION = 1
@@ -311,25 +313,28 @@ class Layout:
         """The age key's path on the installed system, if ``settings.sops``."""
         return SOPS_AGE_KEY if self.settings.sops else None
 
+    # The datasets' names in this pool, from the dataset table (advisor.datasets), for
+    # backends and plugins that name them in their fragments.
+
     @property
     def root_dataset(self) -> str:
-        return f"{self.settings.pool}/local/root"
+        return mounted_at("/").full_name(self.settings.pool)
 
     @property
     def blank_snapshot(self) -> str:
-        return f"{self.root_dataset}@blank"
+        return rolled_back_dataset().blank_snapshot(self.settings.pool)
 
     @property
     def nix_dataset(self) -> str:
-        return f"{self.settings.pool}/local/nix"
+        return mounted_at("/nix").full_name(self.settings.pool)
 
     @property
     def home_dataset(self) -> str:
-        return f"{self.settings.pool}/safe/home"
+        return mounted_at("/home").full_name(self.settings.pool)
 
     @property
     def persist_dataset(self) -> str:
-        return f"{self.settings.pool}/safe/persist"
+        return mounted_at("/persist").full_name(self.settings.pool)
 
 
 #: An attribute path in the NixOS configuration, such as ("boot", "zfs", "devNodes").

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from advisor.assess.assessment import assess
+from advisor.datasets import DATASETS
 from advisor.models import Backend, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
@@ -78,11 +79,29 @@ def default_example() -> str:
     return "\n".join(lines)
 
 
+def datasets_table() -> str:
+    """The pool's datasets, as the plan creates them and the configuration mounts them."""
+    rows = [
+        "| dataset | mount point | `zfs create` properties | `neededForBoot` | rolled back "
+        "| purpose |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dataset in DATASETS:
+        properties = ", ".join(f"`{key}={value}`" for key, value in dataset.properties.items())
+        rolled_back = f"to `{dataset.blank_snapshot('<pool>')}`" if dataset.rolled_back else "no"
+        rows.append(
+            f"| `{dataset.full_name('<pool>')}` | `{dataset.mountpoint}` | {properties} | "
+            f"{'yes' if dataset.needed_for_boot else 'no'} | {rolled_back} | {dataset.purpose} |"
+        )
+    return "\n".join(rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "axes": axes_table,
     "weights": weights_table,
     "ratings": rating_matrix,
     "example": default_example,
+    "datasets": datasets_table,
 }
 _BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.DOTALL)
 

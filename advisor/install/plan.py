@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from advisor import __version__
+from advisor.datasets import DATASETS, Dataset
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
 from advisor.settings import check_installable, to_argv
@@ -113,11 +114,13 @@ def build_plan(
     *,
     generate_hardware_config: bool,
     advisor_command: Sequence[str] = (sys.executable, "-m", "advisor"),
+    datasets: Sequence[Dataset] = DATASETS,
 ) -> Plan:
     """Every step of the install, in order.
 
     ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
     installer). ``advisor_command`` runs ``advisor config`` for the configuration step.
+    ``datasets`` are created and mounted (the layout's, :data:`~advisor.datasets.DATASETS`).
     Raises :class:`UsageError` for a backend that is not ``installable`` and for
     options :func:`check_overrides` refuses, :class:`PluginError` when the backend adds
     no encryption to this install after all or contributes something unusable.
@@ -206,77 +209,8 @@ def build_plan(
             ),
         )
     )
-    root_ds = f"{pool}/local/root"
-    steps += [
-        Step(
-            "dataset-root",
-            f"Create {root_ds}",
-            ("zfs", "create", "-p", "-o", "canmount=noauto", "-o", "mountpoint=legacy", root_ds),
-            probe=_exists("filesystem", root_ds),
-        ),
-        # Created once, while the dataset is empty: every boot rolls back to it.
-        Step(
-            "snapshot-blank",
-            f"Snapshot {root_ds}@blank",
-            ("zfs", "snapshot", f"{root_ds}@blank"),
-            probe=_exists("snapshot", f"{root_ds}@blank"),
-        ),
-    ]
-    for name, extra in (
-        ("local/nix", ("-o", "atime=off")),
-        ("safe/home", ()),
-        ("safe/persist", ()),
-    ):
-        dataset = f"{pool}/{name}"
-        steps.append(
-            Step(
-                f"dataset-{name.rsplit('/', 1)[1]}",
-                f"Create {dataset}",
-                ("zfs", "create", "-p", "-o", "mountpoint=legacy", *extra, dataset),
-                probe=_exists("filesystem", dataset),
-            )
-        )
-    steps += [
-        # --root may name a directory that is not there yet; on the installer it lives in
-        # memory, so a restart takes it away again before mount-root's restore needs it.
-        Step(
-            "root-dir",
-            f"Create the mount point {root}",
-            ("mkdir", "-p", root),
-            probe=("test", "-d", root),
-            restore=(("mkdir", "-p", root),),
-        ),
-        Step(
-            "mount-root",
-            f"Mount {root_ds} at {root}",
-            ("mount", "-t", "zfs", root_ds, root),
-            probe=("mountpoint", "-q", root),
-            restore=(("mount", "-t", "zfs", root_ds, root),),
-        ),
-        Step(
-            "mount-points",
-            "Create the mount points",
-            ("mkdir", "-p", f"{root}/nix", f"{root}/home", f"{root}/persist", f"{root}/boot"),
-        ),
-        Step(
-            "mount-esp",
-            f"Mount the ESP at {root}/boot (umask=0077)",
-            ("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),
-            probe=("mountpoint", "-q", f"{root}/boot"),
-            restore=(("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),),
-        ),
-    ]
-    for name, where in (("local/nix", "nix"), ("safe/home", "home"), ("safe/persist", "persist")):
-        mount = ("mount", "-t", "zfs", f"{pool}/{name}", f"{root}/{where}")
-        steps.append(
-            Step(
-                f"mount-{where}",
-                f"Mount {pool}/{name} at {root}/{where}",
-                mount,
-                probe=("mountpoint", "-q", f"{root}/{where}"),
-                restore=(mount,),
-            )
-        )
+    steps += _dataset_steps(pool, datasets)
+    steps += _mount_steps(pool, root, esp, datasets)
     if generate_hardware_config:
         steps.append(
             Step(
@@ -322,6 +256,80 @@ def build_plan(
     ]
     _check_unique(steps, backend)
     return Plan(spec, tuple(steps))
+
+
+def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
+    """Create each dataset; snapshot the rolled-back one right after it is created."""
+    steps = []
+    for dataset in datasets:
+        name = dataset.full_name(pool)
+        steps.append(
+            Step(
+                f"dataset-{dataset.short_name}",
+                f"Create {name}",
+                ("zfs", "create", "-p", *_properties("-o", dataset.properties), name),
+                probe=_exists("filesystem", name),
+            )
+        )
+        if dataset.rolled_back:
+            # Created once, while the dataset is empty: every boot rolls back to it.
+            snapshot = dataset.blank_snapshot(pool)
+            steps.append(
+                Step(
+                    "snapshot-blank",
+                    f"Snapshot {snapshot}",
+                    ("zfs", "snapshot", snapshot),
+                    probe=_exists("snapshot", snapshot),
+                )
+            )
+    return steps
+
+
+def _mount_steps(pool: str, root: str, esp: str, datasets: Sequence[Dataset]) -> list[Step]:
+    """Mount the datasets and the ESP under ``root``: the dataset at ``/`` first, since
+    the other mount points are directories in it, then the ESP, then the others."""
+    top = [dataset for dataset in datasets if dataset.mountpoint == "/"]
+    below = [dataset for dataset in datasets if dataset.mountpoint != "/"]
+    return [
+        # --root may name a directory that is not there yet; on the installer it lives in
+        # memory, so a restart takes it away again before mount-root's restore needs it.
+        Step(
+            "root-dir",
+            f"Create the mount point {root}",
+            ("mkdir", "-p", root),
+            probe=("test", "-d", root),
+            restore=(("mkdir", "-p", root),),
+        ),
+        *(_mount_step(pool, root, dataset) for dataset in top),
+        Step(
+            "mount-points",
+            "Create the mount points",
+            ("mkdir", "-p", *(root + dataset.mountpoint for dataset in below), f"{root}/boot"),
+        ),
+        Step(
+            "mount-esp",
+            f"Mount the ESP at {root}/boot (umask=0077)",
+            ("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),
+            probe=("mountpoint", "-q", f"{root}/boot"),
+            restore=(("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),),
+        ),
+        *(_mount_step(pool, root, dataset) for dataset in below),
+    ]
+
+
+def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
+    """Mount ``dataset`` at its mount point under ``root``; again on a resume after a
+    restart unmounted it."""
+    name = dataset.full_name(pool)
+    target = root if dataset.mountpoint == "/" else root + dataset.mountpoint
+    mount = ("mount", "-t", "zfs", name, target)
+    return Step(
+        f"mount-{dataset.short_name}",
+        f"Mount {name} at {target}",
+        mount,
+        probe=("mountpoint", "-q", target),
+        restore=(mount,),
+    )
 
 
 # A backend's contributions are checked before they reach the plan: the executor, the

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeGuard, cast
 
 from advisor import __version__, nix
+from advisor.datasets import DATASETS, Dataset, rolled_back_dataset
 from advisor.errors import PluginError
 from advisor.models import AttrPath, Backend, Layout, NixFragment, RemoteUnlock
 
@@ -70,8 +71,9 @@ class ConfigConflict(PluginError):
     """Two contributors set one option to different values."""
 
 
-def core_fragments(layout: Layout) -> list[NixFragment]:
-    """What every layout needs, whichever backend encrypts it."""
+def core_fragments(layout: Layout, datasets: Sequence[Dataset] = DATASETS) -> list[NixFragment]:
+    """What every layout needs, whichever backend encrypts it. ``datasets`` are mounted
+    and the rolled-back one rolled back (the layout's, :data:`~advisor.datasets.DATASETS`)."""
     systemd_initrd = layout.settings.initrd == "systemd"
     fragments = [
         NixFragment(
@@ -97,26 +99,8 @@ def core_fragments(layout: Layout) -> list[NixFragment]:
                 ("services", "zfs", "trim", "enable"): layout.settings.trim,
             },
         ),
-        NixFragment("Root rollback", _rollback(layout)),
-        NixFragment(
-            "File systems",
-            {
-                ("fileSystems", "/"): {"device": layout.root_dataset, "fsType": "zfs"},
-                ("fileSystems", "/nix"): {"device": layout.nix_dataset, "fsType": "zfs"},
-                ("fileSystems", "/home"): {"device": layout.home_dataset, "fsType": "zfs"},
-                ("fileSystems", "/persist"): {
-                    "device": layout.persist_dataset,
-                    "fsType": "zfs",
-                    # Mounted in the initrd, before anything reads persisted state.
-                    "neededForBoot": True,
-                },
-                ("fileSystems", "/boot"): {
-                    "device": layout.esp_device,
-                    "fsType": "vfat",
-                    "options": ["umask=0077"],
-                },
-            },
-        ),
+        NixFragment("Root rollback", _rollback(layout, rolled_back_dataset(datasets))),
+        NixFragment("File systems", _file_systems(layout, datasets)),
         NixFragment(
             "Persistence",
             {
@@ -165,8 +149,30 @@ def core_fragments(layout: Layout) -> list[NixFragment]:
     return fragments
 
 
-def _rollback(layout: Layout) -> dict[AttrPath, object]:
-    command = f"zfs rollback -r {layout.blank_snapshot}"
+def _file_systems(layout: Layout, datasets: Sequence[Dataset]) -> dict[AttrPath, object]:
+    """A legacy ZFS mount for each dataset, in the table's order, then the ESP."""
+    settings: dict[AttrPath, object] = {}
+    for dataset in datasets:
+        entry: dict[str, object] = {
+            "device": dataset.full_name(layout.settings.pool),
+            "fsType": "zfs",
+        }
+        if dataset.needed_for_boot:
+            entry["neededForBoot"] = True
+        settings[("fileSystems", dataset.mountpoint)] = entry
+    settings[("fileSystems", "/boot")] = {
+        "device": layout.esp_device,
+        "fsType": "vfat",
+        "options": ["umask=0077"],
+    }
+    return settings
+
+
+def _rollback(layout: Layout, dataset: Dataset) -> dict[AttrPath, object]:
+    """Roll ``dataset`` back to its blank snapshot in the initrd, before it is mounted.
+    It is the root (the dataset table's tests keep it so): the unit runs before
+    ``sysroot.mount``."""
+    command = f"zfs rollback -r {dataset.blank_snapshot(layout.settings.pool)}"
     if layout.settings.initrd == "scripted":
         # mkAfter: the scripted initrd imports the pool in postResumeCommands too, and
         # the rollback must come after the import.
