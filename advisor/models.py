@@ -51,14 +51,16 @@ class Capability:
     """How a backend serves one axis, and why.
 
     ``why`` is one line; ``source`` names where the fact comes from (a man page, a spec,
-    an issue); ``fact`` is the anchor of the fact in ``docs/threat-model.md`` for the
-    built-in backends (third-party backends may leave it empty and cite ``source`` only).
+    an issue); ``fact`` is the anchor of the fact in ``docs/threat-model.md`` (the
+    built-in backends' facts); ``url`` is a link to where the fact is explained, for a
+    plugin's own sources. The report shows the link, or else the anchor.
     """
 
     rating: Rating
     why: str
     source: str
     fact: str = ""
+    url: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,13 @@ class Note:
     """A warning or a mitigation attached to an assessment.
 
     ``id`` is stable so scripts can match on it; ``fact`` anchors it in the threat-model
-    document where one applies.
+    document where one applies; ``url`` links a plugin's own source for it.
     """
 
     id: str
     text: str
     fact: str = ""
+    url: str = ""
 
 
 class Backend:
@@ -191,6 +194,14 @@ class Backend:
         The core adds what every layout shares (boot loader, datasets, rollback, users).
         """
         return ()
+
+    def check_settings(self, settings: Settings) -> None:
+        """Refuse settings this backend cannot serve (an initrd, TRIM, a header) by
+        raising :class:`advisor.plugin.PluginRefusal` with what to change.
+
+        Called by ``config``, ``plan`` and ``install`` once the settings are checked
+        themselves, before anything is generated or done; the default accepts all.
+        """
 
     def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
         """Steps between partitioning and pool creation (format and open a container).

@@ -23,6 +23,7 @@ from advisor.models import (
     Question,
     Rating,
     RemoteUnlock,
+    Settings,
     Step,
     SystemFacts,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Rating",
     "Raw",
     "RemoteUnlock",
+    "Settings",
     "Step",
     "SystemFacts",
     "hookimpl",

@@ -162,7 +162,8 @@ def check_settings(
     settings: Settings, backend: Backend, backends: Sequence[Backend] = ()
 ) -> Settings:
     """``settings`` with every value checked (:mod:`advisor.validate`) and normalised,
-    for ``backend``; a :class:`UsageError` naming the flag otherwise. ``backends`` are
+    then accepted by ``backend`` (:meth:`Backend.check_settings`); a :class:`UsageError`
+    naming the flag otherwise. ``backends`` are
     the installed ones, named when a flag is for others than ``backend``."""
     check_installable(backend)
     if settings.initrd not in INITRD_CHOICES:
@@ -171,7 +172,7 @@ def check_settings(
     check_header_given(backend, backends, given=header is not None)
     if settings.remote_unlock_keys is not None:
         read_authorized_keys(settings.remote_unlock_keys)
-    return replace(
+    checked = replace(
         settings,
         host_id=validate.host_id(settings.host_id),
         hostname=validate.hostname(settings.hostname),
@@ -181,6 +182,8 @@ def check_settings(
         nixos_release=validate.nixos_release(settings.nixos_release),
         luks_name=validate.mapper_name(settings.luks_name),
     )
+    backend.check_settings(checked)
+    return checked
 
 
 def check_installable(backend: Backend) -> None:

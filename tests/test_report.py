@@ -13,7 +13,7 @@ from advisor.assess.assessment import assess
 from advisor.assess.report import render_assessment
 from advisor.install.disks import firmware_warning
 from advisor.install.report import render_disks
-from advisor.models import Axis, Backend, Capability, Rating, SystemFacts
+from advisor.models import Axis, Backend, Capability, Note, Rating, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks_detached import LuksDetachedBackend
 
@@ -100,3 +100,36 @@ def test_assessment_report_does_not_suggest_installing_what_advisor_cannot_insta
     text = out.getvalue()
     assert "advisor can recommend assess-only but not install it" in text
     assert "advisor install" not in text
+
+
+class _Cited(Backend):
+    """A plugin's backend that cites its own sources, as links."""
+
+    name = "cited"
+    summary = "cites its sources"
+    api_version = 1
+    capabilities: ClassVar[Mapping[str, Capability]] = {
+        "a": Capability(Rating.STRONG, "Serves it.", "RFC 1", url="https://example.org/fact-a")
+    }
+
+    def warnings(self, answers: Mapping[str, str], system: SystemFacts) -> list[Note]:
+        return [Note("cited-warning", "Mind it.", url="https://example.org/warning")]
+
+
+def test_a_plugins_reasons_and_notes_link_its_own_sources() -> None:
+    assessment = assess(
+        axes=[Axis("a", "A", "", baseline=1.0)],
+        questions=[],
+        backends=[_Cited()],
+        answers={},
+        system=SystemFacts(),
+    )
+    console, out = _console()
+    render_assessment(console, assessment, None)
+    text = out.getvalue()
+    assert "A: Serves it. [https://example.org/fact-a]" in text
+    assert "Mind it. [https://example.org/warning]" in text
+    assert "threat-model.md" not in text
+    data = assessment.to_json()
+    assert data["ranking"][0]["reasons"][0]["url"] == "https://example.org/fact-a"
+    assert data["warnings"][0]["url"] == "https://example.org/warning"

@@ -42,6 +42,7 @@ class Reason:
     why: str
     source: str
     fact: str
+    url: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +53,7 @@ class Reason:
             "why": self.why,
             "source": self.source,
             "fact": self.fact,
+            "url": self.url,
         }
 
 
@@ -214,6 +216,7 @@ def score_backend(backend: Backend, weights: Mapping[str, float]) -> tuple[float
                 why=capability.why if capability else "No claim made for this axis.",
                 source=capability.source if capability else "",
                 fact=capability.fact if capability else "",
+                url=capability.url if capability else "",
             )
         )
     reasons.sort(key=lambda reason: (-reason.weight, -reason.rating, reason.axis))
@@ -311,7 +314,7 @@ def _unique(notes: Iterable[Note]) -> list[Note]:
 
 
 def _note_json(note: Note) -> dict[str, str]:
-    return {"id": note.id, "text": note.text, "fact": note.fact}
+    return {"id": note.id, "text": note.text, "fact": note.fact, "url": note.url}
 
 
 def _tension_json(tension: Tension) -> dict[str, Any]:

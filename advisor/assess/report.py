@@ -96,8 +96,8 @@ def render_assessment(
             mark, style = _RATING_MARK[reason.rating]
             line = Text(f"{titles.get(reason.axis, reason.axis)}: ", style="bold")
             line += Text(reason.why)
-            if reason.fact:
-                line += Text(f" [threat-model.md#{reason.fact}]", style="dim")
+            if cited := _citation(reason.url, reason.fact):
+                line += cited
             rows.append((Text(mark.strip(), style=style), line))
         bullets(console, rows)
 
@@ -111,10 +111,19 @@ def render_assessment(
 
     if assessment.warnings:
         heading(console, "Warnings")
-        bullets(console, [(Text("•"), Text(n.text, style="yellow")) for n in assessment.warnings])
+        bullets(
+            console,
+            [
+                (Text("•"), Text(n.text, style="yellow") + _citation(n.url, ""))
+                for n in assessment.warnings
+            ],
+        )
     if assessment.mitigations:
         heading(console, "Mitigations")
-        bullets(console, [(Text("•"), Text(n.text)) for n in assessment.mitigations])
+        bullets(
+            console,
+            [(Text("•"), Text(n.text) + _citation(n.url, "")) for n in assessment.mitigations],
+        )
 
     heading(console, "This machine (probed)")
     console.print(indent(system_summary(assessment.system)))
@@ -162,3 +171,13 @@ def render_questions(
                 line += Text(f"  [{effect}]", style="dim")
             console.print(indent(line, 4))
         console.print()
+
+
+def _citation(url: str, fact: str) -> Text:
+    """Where a reason or note is explained: a plugin's own link, else the anchor of a
+    built-in fact in docs/threat-model.md; empty when there is neither."""
+    if url:
+        return Text(f" [{url}]", style="dim")
+    if fact:
+        return Text(f" [threat-model.md#{fact}]", style="dim")
+    return Text("")
