@@ -13,12 +13,13 @@ from typing import ClassVar
 
 from advisor.datasets import mounted_at, rolled_back_dataset
 
-#: Version of the plugin contract. A backend declares the version it was written for in
-#: ``Backend.api_version``; the core refuses a backend whose version it does not support.
+#: The version of the plugin contract this advisor implements. A backend declares the
+#: version it was written for in ``Backend.api_version`` (a literal); the core refuses a
+#: backend whose version it does not support.
 PLUGIN_API_VERSION = 1
 SUPPORTED_PLUGIN_API_VERSIONS = frozenset({1})
 
-#: A completed (or partial) questionnaire: question id -> chosen value.
+#: A completed (or partial) questionnaire: question id to chosen value.
 Answers = Mapping[str, str]
 
 
@@ -259,64 +260,52 @@ class Settings:
     Each field has one command-line flag (``--host-id`` for ``host_id``) and one check,
     declared in :mod:`advisor.settings`; the install hands them to ``advisor config``
     through that one conversion.
-
-    ``host_id``
-        eight hex digits: the live system's id when the pool is created, and
-        ``networking.hostId``, so the pool imports without force.
-    ``hostname``, ``user``
-        the host name (also the flake's configuration name) and the user account.
-    ``pool``
-        the pool's name; the datasets are below it.
-    ``initrd``
-        ``"systemd"`` (the NixOS 26.05 default) or ``"scripted"``: the stage 1 the
-        configuration is written for.
-    ``trim``
-        TRIM through the encryption layer (a LUKS backend's ``allowDiscards``).
-    ``ssd``
-        the disk is an SSD or NVMe (a LUKS backend's ``bypassWorkqueues``).
-    ``header``
-        a detached header's device or file, for a backend with ``detached_header``.
-    ``remote_unlock_keys``
-        an absolute path to authorized_keys for SSH unlock in the initrd, or ``None``.
-    ``sops``
-        create an age key for sops-nix on /persist (:data:`SOPS_AGE_KEY`).
-    ``nixos_release``
-        the release the flake follows and ``system.stateVersion``, such as ``"26.05"``.
-    ``luks_name``
-        the name a LUKS backend opens its container as: ``/dev/mapper/<luks_name>``.
     """
 
+    #: Eight hex digits: the live system's host id when the pool is created, and
+    #: ``networking.hostId``, so the pool imports without force.
     host_id: str
+    #: The host name, and the flake's configuration name.
     hostname: str = "nixos"
+    #: The user account to create.
     user: str = "nixos"
+    #: The pool's name; the datasets are below it.
     pool: str = "rpool"
+    #: The stage 1 the configuration is written for: ``"systemd"`` (the NixOS 26.05
+    #: default) or ``"scripted"``.
     initrd: str = "systemd"
+    #: TRIM through the encryption layer (a LUKS backend's ``allowDiscards``).
     trim: bool = False
+    #: The disk is an SSD or NVMe (a LUKS backend's ``bypassWorkqueues``).
     ssd: bool = False
+    #: A detached header's device or file, for a backend with ``detached_header``.
     header: str | None = None
+    #: An absolute path to the authorized_keys for SSH unlock in the initrd, or ``None``.
     remote_unlock_keys: str | None = None
+    #: Create an age key for sops-nix on /persist (:data:`SOPS_AGE_KEY`).
     sops: bool = False
+    #: The release the flake follows and ``system.stateVersion``, such as ``"26.05"``.
     nixos_release: str = "26.05"
+    #: The name a LUKS backend opens its container as: ``/dev/mapper/<luks_name>``.
     luks_name: str = "cryptroot"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Everything the NixOS configuration is generated from, already validated.
+    """Everything the NixOS configuration is generated from, already validated."""
 
-    ``backend`` is the backend's name. ``settings`` are the choices shared with the
-    install. ``data_device`` is the partition the configuration unlocks or imports (the
-    one the backend names, :meth:`Backend.configured_device`) and ``esp_device`` the
-    EFI system partition: both stable ``/dev/disk/by-*`` links. ``hashed_password`` is a
-    crypt(3) hash, never a password. ``remote_unlock`` holds the keys read from
-    ``settings.remote_unlock_keys``.
-    """
-
+    #: The backend's name.
     backend: str
+    #: The choices shared with the install.
     settings: Settings
+    #: The partition the configuration unlocks or imports, a stable ``/dev/disk/by-*``
+    #: link: the one the backend names (:meth:`Backend.configured_device`).
     data_device: str
+    #: The EFI system partition, a stable ``/dev/disk/by-*`` link.
     esp_device: str
+    #: The user's password as a crypt(3) hash, never the password.
     hashed_password: str
+    #: SSH in the initrd, with the keys read from ``settings.remote_unlock_keys``.
     remote_unlock: RemoteUnlock | None = None
 
     @property
@@ -348,7 +337,8 @@ class Layout:
         return mounted_at("/persist").full_name(self.settings.pool)
 
 
-#: An attribute path in the NixOS configuration, such as ("boot", "zfs", "devNodes").
+#: An attribute path in the NixOS configuration, a tuple of strings such as
+#: ``("boot", "zfs", "devNodes")``.
 AttrPath = tuple[str, ...]
 
 
@@ -356,14 +346,16 @@ AttrPath = tuple[str, ...]
 class NixFragment:
     """Settings a contributor adds to ``configuration.nix``, under a section heading.
 
-    ``settings`` maps attribute paths to values that :mod:`advisor.nix` can render
-    (strings, booleans, integers, lists, mappings, ``Raw`` and ``Apply``). The core
-    merges fragments: lists at the same path are concatenated, mappings merged key by
-    key, and two different values for one setting are a conflict naming both
+    The core merges fragments: lists at the same path are concatenated, mappings merged
+    key by key, and two different values for one setting are a conflict naming both
     contributors.
     """
 
+    #: The heading of the block the settings are written under ("Encryption"); the
+    #: core's sections come first, in their order, then new ones as they appear.
     section: str
+    #: Attribute paths (``("boot", "zfs", "devNodes")``) to values :mod:`advisor.nix` can
+    #: render: strings, booleans, integers, lists, mappings, ``Raw`` and ``Apply``.
     settings: Mapping[AttrPath, object]
 
 
@@ -400,30 +392,37 @@ class Step:
 class InstallSpec:
     """Everything an install will do, fixed before the first step and saved for --resume.
 
-    ``backend`` is the backend's name; ``settings`` the choices shared with the
-    configuration. The rest is the install's own: the target disk (``disk``, a stable
-    ``/dev/disk/by-id/...`` or ``by-path`` link of the whole disk; ``disk_id``,
-    ``disk_serial``, ``disk_size`` in bytes, to find and recognise it again), the
-    partition GUIDs, the mount point ``root``, a detached header's ``header_backup``
-    file, the ``zpool create`` overrides, ``fast_kdf`` (tests only: cheap key
-    derivation) and the ESP's size. The partition GUIDs and the host id are chosen up
-    front, so the plan, the pool's labels and the generated configuration all name the
-    same devices.
+    The partition GUIDs and the host id are chosen up front, so the plan, the pool's
+    labels and the generated configuration all name the same devices.
     """
 
+    #: The backend's name.
     backend: str
+    #: The choices shared with the configuration.
     settings: Settings
+    #: The whole disk as a stable link: ``/dev/disk/by-id/...`` (or ``by-path``).
     disk: str
+    #: The disk's id, as ``advisor disks`` shows it and ``--yes-wipe`` names it.
     disk_id: str
+    #: The disk's serial, to recognise it again (``None``: it has none).
     disk_serial: str | None
+    #: The disk's size in bytes, to recognise it again.
     disk_size: int
+    #: The GPT partition GUID of the ESP (partition 1).
     esp_partuuid: str
+    #: The GPT partition GUID of the data partition (partition 2).
     data_partuuid: str
+    #: Where the new system is mounted.
     root: str = "/mnt"
+    #: A detached header's backup file, on another medium than the header.
     header_backup: str | None = None
+    #: ``zpool create -o`` properties added to or replacing the reference ones.
     pool_options: Mapping[str, str] = field(default_factory=dict)
+    #: ``zpool create -O`` properties added to or replacing the reference ones.
     dataset_options: Mapping[str, str] = field(default_factory=dict)
+    #: Tests only: cheap key derivation, never for a real disk.
     fast_kdf: bool = False
+    #: The ESP's size, as sgdisk reads it.
     esp_size: str = "1G"
 
     @property

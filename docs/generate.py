@@ -7,15 +7,19 @@ A generated block sits between ``<!-- generated:NAME -->`` and ``<!-- /generated
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from advisor import models, plugin
 from advisor.assess.assessment import assess
 from advisor.datasets import DATASETS
 from advisor.models import Backend, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
+from advisor.settings import OPTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
@@ -96,7 +100,83 @@ def datasets_table() -> str:
     return "\n".join(rows)
 
 
+def field_docs(record: type) -> dict[str, str]:
+    """Each field's ``#:`` comment in ``record``'s source, joined into one line."""
+    docs: dict[str, str] = {}
+    comment: list[str] = []
+    for line in inspect.getsource(record).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            comment.append(stripped.removeprefix("#:").strip())
+        elif match := re.match(r"(\w+): ", stripped):
+            if comment:
+                docs[match.group(1)] = " ".join(comment)
+            comment = []
+        else:
+            comment = []
+    return docs
+
+
+def _rst_to_markdown(text: str) -> str:
+    """The docstring markup the comments use, as Markdown: ``code`` and :role:`name`."""
+    text = re.sub(r":\w+:`~?([\w.]+)`", r"`\1`", text)
+    return text.replace("``", "`")
+
+
+def _default(field: dataclasses.Field[object]) -> str:
+    if field.default is not dataclasses.MISSING:
+        return f"`{field.default!r}`"
+    if field.default_factory is not dataclasses.MISSING:
+        return f"`{field.default_factory()!r}`"
+    return "required"
+
+
+def fields_table(record: type, flags: dict[str, str] | None = None) -> str:
+    """The fields of the dataclass ``record``: name, type, default and meaning (from
+    its ``#:`` comments), and with ``flags`` each one's command-line flag."""
+    docs = field_docs(record)
+    head = "| field | type | default |" + (" flag |" if flags is not None else "") + " meaning |"
+    rows = [head, "|---|---|---|" + ("---|" if flags is not None else "") + "---|"]
+    for field in dataclasses.fields(record):
+        flag = f" `{flags[field.name]}` |" if flags is not None else ""
+        meaning = _rst_to_markdown(docs[field.name])
+        type_name = str(field.type).replace("|", "\\|")
+        rows.append(f"| `{field.name}` | `{type_name}` | {_default(field)} |{flag} {meaning} |")
+    return "\n".join(rows)
+
+
+def _comment_doc(name: str) -> str | None:
+    """The ``#:`` comment above ``name``'s assignment in the modules the plugin API
+    re-exports from (a type alias or a marker has no docstring of its own)."""
+    for module in (models, plugin):
+        comment: list[str] = []
+        for line in inspect.getsource(module).splitlines():
+            if line.startswith("#:"):
+                comment.append(line.removeprefix("#:").strip())
+            elif re.match(rf"{name}\b.*=", line) and comment:
+                return " ".join(comment)
+            else:
+                comment = []
+    return None
+
+
+def public_api_table() -> str:
+    """Every name ``advisor.plugin`` exports, with the first paragraph of its docs."""
+    rows = ["| name | what it is |", "|---|---|"]
+    for name in plugin.__all__:
+        value = getattr(plugin, name)
+        doc = _comment_doc(name) or inspect.getdoc(value) or ""
+        first = _rst_to_markdown(doc.split("\n\n")[0].replace("\n", " "))
+        rows.append(f"| `{name}` | {first} |")
+    return "\n".join(rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "plugin_api": public_api_table,
+    "settings_fields": lambda: fields_table(models.Settings, {o.field: o.flag for o in OPTIONS}),
+    "layout_fields": lambda: fields_table(models.Layout),
+    "installspec_fields": lambda: fields_table(models.InstallSpec),
+    "nixfragment_fields": lambda: fields_table(models.NixFragment),
     "axes": axes_table,
     "weights": weights_table,
     "ratings": rating_matrix,
