@@ -1,6 +1,10 @@
 """Built-in backend ``luks``: a ZFS pool on a LUKS2 container.
 
 Everything ZFS writes, including its labels and metadata, is inside the ciphertext.
+
+:class:`LuksBackend` is also a base for variants (``luks-detached`` is one, and
+docs/plugins.md shows how to write another): each part of the design is a method of its
+own, so a subclass replaces or extends one part and keeps the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +28,17 @@ from advisor.plugin import (
 
 
 class LuksBackend(Backend):
+    """ZFS on LUKS2. The methods a variant overrides or calls:
+
+    - ``luks_device(layout)``: the ``boot.initrd.luks.devices.<name>`` entry (add
+      crypttab options, a header, a key file to the dict it returns);
+    - ``format_options``, ``open_options``, ``header_options``: the cryptsetup options
+      of the steps; ``format_step``, ``open_step``: the steps themselves, which
+      ``provision_steps`` returns in order (put a step of yours between them);
+    - ``dm_crypt_warnings``, ``on_disk_header_warnings``: the two halves of
+      ``warnings`` (keep the first, replace the second when the header is elsewhere).
+    """
+
     name = "luks"
     summary = "ZFS on LUKS2: the whole pool, metadata included, inside one dm-crypt container"
     api_version = 1
@@ -171,6 +186,8 @@ class LuksBackend(Backend):
         return device
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
+        """The container (:meth:`luks_device`), imported from /dev/mapper, and under the
+        systemd initrd the pool's import ordered after the unlock."""
         settings: dict[tuple[str, ...], object] = {
             ("boot", "initrd", "luks", "devices", layout.settings.luks_name): self.luks_device(
                 layout
@@ -202,6 +219,7 @@ class LuksBackend(Backend):
         return options
 
     def open_options(self, spec: InstallSpec) -> tuple[str, ...]:
+        """cryptsetup open options: discards only when TRIM was chosen."""
         return ("--allow-discards",) if spec.settings.trim else ()
 
     def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
@@ -209,6 +227,7 @@ class LuksBackend(Backend):
         return ()
 
     def format_step(self, spec: InstallSpec) -> Step:
+        """``luks-format``: the passphrase on stdin, destructive, probed with isLuks."""
         header, data = self.header_options(spec), spec.data_partuuid_device
         where = f" (header on {spec.settings.header})" if header else ""
         return Step(
@@ -221,6 +240,7 @@ class LuksBackend(Backend):
         )
 
     def open_step(self, spec: InstallSpec) -> Step:
+        """``luks-open``: the container as /dev/mapper/<luks_name>, restored on resume."""
         header, data = self.header_options(spec), spec.data_partuuid_device
         argv = (
             "cryptsetup",
