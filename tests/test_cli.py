@@ -320,7 +320,7 @@ def test_install_needs_root(monkeypatch: pytest.MonkeyPatch) -> None:
     from advisor.errors import UsageError
     from advisor.install import session as install
 
-    monkeypatch.setattr(install.os, "geteuid", lambda: 1000)  # as an ordinary user
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # as an ordinary user
     with pytest.raises(UsageError, match="must run as root"):
         install.check_privileges(allow_bios=True)
 

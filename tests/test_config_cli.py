@@ -287,7 +287,7 @@ PLUGINS = load_plugins(environ={})
 hostile = st.text(
     alphabet=st.one_of(
         st.sampled_from(list("$\\{}'\"\n;=/ .-_@:")),
-        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+        st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
     ),
     min_size=1,
     max_size=30,
@@ -297,7 +297,7 @@ hostile = st.text(
 def request(**overrides: Any) -> ConfigRequest:
     """A request for luks-detached; ``overrides`` may name settings or request fields."""
     names = {f.name for f in dataclasses.fields(Settings)}
-    chosen = {"host_id": "8f2a91c4", "user": "alice", "header": HEADER}
+    chosen: dict[str, Any] = {"host_id": "8f2a91c4", "user": "alice", "header": HEADER}
     chosen.update({k: v for k, v in overrides.items() if k in names})
     fields: dict[str, Any] = {
         "backend": "luks-detached",

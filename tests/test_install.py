@@ -11,9 +11,11 @@ import argparse
 import dataclasses
 import io
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import usable_disk
@@ -78,12 +80,10 @@ def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Machine:
     monkeypatch.setattr(disk_probe, "exclusive_open_error", fake.exclusive_open_error)
     monkeypatch.setattr(disk_probe, "firmware", lambda root=Path("/"): "efi")
     monkeypatch.setattr(disk_probe, "imported_pools", fake.imported_pools)
-    monkeypatch.setattr(install.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(runner, "run", fake.run)
-    lexists = install.os.path.lexists
-    monkeypatch.setattr(
-        install.os.path, "lexists", lambda path: path in fake.devices or lexists(path)
-    )
+    lexists = os.path.lexists
+    monkeypatch.setattr(os.path, "lexists", lambda path: path in fake.devices or lexists(path))
     return fake
 
 
@@ -102,7 +102,7 @@ def run_cli(*argv: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     return cli.main(list(argv)), stderr.getvalue()
 
 
-def luks_plan(target: Path, disk: disk_probe.Disk = DISK, **changes: object) -> Plan:
+def luks_plan(target: Path, disk: disk_probe.Disk = DISK, **changes: Any) -> Plan:
     spec = InstallSpec(
         backend="luks",
         settings=Settings(host_id="8f2a91c4", hostname="h", user="u"),
@@ -236,10 +236,8 @@ def detached(header: str, backup: str, root: Path) -> install.InstallRequest:
 def links(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Device links the test resolves (to paths that need not exist)."""
     table: dict[str, str] = {}
-    real = install.os.path.realpath
-    monkeypatch.setattr(
-        install.os.path, "realpath", lambda path, **kw: table.get(path) or real(path, **kw)
-    )
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda path, **kw: table.get(path) or real(path, **kw))
     return table
 
 
@@ -420,7 +418,7 @@ def test_a_root_with_something_mounted_on_or_below_it_is_refused(
     ],
 )
 def test_an_edited_saved_plan_or_state_is_checked_as_a_new_spec(
-    machine: Machine, tmp_path: Path, change: dict[str, object], message: str
+    machine: Machine, tmp_path: Path, change: dict[str, Any], message: str
 ) -> None:
     # Made with a fingerprint that matches, as a careful editor of the file would.
     edited = luks_plan(machine.root, **change)
@@ -486,15 +484,15 @@ def test_the_state_dir_is_checked_and_made_before_the_confirmation(
             "install", *plan_args(machine, "--state-dir", state_dir), monkeypatch=monkeypatch
         )
         assert status == 2 and message in stderr and "Traceback" not in stderr, stderr
-    state_dir = tmp_path / "new" / "state"
+    new_state_dir = tmp_path / "new" / "state"
     status, stderr = run_cli(
-        "install", *plan_args(machine, "--state-dir", str(state_dir)), monkeypatch=monkeypatch
+        "install", *plan_args(machine, "--state-dir", str(new_state_dir)), monkeypatch=monkeypatch
     )
     assert status == 2 and "without confirmation" in stderr
-    assert state_dir.is_dir() and state_dir.stat().st_mode & 0o777 == 0o700
-    started_install(state_dir, luks_plan(machine.root))
+    assert new_state_dir.is_dir() and new_state_dir.stat().st_mode & 0o777 == 0o700
+    started_install(new_state_dir, luks_plan(machine.root))
     status, stderr = run_cli(
-        "install", *plan_args(machine, "--state-dir", str(state_dir)), monkeypatch=monkeypatch
+        "install", *plan_args(machine, "--state-dir", str(new_state_dir)), monkeypatch=monkeypatch
     )
     assert status == 2 and "holds an earlier install" in stderr
 

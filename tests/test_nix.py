@@ -115,7 +115,7 @@ def test_hostile_strings_evaluate_to_themselves() -> None:
 nix_text = st.text(
     alphabet=st.one_of(
         st.sampled_from(list("$\\{}'\"\n\r\t ")),
-        st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+        st.characters(exclude_categories=["Cs"], exclude_characters="\0"),
     ),
     max_size=40,
 )

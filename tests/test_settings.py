@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import PLAN_SPEC
@@ -46,7 +47,7 @@ STRATEGIES: dict[str, st.SearchStrategy[object]] = {
     "nixos_release": st.from_regex(r"[0-9]{2}\.(05|11)", fullmatch=True),
     "luks_name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
 }
-all_settings = st.builds(Settings, **STRATEGIES)  # type: ignore[arg-type]
+all_settings = st.builds(Settings, **STRATEGIES)
 _SLOW = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 
 
@@ -146,7 +147,7 @@ def test_a_relative_key_file_is_made_absolute_and_must_hold_keys(
         ({"header": "/h.img"}, "--header is only for the luks-detached backend, not luks"),
     ],
 )
-def test_a_bad_setting_is_refused_naming_its_flag(change: dict[str, str], message: str) -> None:
+def test_a_bad_setting_is_refused_naming_its_flag(change: dict[str, Any], message: str) -> None:
     bad = dataclasses.replace(PLAN_SPEC.settings, **change)
     backends = (LuksBackend(), LuksDetachedBackend())
     with pytest.raises(UsageError, match=f"^{message}"):

@@ -39,7 +39,8 @@ def _vm_available(request: pytest.FixtureRequest) -> None:
 @pytest.fixture
 def vm_kernel(_vm_available: None) -> Path:
     """The kernel the guest boots (``harness.find_kernel``)."""
-    return find_kernel()
+    kernel: Path = find_kernel()
+    return kernel
 
 
 @pytest.fixture
