@@ -274,7 +274,8 @@ def _set_leaf(
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
             prefix = path[: depth + 1]
-            raise _conflict(prefix, child, owners[prefix], {path[depth + 1 :]: item}, contributor)
+            below = _nested(path[depth + 1 :], item)
+            raise _conflict(prefix, child, owners[prefix], below, contributor)
         node = child
     key = path[-1]
     if key not in node:
@@ -291,6 +292,13 @@ def _set_leaf(
         raise _conflict(path, current, owners.get(path, "?"), item, contributor)
 
 
+def _nested(path: AttrPath, item: object) -> object:
+    """``item`` at ``path`` below a set: ``{a = {b = item;};}`` for ``("a", "b")``."""
+    for key in reversed(path):
+        item = {key: item}
+    return item
+
+
 def _owner_below(owners: Mapping[AttrPath, str], path: AttrPath) -> str:
     return next((owner for p, owner in owners.items() if p[: len(path)] == path), "?")
 
@@ -303,9 +311,14 @@ def _conflict(
     path: AttrPath, first: object, first_owner: str, second: object, second_owner: str
 ) -> ConfigConflict:
     return ConfigConflict(
-        f"conflicting values for {nix.attr_path(path)}: {first!r} from {first_owner} and "
-        f"{second!r} from {second_owner}"
+        f"conflicting values for {nix.attr_path(path)}: {_as_nix(first)} from {first_owner} "
+        f"and {_as_nix(second)} from {second_owner}"
     )
+
+
+def _as_nix(item: object) -> str:
+    """``item`` as the configuration would spell it, on one line."""
+    return " ".join(line.strip() for line in nix.value(item).splitlines())
 
 
 def _lookup(tree: Mapping[str, object], path: AttrPath) -> object:
