@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
+from advisor.errors import PluginRefusal
 from advisor.hookspecs import PROJECT_NAME
 from advisor.models import (
     PLUGIN_API_VERSION,
@@ -45,6 +46,7 @@ __all__ = [
     "Layout",
     "NixFragment",
     "Note",
+    "PluginRefusal",
     "Question",
     "Rating",
     "Raw",

@@ -27,7 +27,7 @@ from typing import Any
 import pluggy
 
 from advisor import hookspecs, questionnaire
-from advisor.errors import PluginError, UsageError
+from advisor.errors import AdvisorError, PluginError, UsageError
 from advisor.models import (
     SUPPORTED_PLUGIN_API_VERSIONS,
     Axis,
@@ -38,6 +38,7 @@ from advisor.models import (
     Question,
     Rating,
 )
+from advisor.plugincall import call, sequence, sequence_of
 
 ENTRY_POINT_GROUP = "advisor"
 DISABLE_ENV = "ADVISOR_DISABLE_PLUGINS"
@@ -135,26 +136,24 @@ class LoadedPlugins:
     manager: pluggy.PluginManager = field(repr=False, compare=False)
 
     def nix_fragments(self, layout: Layout, backend: Backend) -> list[tuple[str, NixFragment]]:
-        """Every active plugin's ``advisor_nix_fragments``, as (plugin name, fragment).
+        """Every active plugin's ``advisor_nix_fragments``, as (plugin name, fragment), in
+        load order.
 
         Strict, unlike discovery: this output ends up on a disk, so a failing plugin is
-        an error (:class:`PluginError`) naming it.
+        an error (:class:`PluginError`, or the :class:`PluginRefusal` it raised) naming it.
         """
         kwargs = {"layout": layout, "backend": backend}
+        hook = "advisor_nix_fragments"
         fragments = []
-        # pluggy lists implementations last-registered first; keep load order.
-        for impl in reversed(self.manager.hook.advisor_nix_fragments.get_hookimpls()):
-            try:
-                results = _invoke(impl, "advisor_nix_fragments", kwargs)
-            except _Rejected as rejected:
-                raise PluginError(f"plugin {impl.plugin_name!r}: {rejected.reason}") from None
-            for fragment in results:
-                if not isinstance(fragment, NixFragment):
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r}: advisor_nix_fragments returned "
-                        f"{type(fragment).__name__}, not NixFragment"
-                    )
-                fragments.append((impl.plugin_name, fragment))
+        for record in self.records:
+            impl = _impl(self.manager, hook, record.name)
+            if record.status is not Status.ACTIVE or impl is None:
+                continue
+            owner = f"plugin {record.name!r}"
+            results = call(owner, hook, impl.function, *(kwargs[a] for a in impl.argnames))
+            results = [] if results is None else results
+            for fragment in sequence_of(owner, hook, results, NixFragment):
+                fragments.append((record.name, fragment))
         return fragments
 
     def backend(self, name: str) -> Backend:
@@ -284,25 +283,24 @@ def _one_line(message: str) -> str:
     return " ".join(lines)
 
 
-def _invoke(impl: pluggy.HookImpl, hook_name: str, kwargs: Mapping[str, object]) -> list[Any]:
-    """Call one implementation with the arguments it asks for; check it returned a list."""
-    try:
-        result = impl.function(*(kwargs[name] for name in impl.argnames))
-    except Exception as error:
-        raise _Rejected(f"{hook_name} raised {type(error).__name__}: {error}") from error
-    if result is None:
-        return []
-    if isinstance(result, str | bytes) or not isinstance(result, Iterable):
-        raise _Rejected(f"{hook_name} must return a list, not {type(result).__name__}")
-    return list(result)
+def _impl(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> pluggy.HookImpl | None:
+    """The implementation of ``hook_name`` registered as ``plugin_name``, if there is one."""
+    caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
+    for impl in caller.get_hookimpls():
+        if impl.plugin_name == plugin_name:
+            return impl
+    return None
 
 
 def _call(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> list[Any]:
-    """Call one plugin's implementation of a no-argument hook; ``[]`` if it has none."""
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        if impl.plugin_name == plugin_name:
-            return _invoke(impl, hook_name, {})
-    return []
+    """One plugin's result of a no-argument hook (``[]`` if it has none);
+    :class:`_Rejected` if it fails."""
+    impl = _impl(pm, hook_name, plugin_name)
+    try:
+        result = None if impl is None else call(None, hook_name, impl.function)
+        return [] if result is None else sequence(None, hook_name, result)
+    except AdvisorError as error:  # a refusal too: no user input to refuse here
+        raise _Rejected(str(error)) from error
 
 
 class _PluginFailed(Exception):

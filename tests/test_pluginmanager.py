@@ -158,7 +158,7 @@ def test_unknown_hook_is_reported_with_a_suggestion(
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("return 'luks'", "advisor_backends must return a list, not str"),
+        ("return 'luks'", "advisor_backends must return a sequence, not str"),
         ("return [object()]", "advisor_backends returned object, not a Backend"),
         ("raise ValueError('nope')", "advisor_backends raised ValueError: nope"),
     ],

@@ -38,7 +38,7 @@ from advisor.install.executor import (
     read_plan_file,
     save_spec,
 )
-from advisor.install.plan import Plan, build_plan, check_header_given
+from advisor.install.plan import Plan, build_plan, check_header_given, pool_device_of
 from advisor.models import InstallSpec
 from advisor.pluginmanager import LoadedPlugins
 
@@ -148,7 +148,7 @@ def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk, plugins: Loade
     would fail on a name that is taken, after the disk is wiped."""
     check_header_target(spec, disk)
     check_root(spec.root)
-    check_names_free(spec, plugins.backend(spec.backend).pool_device(spec))
+    check_names_free(spec, pool_device_of(plugins.backend(spec.backend), spec))
 
 
 def check_names_free(spec: InstallSpec, pool_device: str) -> None:

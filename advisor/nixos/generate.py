@@ -21,6 +21,7 @@ from typing import TypeGuard, cast
 from advisor import __version__, nix
 from advisor.errors import PluginError
 from advisor.models import AttrPath, Backend, Layout, NixFragment, RemoteUnlock
+from advisor.plugincall import call, sequence_of
 
 #: Sections appear in this order; sections the core does not know follow, in order of
 #: first appearance.
@@ -233,13 +234,30 @@ def merge(contributions: Sequence[Contribution]) -> list[Statement]:
     owners: dict[AttrPath, str] = {}
     declared: dict[AttrPath, str] = {}  # path -> section, in order of declaration
     for contribution in contributions:
+        _check_fragment(contribution)
         for path, item in contribution.fragment.settings.items():
-            if not path:
-                raise ConfigConflict(f"{contribution.contributor} set an empty attribute path")
             _insert(tree, owners, path, item, contribution.contributor)
             declared.setdefault(path, contribution.fragment.section)
     roots = [path for path in declared if not any(_is_prefix(other, path) for other in declared)]
     return [Statement(declared[path], path, _lookup(tree, path)) for path in roots]
+
+
+def _check_fragment(contribution: Contribution) -> None:
+    """Raise :class:`PluginError` naming the contributor unless its fragment can be
+    rendered: checked here, where the contributor is known, rather than when the merged
+    tree is rendered and a bad value has lost its owner."""
+    who, fragment = contribution.contributor, contribution.fragment
+    if not isinstance(fragment.section, str) or not isinstance(fragment.settings, Mapping):
+        raise PluginError(f"{who}: a NixFragment needs a section name and a settings mapping")
+    for path, item in fragment.settings.items():
+        if not isinstance(path, tuple) or not all(isinstance(name, str) for name in path):
+            raise PluginError(f"{who}: attribute path {path!r} is not a tuple of names")
+        if not path:
+            raise ConfigConflict(f"{who} set an empty attribute path")
+        try:
+            nix.value(item)
+        except nix.NixRenderError as error:
+            raise PluginError(f"{who}: {nix.attr_path(path)}: {error}") from None
 
 
 def _is_prefix(shorter: AttrPath, longer: AttrPath) -> bool:
@@ -394,8 +412,11 @@ def generate(
 ) -> GeneratedConfig:
     """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones."""
     contributions = [Contribution("core", f) for f in core_fragments(layout)]
+    owner = f"backend {backend.name!r}"
+    fragments = call(owner, "nix_fragments", backend.nix_fragments, layout)
     contributions += [
-        Contribution(f"backend {backend.name}", f) for f in backend.nix_fragments(layout)
+        Contribution(f"backend {backend.name}", f)
+        for f in sequence_of(owner, "nix_fragments", fragments, NixFragment)
     ]
     contributions += extra
     statements = merge(contributions)
