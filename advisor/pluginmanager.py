@@ -254,6 +254,14 @@ def _register(
         fail(record, f"import failed: {type(error).__name__}: {error}", Status.BROKEN)
         return
     try:
+        refused = _refused_option(pm, plugin)
+    except Exception as error:  # pluggy reads every attribute; a property may raise
+        fail(record, f"registration failed: {type(error).__name__}: {error}", Status.BROKEN)
+        return
+    if refused is not None:
+        fail(record, refused, Status.BROKEN)
+        return
+    try:
         pm.register(plugin, name=ep.name)
     except pluggy.PluginValidationError as error:
         # pluggy keeps the hooks it attached before the bad one: remove them all.
@@ -283,6 +291,29 @@ def _one_line(message: str) -> str:
     return " ".join(lines)
 
 
+#: pluggy's ordering and wrapping options. The core calls each plugin's implementation on
+#: its own (so a failure is pinned on that plugin), in load order: pluggy's hook calling,
+#: which these options steer, never runs, so a plugin that relies on them is refused
+#: rather than silently called in another order.
+_ORDERING_OPTIONS = ("tryfirst", "trylast", "wrapper", "hookwrapper")
+
+
+def _refused_option(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """Why ``plugin`` cannot be registered as written, or ``None``: a hook implementation
+    of it asks for one of :data:`_ORDERING_OPTIONS`. Checked before pluggy registers it,
+    which would otherwise report a wrapper that is no generator as a bad signature."""
+    for name in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, name)
+        for option in _ORDERING_OPTIONS:
+            if opts is not None and opts.get(option):
+                return (
+                    f"hookimpl option {option} is not supported: advisor calls each "
+                    f"plugin's {name} on its own, in load order (see docs/plugins.md); "
+                    "remove the option"
+                )
+    return None
+
+
 def _impl(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> pluggy.HookImpl | None:
     """The implementation of ``hook_name`` registered as ``plugin_name``, if there is one."""
     caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
@@ -292,15 +323,25 @@ def _impl(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> pluggy.
     return None
 
 
-def _call(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> list[Any]:
-    """One plugin's result of a no-argument hook (``[]`` if it has none);
-    :class:`_Rejected` if it fails."""
-    impl = _impl(pm, hook_name, plugin_name)
-    try:
-        result = None if impl is None else call(None, hook_name, impl.function)
-        return [] if result is None else sequence(None, hook_name, result)
-    except AdvisorError as error:  # a refusal too: no user input to refuse here
-        raise _Rejected(str(error)) from error
+#: Raw results of the no-argument hooks, by (plugin name, hook name): each hook runs once
+#: per plugin per load, however often :func:`_collect` starts over.
+_Results = dict[tuple[str, str], list[Any]]
+
+
+def _call(
+    pm: pluggy.PluginManager, hook_name: str, plugin_name: str, results: _Results
+) -> list[Any]:
+    """One plugin's result of a no-argument hook (``[]`` if it has none), from
+    ``results`` when it was called before; :class:`_Rejected` if it fails."""
+    key = (plugin_name, hook_name)
+    if key not in results:
+        impl = _impl(pm, hook_name, plugin_name)
+        try:
+            result = None if impl is None else call(None, hook_name, impl.function)
+            results[key] = [] if result is None else sequence(None, hook_name, result)
+        except AdvisorError as error:  # a refusal too: no user input to refuse here
+            raise _Rejected(str(error)) from error
+    return results[key]
 
 
 class _PluginFailed(Exception):
@@ -325,18 +366,21 @@ def _collect(
     """Gather and validate contributions, leaving out every failing plugin entirely.
 
     Each failure drops one plugin and starts over: the plugin may have declared axes that
-    others rely on, so what remains must be validated again to be consistent.
+    others rely on, so what remains must be validated again to be consistent. The hooks
+    are not called again for that: their first results are kept.
     """
+    results: _Results = {}
     while True:
         try:
-            return _collect_once(pm, [r for r in records if r.status is Status.ACTIVE])
+            active = [r for r in records if r.status is Status.ACTIVE]
+            return _collect_once(pm, active, results)
         except _PluginFailed as failure:
             pm.unregister(name=failure.record.name)
             fail(failure.record, failure.rejected.reason, failure.rejected.status)
 
 
 def _collect_once(
-    pm: pluggy.PluginManager, active: list[PluginRecord]
+    pm: pluggy.PluginManager, active: list[PluginRecord], results: _Results
 ) -> tuple[tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...]]:
     axes: dict[str, Axis] = {}
     questions: dict[str, Question] = {}
@@ -345,17 +389,17 @@ def _collect_once(
     # Axes first: any plugin's question or backend may use any plugin's axis.
     for record in active:
         with _blame(record):
-            for axis in _call(pm, "advisor_axes", record.name):
+            for axis in _call(pm, "advisor_axes", record.name, results):
                 axis = _check_axis(axis, axes, owners)
                 axes[axis.id] = axis
                 owners[f"axis:{axis.id}"] = record.name
     for record in active:
         with _blame(record):
-            for question in _call(pm, "advisor_questions", record.name):
+            for question in _call(pm, "advisor_questions", record.name, results):
                 question = _check_question(question, axes, questions, owners)
                 questions[question.id] = question
                 owners[f"question:{question.id}"] = record.name
-            for backend in _call(pm, "advisor_backends", record.name):
+            for backend in _call(pm, "advisor_backends", record.name, results):
                 backend = _check_backend(backend, axes, backends, owners)
                 backends[backend.name] = backend
                 owners[f"backend:{backend.name}"] = record.name
