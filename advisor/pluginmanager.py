@@ -489,6 +489,11 @@ def _check_backend(
     for axis_id, capability in capabilities.items():
         if axis_id not in axes:
             raise _Rejected(f"backend {name!r} rates unknown axis {axis_id!r}")
-        if not isinstance(capability, Capability) or not isinstance(capability.rating, Rating):
+        if not isinstance(capability, Capability):
             raise _Rejected(f"backend {name!r}: capability for {axis_id!r} is not a Capability")
+        if not isinstance(capability.rating, Rating):  # a Capability changed after it was made
+            raise _Rejected(
+                f"backend {name!r}: capability for {axis_id!r} is rated {capability.rating!r}, "
+                "not Rating.NONE (0) to Rating.STRONG (3)"
+            )
     return backend

@@ -13,6 +13,7 @@ from helpers import PLAN_SPEC, MakePluginDist, PluginDist
 
 from advisor.errors import PluginError, UsageError
 from advisor.install.plan import build_plan
+from advisor.models import Rating
 from advisor.nixos.write import ConfigRequest, build_layout
 from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
 
@@ -194,7 +195,15 @@ def test_invalid_hook_results_are_broken(
         (('{"sparkle": 10}', '{"glitter": 10}'), "weights unknown axis 'glitter'"),
         (('Question("wants_sparkle"', 'Question("metadata_exposure"'), "already provided"),
         (('Axis("sparkle"', 'Axis("metadata"'), "axis 'metadata' is already provided by"),
-        (("Rating.STRONG", "3"), "capability for 'sparkle' is not a Capability"),
+        (
+            ("Capability(Rating.STRONG,", "(Rating.STRONG,"),
+            "capability for 'sparkle' is not a Capability",
+        ),
+        (("Rating.STRONG", "4"), "rating must be Rating.NONE (0) to Rating.STRONG (3), not 4"),
+        (
+            ("Rating.STRONG", "True"),
+            "rating must be Rating.NONE (0) to Rating.STRONG (3), not True",
+        ),
     ],
 )
 def test_invalid_contributions_are_broken_and_dropped_whole(
@@ -212,6 +221,14 @@ def test_invalid_contributions_are_broken_and_dropped_whole(
     assert "wants_sparkle" not in {q.id for q in plugins.questions}
     assert "shiny" not in {b.name for b in plugins.backends}
     assert {b.name for b in plugins.backends} >= BUILTIN_BACKENDS
+
+
+def test_a_rating_may_be_written_as_its_number(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist(GOOD_PLUGIN.replace("Rating.STRONG", "3"), name="shiny"))
+    assert record(plugins, "shiny").status is Status.ACTIVE
+    assert plugins.backend("shiny").capabilities["sparkle"].rating is Rating.STRONG
 
 
 @pytest.mark.parametrize("version", ["999", "None"])
