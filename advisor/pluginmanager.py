@@ -135,9 +135,11 @@ class LoadedPlugins:
     backends: tuple[Backend, ...]
     manager: pluggy.PluginManager = field(repr=False, compare=False)
 
-    def nix_fragments(self, layout: Layout, backend: Backend) -> list[tuple[str, NixFragment]]:
+    def nix_fragments(
+        self, layout: Layout, backend: Backend, *, plugin: str | None = None
+    ) -> list[tuple[str, NixFragment]]:
         """Every active plugin's ``advisor_nix_fragments``, as (plugin name, fragment), in
-        load order.
+        load order; only the one called ``plugin``, if given (``advisor plugins --check``).
 
         Strict, unlike discovery: this output ends up on a disk, so a failing plugin is
         an error (:class:`PluginError`, or the :class:`PluginRefusal` it raised) naming it.
@@ -147,7 +149,11 @@ class LoadedPlugins:
         fragments = []
         for record in self.records:
             impl = _impl(self.manager, hook, record.name)
-            if record.status is not Status.ACTIVE or impl is None:
+            if (
+                record.status is not Status.ACTIVE
+                or impl is None
+                or plugin not in (None, record.name)
+            ):
                 continue
             owner = f"plugin {record.name!r}"
             results = call(owner, hook, impl.function, *(kwargs[a] for a in impl.argnames))
