@@ -5,8 +5,8 @@ effects (plugins, prompts, probes, output). Modules other than argparse are impo
 inside the commands that need them, so ``advisor --help`` stays fast.
 
 Exit status: 0 success; 1 a failure (``plugins --check`` found a broken plugin, strict
-plugin loading failed); 2 bad input (arguments, answers files, missing answers without a
-terminal); 130 interrupted.
+plugin loading failed, a plugin's code failed); 2 bad input (arguments, answers files,
+missing answers without a terminal, a plugin's refusal); 130 interrupted.
 """
 
 from __future__ import annotations

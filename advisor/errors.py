@@ -16,7 +16,8 @@ class UsageError(AdvisorError):
 
 
 class PluginError(AdvisorError):
-    """A plugin failed to load or misbehaved while strict loading is on. Exit status 1."""
+    """A plugin failed to load while strict loading is on, or its code raised or returned
+    something unusable while a command ran; the message names it. Exit status 1."""
 
     exit_status = 1
 

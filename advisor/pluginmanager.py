@@ -1,8 +1,9 @@
 """Finding, loading and validating plugins; the typed view of what they contribute.
 
-Loading is tolerant: a plugin that fails to import, has a hook with a wrong signature,
-implements an ``advisor_*`` hook that has no spec, or returns invalid data is recorded with
-the reason and left out, and every other plugin keeps working. ``ADVISOR_STRICT_PLUGINS=1``
+Loading is tolerant: a plugin that fails to import, has a hook with a wrong signature or
+a pluggy ordering option the core cannot honour, implements an ``advisor_*`` hook that has
+no spec, or returns invalid data is recorded with the reason and left out, and every other
+plugin keeps working. ``ADVISOR_STRICT_PLUGINS=1``
 turns any such failure into an error; ``ADVISOR_DISABLE_PLUGINS=a,b`` skips the named entry
 points before they are imported.
 
