@@ -93,6 +93,8 @@ def advisor_nix_fragments(layout: Layout, backend: Backend) -> Sequence[NixFragm
     :param backend: the backend that encrypts it.
     :return: fragments to merge. Unlike discovery, generation is strict: a plugin that
         raises, returns something else, or sets an option another contributor set to a
-        different value stops the command with an error naming it.
+        different value stops the command with an error naming it (exit status 1). To
+        refuse a layout it cannot serve, raise :class:`advisor.plugin.PluginRefusal`
+        (exit status 2).
     """
     return ()  # pragma: no cover - pluggy never runs a spec body
