@@ -5,8 +5,8 @@ effects (plugins, prompts, probes, output). Modules other than argparse are impo
 inside the commands that need them, so ``advisor --help`` stays fast.
 
 Exit status: 0 success; 1 a failure (``plugins --check`` found a broken plugin, strict
-plugin loading failed); 2 bad input (arguments, answers files, missing answers without a
-terminal); 130 interrupted.
+plugin loading failed, a plugin's code failed); 2 bad input (arguments, answers files,
+missing answers without a terminal, a plugin's refusal); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.add_argument(
-        "--check", action="store_true", help="exit 1 if any plugin is broken or incompatible"
+        "--check",
+        action="store_true",
+        help=(
+            "also run every plugin's hooks and backend methods against sample layouts and "
+            "install specs; exit 1 if any plugin is broken or incompatible"
+        ),
     )
     plugins.set_defaults(run=cmd_plugins)
     return parser
@@ -711,6 +716,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from advisor.console import print_json, stdout_console
 
     plugins = _load_plugins(report_failures=False)
+    if args.check:
+        from advisor.plugincheck import check_plugins
+
+        check_plugins(plugins)
     if args.json:
         print_json([record.to_json() for record in plugins.records])
     else:

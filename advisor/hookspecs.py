@@ -6,8 +6,18 @@ implements hooks by defining functions with these names, marked with
 implementation may accept any subset of the arguments a spec lists, so new arguments can
 be added to a spec without breaking existing plugins.
 
-All hooks are called once per command, after every plugin is loaded. Each plugin's
-implementation is called on its own, so a failure is pinned on the plugin that raised it.
+The core calls each plugin's implementation on its own, so a failure is pinned on the
+plugin that caused it, in load order: the core's own plugin first, then the entry points
+of the built-in distribution (``nixos-crypt-advisor``), then every other entry point,
+each group by entry-point name. pluggy's ordering and wrapping options (``tryfirst``,
+``trylast``, ``wrapper``, ``hookwrapper``) would have no effect, so a plugin that uses
+them is refused as broken.
+
+``advisor_axes``, ``advisor_questions`` and ``advisor_backends`` run once per plugin when
+plugins are loaded (once per command), and their results are kept: when a broken plugin
+is dropped and the rest validated again, no hook runs a second time.
+``advisor_nix_fragments`` runs once per generated configuration (and, for
+``advisor plugins --check``, once per sample layout).
 """
 
 from __future__ import annotations
@@ -83,6 +93,8 @@ def advisor_nix_fragments(layout: Layout, backend: Backend) -> Sequence[NixFragm
     :param backend: the backend that encrypts it.
     :return: fragments to merge. Unlike discovery, generation is strict: a plugin that
         raises, returns something else, or sets an option another contributor set to a
-        different value stops the command with an error naming it.
+        different value stops the command with an error naming it (exit status 1). To
+        refuse a layout it cannot serve, raise :class:`advisor.plugin.PluginRefusal`
+        (exit status 2).
     """
     return ()  # pragma: no cover - pluggy never runs a spec body

@@ -63,6 +63,17 @@ class Capability:
     fact: str = ""
     url: str = ""
 
+    def __post_init__(self) -> None:
+        # The docs number the ratings 0 to 3: a plugin may write the number.
+        rating: object = self.rating
+        if isinstance(rating, Rating):
+            return
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 0 <= rating <= 3:
+            raise ValueError(
+                f"Capability rating must be Rating.NONE (0) to Rating.STRONG (3), not {rating!r}"
+            )
+        object.__setattr__(self, "rating", Rating(rating))
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -140,9 +151,10 @@ class Backend:
     ``summary``
         one line saying what the design is.
     ``api_version``
-        the :data:`PLUGIN_API_VERSION` the backend was written for, as a literal. It has
-        no default on purpose: a backend written for an older contract must not pass as
-        a newer one.
+        the version of the plugin contract the backend was written for, as a literal
+        (``api_version = 1``, not :data:`PLUGIN_API_VERSION`, which follows the installed
+        core). It has no default on purpose: a backend written for an older contract must
+        not pass as a newer one.
     ``capabilities``
         for every axis the backend has an opinion on, a :class:`Capability`. Axes it
         leaves out count as :attr:`Rating.NONE`.

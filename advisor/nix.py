@@ -60,8 +60,8 @@ class NixRenderError(ValueError):
 
 
 def string(text: str) -> str:
-    """A Nix string literal for ``text``: indented (``''``) for multi-line text where that
-    is faithful, double-quoted otherwise."""
+    """A double-quoted Nix string literal for ``text``, always on one line (:func:`value`
+    writes multi-line text as an indented ``''`` string where that is faithful)."""
     if "\0" in text:
         raise NixRenderError("Nix strings cannot contain NUL bytes")
     return _double_quoted(text)

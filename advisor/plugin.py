@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pluggy
 
+from advisor.errors import PluginRefusal
 from advisor.hookspecs import PROJECT_NAME
 from advisor.models import (
     PLUGIN_API_VERSION,
@@ -30,7 +31,10 @@ from advisor.models import (
 from advisor.nix import Apply, Raw
 
 #: Marks a function as a hook implementation. Functions named ``advisor_*`` are taken as
-#: hook implementations even without it; use it for options such as ``tryfirst``.
+#: hook implementations even without it. Its ordering and wrapping options (``tryfirst``,
+#: ``trylast``, ``wrapper``, ``hookwrapper``) are refused: the core calls each plugin's
+#: implementation on its own, in load order, so a failure is pinned on its plugin, and a
+#: plugin that asks for another order is reported broken rather than silently ignored.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "Layout",
     "NixFragment",
     "Note",
+    "PluginRefusal",
     "Question",
     "Rating",
     "Raw",

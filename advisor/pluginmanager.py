@@ -1,8 +1,9 @@
 """Finding, loading and validating plugins; the typed view of what they contribute.
 
-Loading is tolerant: a plugin that fails to import, has a hook with a wrong signature,
-implements an ``advisor_*`` hook that has no spec, or returns invalid data is recorded with
-the reason and left out, and every other plugin keeps working. ``ADVISOR_STRICT_PLUGINS=1``
+Loading is tolerant: a plugin that fails to import, has a hook with a wrong signature or
+a pluggy ordering option the core cannot honour, implements an ``advisor_*`` hook that has
+no spec, or returns invalid data is recorded with the reason and left out, and every other
+plugin keeps working. ``ADVISOR_STRICT_PLUGINS=1``
 turns any such failure into an error; ``ADVISOR_DISABLE_PLUGINS=a,b`` skips the named entry
 points before they are imported.
 
@@ -27,7 +28,7 @@ from typing import Any
 import pluggy
 
 from advisor import hookspecs, questionnaire
-from advisor.errors import PluginError, UsageError
+from advisor.errors import AdvisorError, PluginError, UsageError
 from advisor.models import (
     SUPPORTED_PLUGIN_API_VERSIONS,
     Axis,
@@ -38,6 +39,7 @@ from advisor.models import (
     Question,
     Rating,
 )
+from advisor.plugincall import call, sequence, sequence_of
 
 ENTRY_POINT_GROUP = "advisor"
 DISABLE_ENV = "ADVISOR_DISABLE_PLUGINS"
@@ -134,27 +136,31 @@ class LoadedPlugins:
     backends: tuple[Backend, ...]
     manager: pluggy.PluginManager = field(repr=False, compare=False)
 
-    def nix_fragments(self, layout: Layout, backend: Backend) -> list[tuple[str, NixFragment]]:
-        """Every active plugin's ``advisor_nix_fragments``, as (plugin name, fragment).
+    def nix_fragments(
+        self, layout: Layout, backend: Backend, *, plugin: str | None = None
+    ) -> list[tuple[str, NixFragment]]:
+        """Every active plugin's ``advisor_nix_fragments``, as (plugin name, fragment), in
+        load order; only the one called ``plugin``, if given (``advisor plugins --check``).
 
         Strict, unlike discovery: this output ends up on a disk, so a failing plugin is
-        an error (:class:`PluginError`) naming it.
+        an error (:class:`PluginError`, or the :class:`PluginRefusal` it raised) naming it.
         """
         kwargs = {"layout": layout, "backend": backend}
+        hook = "advisor_nix_fragments"
         fragments = []
-        # pluggy lists implementations last-registered first; keep load order.
-        for impl in reversed(self.manager.hook.advisor_nix_fragments.get_hookimpls()):
-            try:
-                results = _invoke(impl, "advisor_nix_fragments", kwargs)
-            except _Rejected as rejected:
-                raise PluginError(f"plugin {impl.plugin_name!r}: {rejected.reason}") from None
-            for fragment in results:
-                if not isinstance(fragment, NixFragment):
-                    raise PluginError(
-                        f"plugin {impl.plugin_name!r}: advisor_nix_fragments returned "
-                        f"{type(fragment).__name__}, not NixFragment"
-                    )
-                fragments.append((impl.plugin_name, fragment))
+        for record in self.records:
+            impl = _impl(self.manager, hook, record.name)
+            if (
+                record.status is not Status.ACTIVE
+                or impl is None
+                or plugin not in (None, record.name)
+            ):
+                continue
+            owner = f"plugin {record.name!r}"
+            results = call(owner, hook, impl.function, *(kwargs[a] for a in impl.argnames))
+            results = [] if results is None else results
+            for fragment in sequence_of(owner, hook, results, NixFragment):
+                fragments.append((record.name, fragment))
         return fragments
 
     def backend(self, name: str) -> Backend:
@@ -255,6 +261,14 @@ def _register(
         fail(record, f"import failed: {type(error).__name__}: {error}", Status.BROKEN)
         return
     try:
+        refused = _refused_option(pm, plugin)
+    except Exception as error:  # pluggy reads every attribute; a property may raise
+        fail(record, f"registration failed: {type(error).__name__}: {error}", Status.BROKEN)
+        return
+    if refused is not None:
+        fail(record, refused, Status.BROKEN)
+        return
+    try:
         pm.register(plugin, name=ep.name)
     except pluggy.PluginValidationError as error:
         # pluggy keeps the hooks it attached before the bad one: remove them all.
@@ -284,25 +298,57 @@ def _one_line(message: str) -> str:
     return " ".join(lines)
 
 
-def _invoke(impl: pluggy.HookImpl, hook_name: str, kwargs: Mapping[str, object]) -> list[Any]:
-    """Call one implementation with the arguments it asks for; check it returned a list."""
-    try:
-        result = impl.function(*(kwargs[name] for name in impl.argnames))
-    except Exception as error:
-        raise _Rejected(f"{hook_name} raised {type(error).__name__}: {error}") from error
-    if result is None:
-        return []
-    if isinstance(result, str | bytes) or not isinstance(result, Iterable):
-        raise _Rejected(f"{hook_name} must return a list, not {type(result).__name__}")
-    return list(result)
+#: pluggy's ordering and wrapping options. The core calls each plugin's implementation on
+#: its own (so a failure is pinned on that plugin), in load order: pluggy's hook calling,
+#: which these options steer, never runs, so a plugin that relies on them is refused
+#: rather than silently called in another order.
+_ORDERING_OPTIONS = ("tryfirst", "trylast", "wrapper", "hookwrapper")
 
 
-def _call(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> list[Any]:
-    """Call one plugin's implementation of a no-argument hook; ``[]`` if it has none."""
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+def _refused_option(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    """Why ``plugin`` cannot be registered as written, or ``None``: a hook implementation
+    of it asks for one of :data:`_ORDERING_OPTIONS`. Checked before pluggy registers it,
+    which would otherwise report a wrapper that is no generator as a bad signature."""
+    for name in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, name)
+        for option in _ORDERING_OPTIONS:
+            if opts is not None and opts.get(option):
+                return (
+                    f"hookimpl option {option} is not supported: advisor calls each "
+                    f"plugin's {name} on its own, in load order (see docs/plugins.md); "
+                    "remove the option"
+                )
+    return None
+
+
+def _impl(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> pluggy.HookImpl | None:
+    """The implementation of ``hook_name`` registered as ``plugin_name``, if there is one."""
+    caller: pluggy.HookCaller = getattr(pm.hook, hook_name)
+    for impl in caller.get_hookimpls():
         if impl.plugin_name == plugin_name:
-            return _invoke(impl, hook_name, {})
-    return []
+            return impl
+    return None
+
+
+#: Raw results of the no-argument hooks, by (plugin name, hook name): each hook runs once
+#: per plugin per load, however often :func:`_collect` starts over.
+_Results = dict[tuple[str, str], list[Any]]
+
+
+def _call(
+    pm: pluggy.PluginManager, hook_name: str, plugin_name: str, results: _Results
+) -> list[Any]:
+    """One plugin's result of a no-argument hook (``[]`` if it has none), from
+    ``results`` when it was called before; :class:`_Rejected` if it fails."""
+    key = (plugin_name, hook_name)
+    if key not in results:
+        impl = _impl(pm, hook_name, plugin_name)
+        try:
+            result = None if impl is None else call(None, hook_name, impl.function)
+            results[key] = [] if result is None else sequence(None, hook_name, result)
+        except AdvisorError as error:  # a refusal too: no user input to refuse here
+            raise _Rejected(str(error)) from error
+    return results[key]
 
 
 class _PluginFailed(Exception):
@@ -327,18 +373,21 @@ def _collect(
     """Gather and validate contributions, leaving out every failing plugin entirely.
 
     Each failure drops one plugin and starts over: the plugin may have declared axes that
-    others rely on, so what remains must be validated again to be consistent.
+    others rely on, so what remains must be validated again to be consistent. The hooks
+    are not called again for that: their first results are kept.
     """
+    results: _Results = {}
     while True:
         try:
-            return _collect_once(pm, [r for r in records if r.status is Status.ACTIVE])
+            active = [r for r in records if r.status is Status.ACTIVE]
+            return _collect_once(pm, active, results)
         except _PluginFailed as failure:
             pm.unregister(name=failure.record.name)
             fail(failure.record, failure.rejected.reason, failure.rejected.status)
 
 
 def _collect_once(
-    pm: pluggy.PluginManager, active: list[PluginRecord]
+    pm: pluggy.PluginManager, active: list[PluginRecord], results: _Results
 ) -> tuple[tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...]]:
     axes: dict[str, Axis] = {}
     questions: dict[str, Question] = {}
@@ -347,17 +396,17 @@ def _collect_once(
     # Axes first: any plugin's question or backend may use any plugin's axis.
     for record in active:
         with _blame(record):
-            for axis in _call(pm, "advisor_axes", record.name):
+            for axis in _call(pm, "advisor_axes", record.name, results):
                 axis = _check_axis(axis, axes, owners)
                 axes[axis.id] = axis
                 owners[f"axis:{axis.id}"] = record.name
     for record in active:
         with _blame(record):
-            for question in _call(pm, "advisor_questions", record.name):
+            for question in _call(pm, "advisor_questions", record.name, results):
                 question = _check_question(question, axes, questions, owners)
                 questions[question.id] = question
                 owners[f"question:{question.id}"] = record.name
-            for backend in _call(pm, "advisor_backends", record.name):
+            for backend in _call(pm, "advisor_backends", record.name, results):
                 backend = _check_backend(backend, axes, backends, owners)
                 backends[backend.name] = backend
                 owners[f"backend:{backend.name}"] = record.name
@@ -447,6 +496,11 @@ def _check_backend(
     for axis_id, capability in capabilities.items():
         if axis_id not in axes:
             raise _Rejected(f"backend {name!r} rates unknown axis {axis_id!r}")
-        if not isinstance(capability, Capability) or not isinstance(capability.rating, Rating):
+        if not isinstance(capability, Capability):
             raise _Rejected(f"backend {name!r}: capability for {axis_id!r} is not a Capability")
+        if not isinstance(capability.rating, Rating):  # a Capability changed after it was made
+            raise _Rejected(
+                f"backend {name!r}: capability for {axis_id!r} is rated {capability.rating!r}, "
+                "not Rating.NONE (0) to Rating.STRONG (3)"
+            )
     return backend

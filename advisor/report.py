@@ -52,20 +52,33 @@ def bullets(console: Console, rows: Sequence[tuple[Text, Text]]) -> None:
 
 
 def render_plugins(console: Console, records: Sequence[PluginRecord]) -> None:
-    """A table of every plugin, with the reason under any that is not active."""
+    """A table of every plugin, then the reason of each that is not active.
+
+    The reasons go below the table, one paragraph each: in a table cell they would be cut
+    to the column's width (80 columns in all without a terminal), and a reason is what
+    the reader needs whole. Cells fold rather than end in an ellipsis, for the same reason.
+    """
     table = Table(show_edge=False, pad_edge=False)
     for column in ("Plugin", "Version", "Distribution", "Status", "Hooks", "Backends"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for record in records:
-        status = Text(str(record.status), style=_STATUS_STYLE[record.status])
-        if record.reason:
-            status += Text(f"\n{record.reason}")
         table.add_row(
             Text(record.name, style="bold"),
             Text(record.version or "-"),
             Text(record.distribution or "(core)"),
-            status,
+            Text(str(record.status), style=_STATUS_STYLE[record.status]),
             Text(", ".join(h.removeprefix("advisor_") for h in record.hooks) or "-"),
             Text(", ".join(record.backends) or "-"),
         )
     console.print(table)
+    for record in records:
+        if record.reason:
+            console.print()
+            console.print(
+                Text.assemble(
+                    (record.name, "bold"),
+                    " is ",
+                    (str(record.status), _STATUS_STYLE[record.status]),
+                    f": {record.reason}",
+                )
+            )

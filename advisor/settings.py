@@ -20,6 +20,7 @@ from typing import Any
 from advisor import validate
 from advisor.errors import UsageError
 from advisor.models import Backend, Settings
+from advisor.plugincall import call
 
 #: The stage 1 the configuration can be written for.
 INITRD_CHOICES = ("systemd", "scripted")
@@ -182,7 +183,7 @@ def check_settings(
         nixos_release=validate.nixos_release(settings.nixos_release),
         luks_name=validate.mapper_name(settings.luks_name),
     )
-    backend.check_settings(checked)
+    call(f"backend {backend.name!r}", "check_settings", backend.check_settings, checked)
     return checked
 
 

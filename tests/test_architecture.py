@@ -2,7 +2,8 @@
 
 - A command family (``advisor/assess``, ``advisor/nixos``, ``advisor/install``) imports
   the top level (the contract and the shared pieces) and itself, never another family.
-- The top level imports no family, except the edge that wires them: ``advisor/cli.py``.
+- The top level imports no family, except the edges that wire them: ``advisor/cli.py``,
+  and ``advisor/plugincheck.py``, which runs a plugin through every command's code.
 - A plugin in ``plugins/`` imports only ``advisor.plugin`` of the core (and, to build on
   one, another built-in backend's package, as a third party would).
 - The core never decides by a built-in backend's name: none is a string of its own in
@@ -20,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "advisor"
 FAMILIES = ("assess", "nixos", "install")
-EDGES = {"cli.py", "__main__.py"}
+EDGES = {"cli.py", "__main__.py", "plugincheck.py"}
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 
 

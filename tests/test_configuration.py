@@ -323,7 +323,31 @@ def test_merge_accepts_equal_values_and_names_both_sides_of_a_conflict() -> None
         )
     message = str(info.value)
     assert "networking.hostId" in message
-    assert "'8f2a91c4' from core" in message and "'deadbeef' from plugin evil" in message
+    assert '"8f2a91c4" from core' in message and '"deadbeef" from plugin evil' in message
+
+
+def test_conflicting_values_are_shown_as_nix() -> None:
+    # As the configuration spells them, not as Python would (False, None, {'a': 1}).
+    with pytest.raises(ConfigConflict) as info:
+        merge(
+            [
+                Contribution("core", frag("A", boot__zfs__forceImportRoot=False)),
+                Contribution("backend b", frag("B", boot__zfs__forceImportRoot=True)),
+            ]
+        )
+    assert str(info.value) == (
+        "conflicting values for boot.zfs.forceImportRoot: false from core and true from backend b"
+    )
+    with pytest.raises(ConfigConflict) as info:
+        merge(
+            [
+                Contribution("a", frag("A", boot__zfs="oops")),
+                Contribution("b", frag("B", boot__zfs__devNodes="/dev/mapper")),
+            ]
+        )
+    assert str(info.value) == (
+        'conflicting values for boot.zfs: "oops" from a and { devNodes = "/dev/mapper"; } from b'
+    )
 
 
 def test_merge_conflict_between_a_value_and_a_set() -> None:
@@ -381,7 +405,7 @@ def test_plugins_add_fragments_through_the_hook(
     [
         (
             'return [NixFragment("X", {("networking", "hostId"): "deadbeef"})]',
-            "from core and 'deadbeef' from plugin bad",
+            'from core and "deadbeef" from plugin bad',
         ),
         ("raise RuntimeError('boom')", "plugin 'bad': advisor_nix_fragments raised RuntimeError"),
         ("return ['not a fragment']", "returned str, not NixFragment"),

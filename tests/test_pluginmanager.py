@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
@@ -12,7 +13,7 @@ from helpers import PLAN_SPEC, MakePluginDist, PluginDist
 
 from advisor.errors import PluginError, UsageError
 from advisor.install.plan import build_plan
-from advisor.models import Settings
+from advisor.models import Rating, Settings
 from advisor.nixos.write import ConfigRequest, build_layout
 from advisor.pluginmanager import ENTRY_POINT_GROUP, LoadedPlugins, Status, load_plugins
 
@@ -21,13 +22,13 @@ BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 # A valid plugin body: an axis, an optional question and a backend that uses both.
 GOOD_PLUGIN = """
     from advisor.plugin import (
-        PLUGIN_API_VERSION, Axis, Backend, Capability, Choice, Question, Rating, hookimpl,
+        Axis, Backend, Capability, Choice, Question, Rating, hookimpl,
     )
 
     class Shiny(Backend):
         name = "shiny"
         summary = "a test backend"
-        api_version = PLUGIN_API_VERSION
+        api_version = 1
         capabilities = {"sparkle": Capability(Rating.STRONG, "it sparkles", "tests")}
 
     @hookimpl
@@ -159,7 +160,7 @@ def test_unknown_hook_is_reported_with_a_suggestion(
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("return 'luks'", "advisor_backends must return a list, not str"),
+        ("return 'luks'", "advisor_backends must return a sequence, not str"),
         ("return [object()]", "advisor_backends returned object, not a Backend"),
         ("raise ValueError('nope')", "advisor_backends raised ValueError: nope"),
     ],
@@ -194,7 +195,15 @@ def test_invalid_hook_results_are_broken(
         (('{"sparkle": 10}', '{"glitter": 10}'), "weights unknown axis 'glitter'"),
         (('Question("wants_sparkle"', 'Question("metadata_exposure"'), "already provided"),
         (('Axis("sparkle"', 'Axis("metadata"'), "axis 'metadata' is already provided by"),
-        (("Rating.STRONG", "3"), "capability for 'sparkle' is not a Capability"),
+        (
+            ("Capability(Rating.STRONG,", "(Rating.STRONG,"),
+            "capability for 'sparkle' is not a Capability",
+        ),
+        (("Rating.STRONG", "4"), "rating must be Rating.NONE (0) to Rating.STRONG (3), not 4"),
+        (
+            ("Rating.STRONG", "True"),
+            "rating must be Rating.NONE (0) to Rating.STRONG (3), not True",
+        ),
     ],
 )
 def test_invalid_contributions_are_broken_and_dropped_whole(
@@ -214,11 +223,19 @@ def test_invalid_contributions_are_broken_and_dropped_whole(
     assert {b.name for b in plugins.backends} >= BUILTIN_BACKENDS
 
 
+def test_a_rating_may_be_written_as_its_number(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    plugins = load_with(make_plugin_dist(GOOD_PLUGIN.replace("Rating.STRONG", "3"), name="shiny"))
+    assert record(plugins, "shiny").status is Status.ACTIVE
+    assert plugins.backend("shiny").capabilities["sparkle"].rating is Rating.STRONG
+
+
 @pytest.mark.parametrize("version", ["999", "None"])
 def test_incompatible_api_version(
     version: str, make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
 ) -> None:
-    source = GOOD_PLUGIN.replace("api_version = PLUGIN_API_VERSION", f"api_version = {version}")
+    source = GOOD_PLUGIN.replace("api_version = 1", f"api_version = {version}")
     plugins = load_with(make_plugin_dist(source, name="future"))
     future = record(plugins, "future")
     assert future.status is Status.INCOMPATIBLE
@@ -229,7 +246,7 @@ def test_incompatible_api_version(
 def test_backend_without_api_version_is_incompatible(
     make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
 ) -> None:
-    source = GOOD_PLUGIN.replace("api_version = PLUGIN_API_VERSION", "")
+    source = GOOD_PLUGIN.replace("api_version = 1", "")
     plugins = load_with(make_plugin_dist(source, name="old"))
     assert record(plugins, "old").status is Status.INCOMPATIBLE
 
@@ -320,3 +337,93 @@ def test_backend_that_only_assesses_is_refused_for_plan_and_config(
     with pytest.raises(UsageError, match=refusal):
         build_layout(request, plugins, hashed_password="")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", ["tryfirst", "trylast", "wrapper", "hookwrapper"])
+def test_pluggy_ordering_options_are_refused(
+    option: str, make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    # The core calls each implementation itself, in load order: the option would do
+    # nothing, so the plugin is told rather than silently called in another order.
+    source = f"""
+    from advisor.plugin import hookimpl
+
+    @hookimpl({option}=True)
+    def advisor_axes():
+        return []
+    """
+    plugins = load_with(make_plugin_dist(source, name="eager"))
+    eager = record(plugins, "eager")
+    assert eager.status is Status.BROKEN
+    assert eager.reason == (
+        f"hookimpl option {option} is not supported: advisor calls each plugin's "
+        "advisor_axes on its own, in load order (see docs/plugins.md); remove the option"
+    )
+    assert eager.hooks == []
+
+
+COUNTING_PLUGIN = """
+    from advisor.plugin import Axis
+
+    CALLS = []
+
+    def advisor_axes():
+        CALLS.append("advisor_axes")
+        return [Axis("counted", "Counted", "")]
+
+    def advisor_questions():
+        CALLS.append("advisor_questions")
+        return []
+
+    def advisor_backends():
+        CALLS.append("advisor_backends")
+        return []
+"""
+
+
+def test_each_discovery_hook_runs_once_per_plugin(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    # "zz-late" fails after "counting" was asked everything: the contributions are
+    # validated again without it, from the results already given.
+    late = "def advisor_backends():\n    raise RuntimeError('late failure')\n"
+    counting = make_plugin_dist(COUNTING_PLUGIN, name="counting", dist="advisor-counting")
+    plugins = load_with(counting, make_plugin_dist(late, name="zz-late", dist="advisor-late"))
+    assert record(plugins, "zz-late").status is Status.BROKEN
+    assert record(plugins, "counting").axes == ["counted"]
+    calls = sys.modules[counting.module].CALLS
+    assert calls == ["advisor_axes", "advisor_questions", "advisor_backends"]
+
+
+def test_plugins_load_and_contribute_in_the_documented_order(
+    make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
+) -> None:
+    # Core, then the built-in distribution's entry points, then the others, each by name:
+    # "beta" is written first, and is still called after "alpha".
+    source = """
+    from advisor.plugin import NixFragment
+
+    def advisor_nix_fragments():
+        return [NixFragment("Extra", {{("environment", "etc", "{name}", "text"): "{name}"}})]
+    """
+    plugins = load_with(
+        make_plugin_dist(source.format(name="beta"), name="beta", dist="advisor-beta"),
+        make_plugin_dist(source.format(name="alpha"), name="alpha", dist="advisor-alpha"),
+    )
+    names = [r.name for r in plugins.records]
+    builtin_dist = ("nixos-crypt-advisor",)
+    builtin = [r.name for r in plugins.records if r.distribution in builtin_dist]
+    others = [r.name for r in plugins.records if r.distribution not in (None, *builtin_dist)]
+    assert names == ["core", *sorted(builtin), *sorted(others)]
+    assert {"alpha", "beta"} <= set(others)
+    request = ConfigRequest(
+        backend="luks",
+        settings=Settings(host_id="8f2a91c4", user="alice"),
+        out_dir=Path("unused"),
+        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        password="unused",
+    )
+    layout = build_layout(request, plugins, hashed_password="")
+    fragments = plugins.nix_fragments(layout, plugins.backend("luks"))
+    assert [name for name, _ in fragments] == ["alpha", "beta"]

@@ -6,7 +6,7 @@ import io
 from collections.abc import Mapping
 from typing import ClassVar
 
-from helpers import usable_disk
+from helpers import MakePluginDist, RunCli, usable_disk
 from rich.console import Console
 
 from advisor.assess.assessment import assess
@@ -133,3 +133,18 @@ def test_a_plugins_reasons_and_notes_link_its_own_sources() -> None:
     data = assessment.to_json()
     assert data["ranking"][0]["reasons"][0]["url"] == "https://example.org/fact-a"
     assert data["warnings"][0]["url"] == "https://example.org/warning"
+
+
+def test_plugin_reasons_are_wrapped_whole_without_a_terminal(
+    run_cli: RunCli, make_plugin_dist: MakePluginDist
+) -> None:
+    # Without a terminal rich assumes 80 columns: the reason must wrap there, not be cut.
+    words = " ".join(f"word{n}" for n in range(40))
+    broken = make_plugin_dist(f"raise RuntimeError('{words} end')\n", name="broken")
+    result = run_cli("plugins", "--check", extra_path=[broken.path])
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert "…" not in result.stdout
+    text = " ".join(line.strip() for line in lines)
+    assert f"broken is broken: import failed: RuntimeError: {words} end" in text

@@ -17,7 +17,9 @@ from typing import Any
 
 from advisor import __version__
 from advisor.assess.conflicts import Tension, tensions_for
+from advisor.errors import PluginError
 from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
+from advisor.plugincall import call, sequence_of
 
 #: Bumped when the JSON shape of an assessment changes incompatibly.
 ASSESSMENT_SCHEMA = 1
@@ -273,7 +275,7 @@ def assess(
                 backend=backend.name,
                 summary=backend.summary,
                 score=score,
-                gate=backend.gate(answers, system),
+                gate=_gate(backend, answers, system),
                 reasons=tuple(reasons),
                 installable=backend.installable,
                 detached_header=backend.detached_header,
@@ -286,8 +288,8 @@ def assess(
     best = next((r for r in ranked if r.eligible), None)
     if best is not None:
         chosen = next(b for b in backends if b.name == best.backend)
-        warnings.extend(chosen.warnings(answers, system))
-        mitigations.extend(chosen.mitigations(answers, system))
+        warnings.extend(_notes(chosen, "warnings", answers, system))
+        mitigations.extend(_notes(chosen, "mitigations", answers, system))
     warnings.extend(system_warnings(system))
 
     return Assessment(
@@ -301,6 +303,22 @@ def assess(
         conflicts=tuple(tensions_for(answers)),
         answer_sources=dict(answer_sources or {}),
     )
+
+
+def _gate(backend: Backend, answers: Answers, system: SystemFacts) -> str | None:
+    """``backend.gate``, a failure or a result that is no reason named as the backend's."""
+    owner = f"backend {backend.name!r}"
+    gate = call(owner, "gate", backend.gate, answers, system)
+    if gate is not None and not isinstance(gate, str):
+        raise PluginError(f"{owner}: gate must return a reason or None, not {gate!r}")
+    return gate
+
+
+def _notes(backend: Backend, method: str, answers: Answers, system: SystemFacts) -> list[Note]:
+    """``backend.warnings`` or ``.mitigations`` (``method``), checked to be notes."""
+    owner = f"backend {backend.name!r}"
+    notes = call(owner, method, getattr(backend, method), answers, system)
+    return sequence_of(owner, method, notes, Note)
 
 
 def _unique(notes: Iterable[Note]) -> list[Note]:

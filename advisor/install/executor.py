@@ -68,7 +68,8 @@ class StepFailed(AdvisorError):
 
 
 class Progress(Protocol):
-    """What the executor reports while it runs (see :mod:`advisor.report`)."""
+    """What the executor reports while it runs (see
+    :class:`advisor.install.progress.StepPrinter`)."""
 
     def started(self, number: int, total: int, step: Step) -> None: ...
     def finished(self, number: int, total: int, step: Step, seconds: float) -> None: ...

@@ -19,6 +19,7 @@ from advisor import __version__
 from advisor.datasets import DATASETS, Dataset
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
+from advisor.plugincall import call
 from advisor.settings import check_installable, to_argv
 
 #: The reference pool properties (zpool create -o), each overridable.
@@ -129,7 +130,7 @@ def build_plan(
     check_overrides(spec.pool_options, spec.dataset_options)
     provision = _provision_steps(backend, spec)
     encryption = _pool_encryption(backend, spec)
-    pool_device = _pool_device(backend, spec)
+    pool_device = pool_device_of(backend, spec)
     if not provision and not encryption:
         # Defined, but empty for this spec: the pool would be created unencrypted.
         raise PluginError(
@@ -338,13 +339,10 @@ def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
 
 
 def _ask(backend: Backend, method: str, spec: InstallSpec) -> object:
-    """What ``backend.method(spec)`` returns; a :class:`PluginError` if it raises."""
-    try:
-        return getattr(backend, method)(spec)
-    except Exception as error:  # any exception: a plugin's bug, reported as the plugin's
-        raise PluginError(
-            f"backend {backend.name!r}: {method} raised {type(error).__name__}: {error}"
-        ) from error
+    """What ``backend.method(spec)`` returns; a :class:`PluginError` naming the backend if
+    it raises, or the :class:`~advisor.errors.PluginRefusal` it raised, named the same way."""
+    result: object = call(f"backend {backend.name!r}", method, getattr(backend, method), spec)
+    return result
 
 
 def _provision_steps(backend: Backend, spec: InstallSpec) -> tuple[Step, ...]:
@@ -412,7 +410,8 @@ def _pool_encryption(backend: Backend, spec: InstallSpec) -> Mapping[str, str]:
     return encryption
 
 
-def _pool_device(backend: Backend, spec: InstallSpec) -> str:
+def pool_device_of(backend: Backend, spec: InstallSpec) -> str:
+    """``backend.pool_device(spec)``, checked; a plugin error names the backend."""
     device = _ask(backend, "pool_device", spec)
     if not isinstance(device, str) or not device or not device.isprintable():
         raise PluginError(f"backend {backend.name!r}: pool_device must be a path, not {device!r}")

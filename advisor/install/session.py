@@ -38,7 +38,7 @@ from advisor.install.executor import (
     read_plan_file,
     save_spec,
 )
-from advisor.install.plan import Plan, build_plan
+from advisor.install.plan import Plan, build_plan, pool_device_of
 from advisor.models import InstallSpec, Settings
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import check_header_given, check_settings
@@ -124,7 +124,7 @@ def check_fresh_install(spec: InstallSpec, disk: disk_probe.Disk, plugins: Loade
     would fail on a name that is taken, after the disk is wiped."""
     check_header_target(spec, disk)
     check_root(spec.root)
-    check_names_free(spec, plugins.backend(spec.backend).pool_device(spec))
+    check_names_free(spec, pool_device_of(plugins.backend(spec.backend), spec))
 
 
 def check_names_free(spec: InstallSpec, pool_device: str) -> None:

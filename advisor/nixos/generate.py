@@ -21,6 +21,7 @@ from advisor import __version__, nix
 from advisor.datasets import DATASETS, Dataset, rolled_back_dataset
 from advisor.errors import PluginError
 from advisor.models import AttrPath, Backend, Layout, NixFragment, RemoteUnlock
+from advisor.plugincall import call, sequence_of
 
 #: Sections appear in this order; sections the core does not know follow, in order of
 #: first appearance.
@@ -229,13 +230,30 @@ def merge(contributions: Sequence[Contribution]) -> list[Statement]:
     owners: dict[AttrPath, str] = {}
     declared: dict[AttrPath, str] = {}  # path -> section, in order of declaration
     for contribution in contributions:
+        _check_fragment(contribution)
         for path, item in contribution.fragment.settings.items():
-            if not path:
-                raise ConfigConflict(f"{contribution.contributor} set an empty attribute path")
             _insert(tree, owners, path, item, contribution.contributor)
             declared.setdefault(path, contribution.fragment.section)
     roots = [path for path in declared if not any(_is_prefix(other, path) for other in declared)]
     return [Statement(declared[path], path, _lookup(tree, path)) for path in roots]
+
+
+def _check_fragment(contribution: Contribution) -> None:
+    """Raise :class:`PluginError` naming the contributor unless its fragment can be
+    rendered: checked here, where the contributor is known, rather than when the merged
+    tree is rendered and a bad value has lost its owner."""
+    who, fragment = contribution.contributor, contribution.fragment
+    if not isinstance(fragment.section, str) or not isinstance(fragment.settings, Mapping):
+        raise PluginError(f"{who}: a NixFragment needs a section name and a settings mapping")
+    for path, item in fragment.settings.items():
+        if not isinstance(path, tuple) or not all(isinstance(name, str) for name in path):
+            raise PluginError(f"{who}: attribute path {path!r} is not a tuple of names")
+        if not path:
+            raise ConfigConflict(f"{who} set an empty attribute path")
+        try:
+            nix.value(item)
+        except nix.NixRenderError as error:
+            raise PluginError(f"{who}: {nix.attr_path(path)}: {error}") from None
 
 
 def _is_prefix(shorter: AttrPath, longer: AttrPath) -> bool:
@@ -270,7 +288,8 @@ def _set_leaf(
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
             prefix = path[: depth + 1]
-            raise _conflict(prefix, child, owners[prefix], {path[depth + 1 :]: item}, contributor)
+            below = _nested(path[depth + 1 :], item)
+            raise _conflict(prefix, child, owners[prefix], below, contributor)
         node = child
     key = path[-1]
     if key not in node:
@@ -287,6 +306,13 @@ def _set_leaf(
         raise _conflict(path, current, owners.get(path, "?"), item, contributor)
 
 
+def _nested(path: AttrPath, item: object) -> object:
+    """``item`` at ``path`` below a set: ``{a = {b = item;};}`` for ``("a", "b")``."""
+    for key in reversed(path):
+        item = {key: item}
+    return item
+
+
 def _owner_below(owners: Mapping[AttrPath, str], path: AttrPath) -> str:
     return next((owner for p, owner in owners.items() if p[: len(path)] == path), "?")
 
@@ -299,9 +325,14 @@ def _conflict(
     path: AttrPath, first: object, first_owner: str, second: object, second_owner: str
 ) -> ConfigConflict:
     return ConfigConflict(
-        f"conflicting values for {nix.attr_path(path)}: {first!r} from {first_owner} and "
-        f"{second!r} from {second_owner}"
+        f"conflicting values for {nix.attr_path(path)}: {_as_nix(first)} from {first_owner} "
+        f"and {_as_nix(second)} from {second_owner}"
     )
+
+
+def _as_nix(item: object) -> str:
+    """``item`` as the configuration would spell it, on one line."""
+    return " ".join(line.strip() for line in nix.value(item).splitlines())
 
 
 def _lookup(tree: Mapping[str, object], path: AttrPath) -> object:
@@ -380,8 +411,11 @@ def generate(
 ) -> GeneratedConfig:
     """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones."""
     contributions = [Contribution("core", f) for f in core_fragments(layout)]
+    owner = f"backend {backend.name!r}"
+    fragments = call(owner, "nix_fragments", backend.nix_fragments, layout)
     contributions += [
-        Contribution(f"backend {backend.name}", f) for f in backend.nix_fragments(layout)
+        Contribution(f"backend {backend.name}", f)
+        for f in sequence_of(owner, "nix_fragments", fragments, NixFragment)
     ]
     contributions += extra
     statements = merge(contributions)

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from advisor.plugin import (
-    PLUGIN_API_VERSION,
     Answers,
     Axis,
     Backend,
@@ -28,7 +27,9 @@ from advisor.plugin import (
 class LuksTpm2Backend(Backend):
     name = "luks-tpm2"
     summary = "ZFS on LUKS2 unlocked by a TPM2 and a PIN (systemd-cryptenroll)"
-    api_version = PLUGIN_API_VERSION
+    # A literal, never PLUGIN_API_VERSION: that follows the installed core, so a new
+    # contract would pass this backend unchecked.
+    api_version = 1
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(Rating.STRONG, "Everything is inside LUKS.", "cryptsetup(8)"),
         "maturity": Capability(Rating.GOOD, "systemd-cryptenroll since v248.", "systemd NEWS"),

@@ -1,0 +1,131 @@
+"""``advisor plugins --check``: run every plugin's code the way the commands will.
+
+Loading a plugin calls only its discovery hooks. A backend's ``nix_fragments``,
+``provision_steps``, ``pool_device`` and ``pool_encryption`` and the
+``advisor_nix_fragments`` hook run only in ``config``, ``plan`` and ``install``, and
+``gate``, ``warnings`` and ``mitigations`` in ``assess``: a plugin broken there would pass
+a plain listing. The check runs all of them against sample layouts and install specs,
+one per initrd flavour, through the same code the commands use, and marks a plugin that
+fails broken with the reason. A :class:`~advisor.errors.PluginRefusal` is no failure: a
+backend may refuse a sample (the scripted initrd, say) as it would refuse a user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from advisor.assess.assessment import assess
+from advisor.errors import AdvisorError, PluginRefusal
+from advisor.install.plan import build_plan
+from advisor.models import Backend, InstallSpec, Layout, Settings, SystemFacts
+from advisor.nixos.generate import Contribution, generate
+from advisor.pluginmanager import LoadedPlugins, PluginRecord, Status
+from advisor.settings import check_settings
+
+INITRDS = ("systemd", "scripted")
+_ESP_PARTUUID = "0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
+_DATA_PARTUUID = "6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"
+_HEADER = "/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+
+
+def samples(backend: Backend) -> list[tuple[Layout, InstallSpec]]:
+    """A layout and an install spec for ``backend``, one pair per initrd flavour, each
+    with the settings the backend accepted (:func:`advisor.settings.check_settings`).
+
+    The one place the samples are built: keep it in step with :class:`Layout` and
+    :class:`InstallSpec`.
+    """
+    header = _HEADER if backend.detached_header else None
+    pairs = []
+    for initrd in INITRDS:
+        settings = Settings(
+            host_id="8f2a91c4", hostname="check", user="alice", initrd=initrd, header=header
+        )
+        layout = Layout(
+            backend=backend.name,
+            settings=settings,
+            data_device=f"/dev/disk/by-partuuid/{_DATA_PARTUUID}",
+            esp_device=f"/dev/disk/by-partuuid/{_ESP_PARTUUID}",
+            hashed_password="$y$j9T$sample$sample",
+        )
+        spec = InstallSpec(
+            backend=backend.name,
+            settings=settings,
+            disk="/dev/disk/by-id/virtio-check",
+            disk_id="virtio-check",
+            disk_serial="check",
+            disk_size=64 * 1024**3,
+            esp_partuuid=_ESP_PARTUUID,
+            data_partuuid=_DATA_PARTUUID,
+            header_backup="/root/header-backup.img" if header else None,
+        )
+        pairs.append((layout, spec))
+    return pairs
+
+
+def check_plugins(plugins: LoadedPlugins) -> None:
+    """Mark broken, with the reason, every active plugin whose backends or
+    ``advisor_nix_fragments`` fail against the samples (:func:`samples`)."""
+    owner = {name: record for record in plugins.records for name in record.backends}
+    for backend in plugins.backends:
+        record = owner[backend.name]
+        if record.status is Status.ACTIVE:
+            with _blame(record):
+                _run_backend(plugins, backend)
+    # Each hook is run with the backends that passed, so a failure is its own.
+    backends = [b for b in plugins.backends if owner[b.name].status is Status.ACTIVE]
+    for record in plugins.records:
+        if record.status is Status.ACTIVE and "advisor_nix_fragments" in record.hooks:
+            with _blame(record):
+                _run_hook(plugins, record, backends)
+
+
+@contextmanager
+def _blame(record: PluginRecord) -> Iterator[None]:
+    """Mark ``record`` broken, with the reason, if the block fails."""
+    try:
+        yield
+    except AdvisorError as error:
+        record.status, record.reason = Status.BROKEN, f"--check: {error}"
+    except Exception as error:  # the core tripped over what the plugin gave it
+        record.status, record.reason = Status.BROKEN, f"--check: {type(error).__name__}: {error}"
+
+
+def _refusal_allowed() -> suppress:
+    """A refusal of a sample is an answer, as it would be to a user: no failure."""
+    return suppress(PluginRefusal)
+
+
+def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
+    """What ``assess`` asks of ``backend``, and ``config`` and ``plan`` if it installs."""
+    answers = {q.id: q.default or q.values[0] for q in plugins.questions}
+    with _refusal_allowed():
+        assess(
+            axes=plugins.axes,
+            questions=plugins.questions,
+            backends=[backend],
+            answers=answers,
+            system=SystemFacts(),
+        )
+    if not backend.installable:
+        return  # config and plan refuse it before calling it
+    for layout, spec in samples(backend):
+        with _refusal_allowed():
+            # As config, plan and install do: the settings first, then the rest.
+            check_settings(layout.settings, backend)
+            generate(layout, backend)
+        with _refusal_allowed():
+            build_plan(spec, backend, generate_hardware_config=True)
+
+
+def _run_hook(plugins: LoadedPlugins, record: PluginRecord, backends: list[Backend]) -> None:
+    """What ``config`` asks of ``record``'s ``advisor_nix_fragments``, for every backend."""
+    for backend in backends:
+        if not backend.installable:
+            continue
+        for layout, _ in samples(backend):
+            with _refusal_allowed():
+                fragments = plugins.nix_fragments(layout, backend, plugin=record.name)
+                extra = [Contribution(f"plugin {name}", f) for name, f in fragments]
+                generate(layout, backend, extra)
