@@ -657,8 +657,11 @@ def cmd_install(args: argparse.Namespace) -> int:
         sys.stdout.write(render_script(plan, runs_as=_runs_as(args, state_dir)))
         return 0
 
-    install.prepare_state_dir(state_dir, resume=args.resume)
     interactive = install.interactive()
+    # Before the state directory or the confirmation: a plan that would stop at a step
+    # needing the person must not begin without one.
+    install.check_terminal(plan, interactive)
+    install.prepare_state_dir(state_dir, resume=args.resume)
     if disk is not None:
         install.confirm(
             disk, args.yes_wipe, input if interactive else None, header=plan.spec.settings.header

@@ -388,6 +388,25 @@ class Step:
     fed the step's secret. On ``--resume`` a finished step with ``restore`` is probed
     again (with no probe, it is always restored) and restored when its effect is gone,
     so the install goes on from where it was, not from a live system that forgot it.
+
+    A step's commands run with their output captured into the install log, stdin empty
+    (or the secret), no terminal, and the install's environment with ``LC_ALL=C``.
+
+    ``env`` holds environment variables set for the step's commands (argv, probe and
+    restore) on top of that environment. They are not secret: the script shows them
+    (``env NAME=value argv``) and the log records them. Names are ``[A-Z_][A-Z0-9_]*``,
+    values one line of printable text; ``LC_ALL`` (the runner fixes the locale) and
+    names starting with ``ADVISOR_`` (the script reads the secrets from those) are
+    refused. ``PATH`` may be set: the script's ``env`` finds the program through it
+    as the runner does.
+
+    ``interactive`` marks a step that needs the person at the terminal (a FIDO2 PIN, a
+    touch of a security key, a TPM2 PIN prompt): its argv and restore commands run with
+    the terminal as stdin, stdout and stderr, not captured, in the terminal's
+    foreground (so a program that opens ``/dev/tty`` finds it, and Ctrl-C reaches it).
+    Such a step cannot take a ``secret`` (stdin is the terminal), and ``advisor install``
+    refuses a plan with one up front when it has no terminal. Its probe still runs
+    captured: a resume decides without asking.
     """
 
     id: str
@@ -398,6 +417,8 @@ class Step:
     probe: tuple[str, ...] | None = None
     destructive: bool = False
     restore: tuple[tuple[str, ...], ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    interactive: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Commands are argv lists, never shell strings. A secret (passphrase, password) is passed
 on stdin and nowhere else: not in argv, not in the environment, not in an exception
-message. Output is captured; the locale is fixed so messages can be matched.
+message. Output is captured; the locale is fixed so messages can be matched. A command
+that needs the person (a PIN prompt, a touch of a security key) runs at the terminal
+instead (``terminal=True``): with this process's stdin, stdout and stderr, uncaptured.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -43,43 +46,64 @@ def run(
     *,
     secret: str | None = None,
     check: bool = True,
-    timeout: float = 600,
+    timeout: float | None = 600,
     env: Mapping[str, str] | None = None,
     start_new_session: bool = False,
+    terminal: bool = False,
 ) -> Result:
     """Run ``argv``; ``secret`` (if any) is written to its stdin, which is otherwise empty.
 
-    Raises :class:`CommandError` when the program is missing, times out, or (with
-    ``check``) exits non-zero; the error carries the tail of stderr.
-    ``start_new_session`` keeps the terminal's Ctrl-C from reaching the child, so the
-    caller can let a step finish before it stops.
+    Raises :class:`CommandError` when the program is missing, times out (``timeout``
+    seconds; ``None``: no limit), or (with ``check``) exits non-zero; the error carries
+    the tail of stderr. ``env`` is added to this process's environment (after
+    ``LC_ALL=C``). ``start_new_session`` keeps the terminal's Ctrl-C from reaching the
+    child, so the caller can let a step finish before it stops.
+
+    ``terminal`` runs the command at the person's terminal: it inherits this process's
+    stdin, stdout and stderr and stays in its session, so it can prompt, read what is
+    typed and open ``/dev/tty``. Nothing is captured (the result's output is empty), so
+    it takes no secret and no new session.
     """
+    if terminal and (secret is not None or start_new_session):
+        raise ValueError("a command at the terminal takes no secret and no new session")
     child_env = {**os.environ, "LC_ALL": "C", **(env or {})}
     try:
-        completed = subprocess.run(
-            list(argv),
-            input=secret if secret is not None else "",
-            capture_output=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=child_env,
-            timeout=timeout,
-            check=False,
-            close_fds=True,
-            start_new_session=start_new_session,
-        )
+        if terminal:
+            returncode, stdout, stderr = _run_at_terminal(argv, child_env, timeout), "", ""
+        else:
+            completed = subprocess.run(
+                list(argv),
+                input=secret if secret is not None else "",
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=child_env,
+                timeout=timeout,
+                check=False,
+                close_fds=True,
+                start_new_session=start_new_session,
+            )
+            returncode, stdout, stderr = completed.returncode, completed.stdout, completed.stderr
     except FileNotFoundError:
         raise CommandError(argv, f"{argv[0]}: command not found") from None
     except subprocess.TimeoutExpired:
         raise CommandError(argv, f"{argv[0]} did not finish within {timeout:g} s") from None
-    result = Result(tuple(argv), completed.returncode, completed.stdout, completed.stderr)
-    if check and completed.returncode != 0:
-        tail = "\n".join(completed.stderr.strip().splitlines()[-10:])
+    result = Result(tuple(argv), returncode, stdout, stderr)
+    if check and returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-10:])
         if secret:
             # A program that echoes its input must not carry the secret into our errors.
             tail = tail.replace(secret, "<redacted>")
-        raise CommandError(
-            argv, f"{argv[0]} exited with status {completed.returncode}: {tail}", tail
-        )
+        raise CommandError(argv, f"{argv[0]} exited with status {returncode}: {tail}", tail)
     return result
+
+
+def _run_at_terminal(argv: Sequence[str], env: Mapping[str, str], timeout: float | None) -> int:
+    """Run ``argv`` on this process's own stdin, stdout and stderr (nothing captured);
+    its exit status."""
+    # What this process printed must reach the terminal before the command's prompt.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    completed = subprocess.run(list(argv), env=env, timeout=timeout, check=False, close_fds=True)
+    return completed.returncode

@@ -6,12 +6,15 @@ import fcntl
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from advisor import runner
 from advisor.errors import UsageError
 from advisor.install.executor import (
     Executor,
@@ -384,3 +387,125 @@ def test_a_second_ctrl_c_stops_the_running_step(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
     events = [(e["event"], e.get("step")) for e in journal_events(state)]
     assert events[-1] == ("failed", "long")
+
+
+# --- Steps with an environment, and steps at the terminal ------------------------------------
+
+
+def test_a_step_gets_its_env_and_the_log_shows_it(tmp_path: Path) -> None:
+    out = tmp_path / "got"
+    env = {"FOO": "two words", "BAR": "x"}
+    probe = ("sh", "-c", f'test "$FOO" = "two words" && test -e {out}')
+    step = Step("env", "use FOO", ("sh", "-c", f'printf %s "$FOO" > {out}'), env=env, probe=probe)
+    plan = Plan(SPEC, (step,))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    execute(plan, state)
+    assert out.read_text() == "two words"
+    assert "FOO" not in os.environ  # the step's own, not the install's
+    log = (state / "install.log").read_text()
+    assert "step 1/1 env: env 'FOO=two words' BAR=x sh -c" in log
+    # The probe gets it too: an interrupted step is found in place on resume.
+    (state / "journal.jsonl").write_text(
+        json.dumps({"event": "plan", "fingerprint": plan.fingerprint})
+        + "\n"
+        + json.dumps({"event": "started", "step": "env"})
+        + "\n"
+    )
+    _, recorder = execute(plan, state)
+    assert recorder.events == [("skipped: already in place", "env")]
+
+
+ANSWER_PROMPTS = Path(__file__).parent / "answer_prompts.py"
+#: Runs the executor on the steps given as JSON, with the install's progress printer and
+#: its failure report: in a child process whose terminal is the test's pseudo-terminal.
+RUN_AT_TERMINAL = """
+import json, sys
+from pathlib import Path
+from advisor.console import line_printer
+from advisor.install.executor import Executor, StepFailed, load_spec
+from advisor.install.plan import Plan
+from advisor.install.progress import StepPrinter, step_failure
+from advisor.models import Step
+
+state = Path(sys.argv[1])
+steps = tuple(Step(**{**s, "argv": tuple(s["argv"])}) for s in json.loads(sys.argv[2]))
+plan = Plan(load_spec(state)[0], steps)
+printer = line_printer(stderr=True)
+try:
+    Executor(plan, state, {}, StepPrinter(printer), check_target=lambda: None).run()
+except StepFailed as failure:
+    step_failure(printer, failure, state, plan)
+    sys.exit(1)
+print("install finished")
+"""
+
+
+def at_terminal(
+    tmp_path: Path, state: Path, steps: list[dict[str, Any]], answers: list[tuple[str, str]]
+) -> tuple[int, str]:
+    """Run :data:`RUN_AT_TERMINAL` on a pseudo-terminal, typing each answer once its prompt
+    shows: its exit status and what the terminal showed."""
+    answers_file, transcript = tmp_path / "answers.json", tmp_path / "transcript"
+    answers_file.write_text(json.dumps(answers))
+    command = [sys.executable, "-c", RUN_AT_TERMINAL, str(state), json.dumps(steps)]
+    status = subprocess.run(
+        [sys.executable, ANSWER_PROMPTS, transcript, answers_file, "--", *command],
+        check=False,
+        timeout=120,
+    ).returncode
+    return status, transcript.read_text(errors="replace").replace("\r\n", "\n")
+
+
+def test_an_interactive_step_reads_what_the_person_types_at_the_terminal(tmp_path: Path) -> None:
+    out = tmp_path / "typed"
+    # One line from stdin, one from /dev/tty: the step has the terminal as its stdin and
+    # as its controlling terminal (where PIN prompts such as systemd's are read).
+    script = f'printf "Answer: "; read a; printf "PIN: "; read p < /dev/tty; echo "$a $p" > {out}'
+    steps = [
+        {"id": "before", "title": "a captured step", "argv": ["sh", "-c", "echo quiet-output"]},
+        {"id": "ask", "title": "Type two lines", "argv": ["sh", "-c", script],
+         "interactive": True, "env": {"FOO": "bar"}},
+    ]  # fmt: skip
+    plan = Plan(SPEC, tuple(Step(**{**s, "argv": tuple(s["argv"])}) for s in steps))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    answers = [("Answer: ", "forty-two"), ("PIN: ", "1234")]
+    status, shown = at_terminal(tmp_path, state, steps, answers)
+    assert status == 0, shown
+    assert out.read_text() == "forty-two 1234\n"
+    # The person is told before the step's own prompt.
+    assert shown.index("step 2 needs you at the terminal: Type two lines") < shown.index("Answer:")
+    assert "install finished" in shown and "quiet-output" not in shown  # in the log
+    events = [(e["event"], e.get("step")) for e in journal_events(state)]
+    assert events[-3:] == [("started", "ask"), ("done", "ask"), ("complete", None)]
+    log = (state / "install.log").read_text()
+    assert "step 2/2 ask: env FOO=bar sh -c" in log and "(at the terminal)" in log
+    assert "stdout: quiet-output" in log and "its output went to the terminal" in log
+    assert "forty-two" not in log  # what was typed stays on the terminal
+
+
+def test_a_failed_interactive_step_says_so_and_a_resume_runs_it_again(tmp_path: Path) -> None:
+    out = tmp_path / "confirmed"
+    script = f'printf "Type yes: "; read a; test "$a" = yes && touch {out}'
+    steps = [{"id": "confirm", "title": "Confirm", "argv": ["sh", "-c", script],
+              "interactive": True, "probe": None}]  # fmt: skip
+    plan = Plan(SPEC, tuple(Step(**{**s, "argv": tuple(s["argv"])}) for s in steps))
+    state = tmp_path / "state"
+    save_spec(state, plan)
+    status, shown = at_terminal(tmp_path, state, steps, [("Type yes: ", "no")])
+    assert status == 1 and not out.exists()
+    assert "step 1 (confirm: Confirm) failed" in shown
+    assert "It ran at the terminal: its output is above, not in the log." in shown
+    assert [(e["event"], e.get("exit")) for e in journal_events(state)][-1] == ("failed", 1)
+    status, shown = at_terminal(tmp_path, state, steps, [("Type yes: ", "yes")])
+    assert status == 0 and out.exists(), shown
+    assert [e["event"] for e in journal_events(state)][-2:] == ["done", "complete"]
+
+
+def test_the_runner_gives_the_terminal_no_secret() -> None:
+    # The terminal is the command's stdin: a secret would have nowhere else to go.
+    with pytest.raises(ValueError, match="no secret"):
+        runner.run(("true",), secret=CANARY, terminal=True)
+    with pytest.raises(ValueError, match="no new session"):
+        runner.run(("true",), start_new_session=True, terminal=True)

@@ -13,12 +13,12 @@ import io
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import usable_disk
+from helpers import MakePluginDist, PluginDist, usable_disk
 
 from advisor import cli, runner
 from advisor import settings as settings_options
@@ -579,3 +579,65 @@ def test_the_pool_check_starts_no_process(machine: Machine) -> None:
     )
     install.check_names_free(spec, "/dev/mapper/cryptroot")
     assert machine.ran == []
+
+
+# --- A plan with a step that needs the person at the terminal -------------------------------
+
+#: A plugin backend: LUKS, then a FIDO2 enrolment that asks for the token's PIN.
+FIDO2_PLUGIN = """
+    from advisor.plugin import Step, hookimpl
+    from advisor_luks import LuksBackend
+
+    class LuksFido2(LuksBackend):
+        name = "luks-fido2"
+        summary = "LUKS with a FIDO2 token enrolled"
+
+        def provision_steps(self, spec):
+            enrol = Step(
+                "fido2-enrol",
+                "Enrol the FIDO2 token (PIN and touch)",
+                ("systemd-cryptenroll", "--fido2-device=auto", spec.data_partuuid_device),
+                interactive=True,
+            )
+            return (*super().provision_steps(spec), enrol)
+
+    @hookimpl
+    def advisor_backends():
+        return [LuksFido2()]
+"""
+
+
+def test_an_install_without_a_terminal_refuses_an_interactive_step_before_anything(
+    machine: Machine,
+    tmp_path: Path,
+    secret_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make_plugin_dist: MakePluginDist,
+    plugin_on_path: Callable[[PluginDist], None],
+) -> None:
+    plugin_on_path(make_plugin_dist(FIDO2_PLUGIN, name="luks-fido2", dist="advisor-fido2"))
+    args = ["--backend", "luks-fido2", "--disk", DISK.disk_id, "--root", str(machine.root)]
+    status, stderr = run_cli("plan", *args, monkeypatch=monkeypatch)
+    assert status == 0, stderr  # the plan shows it
+    assert "-- needs you at the terminal" in capsys.readouterr().out
+    state_dir = tmp_path / "state"
+    secrets = ["--passphrase-file", str(secret_file), "--password-file", str(secret_file)]
+    options = ["--state-dir", str(state_dir), "--yes-wipe", DISK.disk_id, *secrets]
+    status, stderr = run_cli("install", *args, *options, monkeypatch=monkeypatch)
+    assert status == 2
+    assert stderr == (
+        "advisor: error: step 8 (fido2-enrol: Enrol the FIDO2 token (PIN and touch)) needs "
+        "you at the terminal, and this install has none: run advisor install at a terminal\n"
+    )
+    assert not state_dir.exists() and machine.ran == []  # no state, no command
+
+
+def test_at_a_terminal_a_plan_with_an_interactive_step_may_run() -> None:
+    plan = luks_plan(Path("/mnt"))
+    asking = dataclasses.replace(plan.steps[-1], interactive=True)
+    with_asking = dataclasses.replace(plan, steps=(*plan.steps[:-1], asking))
+    install.check_terminal(with_asking, True)
+    install.check_terminal(plan, False)  # nothing asks: no terminal needed
+    with pytest.raises(UsageError, match=f"step {len(plan.steps)} .* needs you at the terminal"):
+        install.check_terminal(with_asking, False)

@@ -7,6 +7,7 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 from helpers import PLAN_SPEC
@@ -154,6 +155,52 @@ def test_trim_opens_luks_with_discards() -> None:
     assert "--allow-discards" in plan.step("luks-open").argv
 
 
+def test_a_plan_without_the_newer_step_fields_keeps_its_fingerprint() -> None:
+    # The value main had before Step gained env and interactive: a saved plan or an
+    # install under way from then still runs and resumes.
+    plan = build_plan(
+        SPEC, LuksBackend(), generate_hardware_config=True, advisor_command=("advisor",)
+    )
+    assert plan.fingerprint == "32bf4013813074a5"
+
+
+def test_fingerprint_includes_env_and_interactive() -> None:
+    def with_step(step: Step) -> str:
+        return build_plan(SPEC, _Provides(step), generate_hardware_config=False).fingerprint
+
+    plain = with_step(Step("tpm", "Enrol the TPM2", ("true",)))
+    envs = {with_step(Step("tpm", "Enrol the TPM2", ("true",), env={"FOO": v})) for v in "ab"}
+    asking = with_step(Step("tpm", "Enrol the TPM2", ("true",), interactive=True))
+    assert len({plain, asking, *envs}) == 4
+    # A read-only mapping is taken, and the plan holds (and hashes) a plain dict.
+    frozen = Step("tpm", "Enrol the TPM2", ("true",), env=MappingProxyType({"FOO": "a"}))
+    plan = build_plan(SPEC, _Provides(frozen), generate_hardware_config=False)
+    assert type(plan.step("tpm").env) is dict and plan.fingerprint in envs
+
+
+def test_the_script_runs_a_step_with_its_env_and_marks_one_at_the_terminal() -> None:
+    env = {"FOO": "two words", "PATH": "/bin:/usr/bin"}
+    extra = (
+        Step("env", "Use FOO", ("sh", "-c", 'printf %s "$FOO"'), env=env,
+             restore=(("true",),)),
+        Step("touch-key", "Touch the security key", ("fido2-token", "-L"), interactive=True),
+    )  # fmt: skip
+    script = render_script(build_plan(SPEC, _Provides(*extra), generate_hardware_config=False))
+    lines = script.splitlines()
+    command = "env 'FOO=two words' PATH=/bin:/usr/bin sh -c 'printf %s \"$FOO\"'"
+    assert command in lines
+    assert "#   on --resume, if undone: env 'FOO=two words' PATH=/bin:/usr/bin true" in lines
+    marked = [
+        line
+        for line in lines
+        if line.endswith("touch-key: Touch the security key -- needs you at the terminal")
+    ]
+    assert len(marked) == 1 and lines[lines.index(marked[0]) + 1] == "fido2-token -L"
+    # The shell runs what the runner runs: the script's line gives the program FOO.
+    shell = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+    assert shell.stdout == "two words"
+
+
 def test_fingerprint_changes_with_the_plan() -> None:
     a = build_plan(SPEC, LuksBackend(), generate_hardware_config=False)
     b = build_plan(
@@ -297,6 +344,26 @@ class _Provides(LuksBackend):
         (Step("probe", "probe", ("true",), probe=()), "step 'probe': probe must be a non-empty"),
         (Step("undo", "undo", ("true",), restore=((),)), "step 'undo': restore must be a non"),
         ("wipefs /dev/sda", "provision_steps returned str, not Step"),
+        (
+            Step("pin", "a PIN", ("true",), secret="passphrase", interactive=True),
+            "an interactive step reads the terminal and cannot take a secret",
+        ),
+        (
+            Step("flag", "flag", ("true",), interactive="yes"),  # type: ignore[arg-type]
+            "interactive must be True or False",
+        ),
+        (Step("env", "env", ("true",), env={"foo": "1"}), "env name 'foo' is not A-Z"),
+        (Step("env", "env", ("true",), env={"1X": "1"}), "env name '1X' is not A-Z"),
+        (Step("env", "env", ("true",), env={"A-B": "1"}), "env name 'A-B' is not A-Z"),
+        (Step("env", "env", ("true",), env={"X": "a\0b"}), "env X: the value must be one line"),
+        (Step("env", "env", ("true",), env={"X": "a\nrm -rf /"}), "env X: the value must be"),
+        (Step("env", "env", ("true",), env={"X": 1}), "env X: the value must be"),  # type: ignore[dict-item]
+        (Step("env", "env", ("true",), env={"LC_ALL": "de_DE"}), "env LC_ALL cannot be set"),
+        (
+            Step("env", "env", ("true",), env={"ADVISOR_PASSPHRASE": "x"}),
+            "env ADVISOR_PASSPHRASE cannot be set",
+        ),
+        (Step("env", "env", ("true",), env=[("X", "1")]), "env must map names to values"),  # type: ignore[arg-type]
     ],
 )
 def test_backend_steps_are_checked(extra: object, problem: str) -> None:

@@ -53,6 +53,16 @@ def test_a_line_per_step_event() -> None:
     ]
 
 
+def test_a_step_at_the_terminal_is_announced_before_it_starts() -> None:
+    lines = Lines()
+    step = Step("tpm2-enrol", "Enrol the TPM2 (asks for a PIN)", ("true",), interactive=True)
+    StepPrinter(lines).started(7, 23, step)
+    assert lines.lines == [
+        ("[7/23] Enrol the TPM2 (asks for a PIN) ...", "bold"),
+        ("step 7 needs you at the terminal: Enrol the TPM2 (asks for a PIN)", "bold yellow"),
+    ]
+
+
 def test_the_result_names_the_log_and_the_next_steps(tmp_path: Path) -> None:
     lines = Lines()
     outcome = Outcome(True, None, tmp_path / "install.log", 61.04)

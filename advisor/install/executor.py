@@ -18,6 +18,10 @@ Secrets exist only in memory and on the stdin of the steps that need them. Ctrl-
 caught and honoured between steps: the running step finishes (its child runs in its
 own session, so the terminal's SIGINT does not reach it) and the journal stays exact.
 A second Ctrl-C stops the running step's command at once; ``--resume`` then probes it.
+An interactive step (``Step.interactive``) is the exception: it runs at the terminal,
+in its foreground, so the Ctrl-C reaches it as it reaches any program the person runs;
+if it then fails, it counts as stopped by Ctrl-C. Its output is not captured: the log
+records its command and exit status, and says the output went to the terminal.
 One run at a time holds the state directory (an exclusive ``flock`` on it).
 """
 
@@ -27,7 +31,6 @@ import errno
 import fcntl
 import json
 import os
-import shlex
 import signal
 import sys
 import time
@@ -42,7 +45,7 @@ from typing import Any, Protocol, get_args, get_origin, get_type_hints
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
-from advisor.install.plan import Plan
+from advisor.install.plan import Plan, command_line
 from advisor.models import InstallSpec, Settings, Step
 
 SPEC_FILE = "spec.json"
@@ -285,7 +288,7 @@ class Executor:
             for number, step in enumerate(self.plan.steps, start=1):
                 if step.id in done:
                     self._restore_if_gone(number, total, step)
-                elif step.id in started and step.probe and self._probe(step.id, step.probe):
+                elif step.id in started and step.probe and self._probe(step, step.probe):
                     # Interrupted after its effect was in place, before it was journaled.
                     self._record({"event": "probed", "step": step.id})
                     self.progress.skipped(number, total, step, "already in place")
@@ -303,14 +306,16 @@ class Executor:
         self._record({"event": "complete"})
         return Outcome(True, None, self.log_path, time.monotonic() - begin)
 
-    def _probe(self, step_id: str, probe: tuple[str, ...]) -> bool:
-        result = runner.run(probe, check=False, start_new_session=True)
-        self._log(f"probe {step_id}: {shlex.join(probe)} -> exit {result.returncode}")
+    def _probe(self, step: Step, probe: tuple[str, ...]) -> bool:
+        """Whether ``step``'s effect is in place. Always captured, even for an
+        interactive step: a resume decides without asking the person."""
+        result = runner.run(probe, check=False, start_new_session=True, env=step.env)
+        self._log(f"probe {step.id}: {command_line(step, probe)} -> exit {result.returncode}")
         return result.returncode == 0
 
     def _restore_if_gone(self, number: int, total: int, step: Step) -> None:
         """A step finished earlier: bring its effect back if a restart undid it."""
-        if not step.restore or (step.probe and self._probe(step.id, step.probe)):
+        if not step.restore or (step.probe and self._probe(step, step.probe)):
             self.progress.skipped(number, total, step, "done earlier")
             return
         for argv in step.restore:
@@ -329,15 +334,17 @@ class Executor:
         self, number: int, total: int, step: Step, argv: tuple[str, ...], kind: str
     ) -> float:
         """Run one of ``step``'s commands (``kind``: step or restore) with its secret on
-        stdin and log it; its run time, or :class:`StepFailed`."""
+        stdin, or at the terminal, and log it; its run time, or :class:`StepFailed`."""
         secret = None
         if step.secret is not None:
             secret = self.secrets[step.secret] + ("\n" if step.secret_newline else "")
         stdin_note = f" (stdin: <{step.secret}>)" if step.secret else ""
-        self._log(f"{kind} {number}/{total} {step.id}: {shlex.join(argv)}{stdin_note}")
+        if step.interactive:
+            stdin_note = " (at the terminal)"
+        self._log(f"{kind} {number}/{total} {step.id}: {command_line(step, argv)}{stdin_note}")
         begin = time.monotonic()
         try:
-            result = runner.run(argv, secret=secret, check=False, start_new_session=True)
+            result = self._start(step, argv, secret)
         except runner.CommandError as error:  # not found, timed out
             self._log(f"  {error}")
             self._record({"event": "failed", "step": step.id})
@@ -352,11 +359,25 @@ class Executor:
         for name, text in (("stdout", stdout), ("stderr", stderr)):
             for line in text.rstrip().splitlines():
                 self._log(f"  {name}: {line}")
+        if step.interactive:
+            self._log("  its output went to the terminal, not to this log")
+        if result.returncode != 0 and step.interactive and self._interrupt.requested:
+            # The person's Ctrl-C reached the program at the terminal and ended it.
+            self._record({"event": "failed", "step": step.id, "interrupted": True})
+            raise StepFailed(step, number, "", self.log_path, interrupted=True)
         if result.returncode != 0:
             self._record({"event": "failed", "step": step.id, "exit": result.returncode})
             tail = "\n".join(stderr.strip().splitlines()[-10:])
             raise StepFailed(step, number, tail, self.log_path)
         return seconds
+
+    def _start(self, step: Step, argv: tuple[str, ...], secret: str | None) -> runner.Result:
+        """Run ``argv`` for ``step`` through the runner: captured, in a session of its own
+        (the terminal's Ctrl-C waits for the step's end); or, for an interactive step, at
+        the terminal with no time limit, since it waits for a person."""
+        if step.interactive:
+            return runner.run(argv, check=False, env=step.env, terminal=True, timeout=None)
+        return runner.run(argv, secret=secret, check=False, env=step.env, start_new_session=True)
 
     def _redact(self, text: str) -> str:
         for value in self.secrets.values():

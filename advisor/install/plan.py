@@ -13,7 +13,7 @@ import re
 import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from advisor import __version__
 from advisor.datasets import DATASETS, Dataset
@@ -50,6 +50,15 @@ FIXED_PROPERTIES: Mapping[str, str] = {
 }
 #: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
 _STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+#: A name a step's ``env`` may set: the portable shell variable names, upper case.
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+#: Names a step's ``env`` may not set, with why.
+RESERVED_ENV: Mapping[str, str] = {
+    "LC_ALL": "the runner fixes the locale (LC_ALL=C) so every command's messages read alike",
+}
+#: A prefix of names a step's ``env`` may not use: the script reads the secrets from
+#: such variables (:data:`SECRET_VARIABLES`), and a step must not look like it carries one.
+RESERVED_ENV_PREFIX = "ADVISOR_"
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class Plan:
     @property
     def fingerprint(self) -> str:
         """A hash of every step, so ``--resume`` can tell the plan has not changed."""
-        data = json.dumps([asdict(step) for step in self.steps], sort_keys=True)
+        data = json.dumps([_fingerprinted(step) for step in self.steps], sort_keys=True)
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def step(self, step_id: str) -> Step:
@@ -68,6 +77,19 @@ class Plan:
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+
+#: Step fields added after plan format 2, with their defaults: a step that leaves one at
+#: its default is hashed as before, so a saved plan or an install under way made before
+#: the field existed keeps its fingerprint (and still runs or resumes).
+_LATER_FIELDS: Mapping[str, object] = {"env": {}, "interactive": False}
+
+
+def _fingerprinted(step: Step) -> dict[str, object]:
+    """``step`` as the plain data its plan's fingerprint hashes: every field, ``env`` as
+    a dict (JSON has no other mapping), a later field left out at its default."""
+    record = {**asdict(step), "env": dict(step.env)}
+    return {k: v for k, v in record.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
 
 
 def _properties(flag: str, values: Mapping[str, str]) -> list[str]:
@@ -358,7 +380,8 @@ def _provision_steps(backend: Backend, spec: InstallSpec) -> tuple[Step, ...]:
         problem = _step_problem(step)
         if problem is not None:
             raise PluginError(f"backend {backend.name!r}: {problem}")
-        checked.append(step)
+        # A plain dict, whatever mapping the plugin chose: the fingerprint hashes it.
+        checked.append(replace(step, env=dict(step.env)))
     return tuple(checked)
 
 
@@ -375,6 +398,15 @@ def _step_problem(step: object) -> str | None:
     if step.secret is not None and step.secret not in SECRET_VARIABLES:
         known = ", ".join(SECRET_VARIABLES)
         return f"{where}: secret {step.secret!r} is none of the secrets there are ({known})"
+    interactive: object = step.interactive  # typed, but a plugin's object may be anything
+    if not isinstance(interactive, bool):
+        return f"{where}: interactive must be True or False, not {interactive!r}"
+    if step.interactive and step.secret is not None:
+        # Its stdin is the terminal: there is no other stdin to feed the secret on.
+        return f"{where}: an interactive step reads the terminal and cannot take a secret"
+    problem = _env_problem(step.env)
+    if problem is not None:
+        return f"{where}: env {problem}"
     restore: object = step.restore  # typed, but a plugin's object may be anything
     if not isinstance(restore, tuple | list):
         return f"{where}: restore must be a sequence of commands, not {restore!r}"
@@ -386,6 +418,23 @@ def _step_problem(step: object) -> str | None:
         problem = _command_problem(command)
         if problem is not None:
             return f"{where}: {field} {problem}"
+    return None
+
+
+def _env_problem(env: object) -> str | None:
+    """Why ``env`` is no set of environment variables a step may have, or ``None``."""
+    if not isinstance(env, Mapping):
+        return f"must map names to values, not {env!r}"
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            return f"name {name!r} is not A-Z, 0-9 and _ (not starting with a digit)"
+        if name in RESERVED_ENV:
+            return f"{name} cannot be set: {RESERVED_ENV[name]}"
+        if name.startswith(RESERVED_ENV_PREFIX):
+            return f"{name} cannot be set: {RESERVED_ENV_PREFIX}* names are the script's secrets"
+        # printable: one line, no NUL, shown as it is in the script and the log.
+        if not isinstance(value, str) or not value.isprintable():
+            return f"{name}: the value must be one line of printable text, not {value!r}"
     return None
 
 
@@ -473,8 +522,10 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
     ]
     for number, step in enumerate(plan.steps, start=1):
         note = " -- DESTROYS DATA" if step.destructive else ""
+        if step.interactive:
+            note += " -- needs you at the terminal"
         lines.append(_comment(f"[{number}/{len(plan.steps)}] {step.id}: {step.title}{note}"))
-        command = shlex.join(step.argv)
+        command = command_line(step, step.argv)
         if step.secret is not None:
             variable = SECRET_VARIABLES[step.secret]
             fmt = "%s\\n" if step.secret_newline else "%s"
@@ -483,8 +534,18 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
         # Not run here: what 'advisor install --resume' runs if a restart undid the step.
         for restore in step.restore:
             stdin = f" (stdin: {SECRET_VARIABLES[step.secret]})" if step.secret else ""
-            lines.append(_comment(f"  on --resume, if undone: {shlex.join(restore)}{stdin}"))
+            lines.append(
+                _comment(f"  on --resume, if undone: {command_line(step, restore)}{stdin}")
+            )
     return "\n".join(lines) + "\n"
+
+
+def command_line(step: Step, argv: Sequence[str]) -> str:
+    """One of ``step``'s commands as a shell command line that runs the same thing:
+    ``env NAME=value ... argv`` when the step sets variables (the script and the log
+    show it so), shell-quoted."""
+    assignments = [f"{name}={value}" for name, value in step.env.items()]
+    return shlex.join(["env", *assignments, *argv] if assignments else argv)
 
 
 def _comment(text: str) -> str:

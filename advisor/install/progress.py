@@ -28,6 +28,10 @@ class StepPrinter:
 
     def started(self, number: int, total: int, step: Step) -> None:
         self.line(f"[{number}/{total}] {step.title} ...", "bold")
+        if step.interactive:
+            # Said before the step's own prompt, which may be terse ("PIN:") or silent
+            # (a security key that waits for a touch).
+            self.line(f"step {number} needs you at the terminal: {step.title}", "bold yellow")
 
     def finished(self, number: int, total: int, step: Step, seconds: float) -> None:
         self.line(f"[{number}/{total}] done in {seconds:.2f} s", "green")
@@ -93,6 +97,8 @@ def step_failure(
         line("Its error output ended with:", "")
         for text in failure.stderr_tail.splitlines():
             line(f"  {text}", "")
+    elif failure.step.interactive:
+        line("It ran at the terminal: its output is above, not in the log.", "")
     line(f"Full log: {failure.log}", "")
     first = "Continue" if failure.interrupted else "Fix the cause, then continue"
     line(f"{first} with: {resume_command(state_dir, resume_options)}", "")

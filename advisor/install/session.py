@@ -363,6 +363,22 @@ def run(
     return executor.run()
 
 
+def check_terminal(plan: Plan, at_terminal: bool) -> None:
+    """Refuse, before anything is done, to run ``plan`` without a terminal
+    (``at_terminal`` false: stdin or stderr is not one) when a step of it needs the
+    person there (``Step.interactive``): it would fail, or wait for nobody, halfway
+    through an install. Every such step counts, even one a resume may not run again:
+    the rule is the same whichever run meets it."""
+    if at_terminal:
+        return
+    for number, step in enumerate(plan.steps, start=1):
+        if step.interactive:
+            raise UsageError(
+                f"step {number} ({step.id}: {step.title}) needs you at the terminal, and "
+                "this install has none: run advisor install at a terminal"
+            )
+
+
 def check_stop_after(plan: Plan, stop_after: str | None) -> None:
     """Refuse a ``--stop-after`` that names no step of ``plan``."""
     if stop_after is not None and stop_after not in {step.id for step in plan.steps}:
@@ -477,4 +493,6 @@ def _rebuild_plan(
 
 
 def interactive() -> bool:
+    """Whether a person is at a terminal: stdin and stderr are one (prompts, the
+    confirmation and interactive steps need it)."""
     return sys.stdin.isatty() and sys.stderr.isatty()
