@@ -462,7 +462,7 @@ def test_an_interactive_step_reads_what_the_person_types_at_the_terminal(tmp_pat
     # One line from stdin, one from /dev/tty: the step has the terminal as its stdin and
     # as its controlling terminal (where PIN prompts such as systemd's are read).
     script = f'printf "Answer: "; read a; printf "PIN: "; read p < /dev/tty; echo "$a $p" > {out}'
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "before", "title": "a captured step", "argv": ["sh", "-c", "echo quiet-output"]},
         {"id": "ask", "title": "Type two lines", "argv": ["sh", "-c", script],
          "interactive": True, "env": {"FOO": "bar"}},
@@ -488,8 +488,9 @@ def test_an_interactive_step_reads_what_the_person_types_at_the_terminal(tmp_pat
 def test_a_failed_interactive_step_says_so_and_a_resume_runs_it_again(tmp_path: Path) -> None:
     out = tmp_path / "confirmed"
     script = f'printf "Type yes: "; read a; test "$a" = yes && touch {out}'
-    steps = [{"id": "confirm", "title": "Confirm", "argv": ["sh", "-c", script],
-              "interactive": True, "probe": None}]  # fmt: skip
+    steps: list[dict[str, Any]] = [{"id": "confirm", "title": "Confirm",
+                                    "argv": ["sh", "-c", script], "interactive": True,
+                                    "probe": None}]  # fmt: skip
     plan = Plan(SPEC, tuple(Step(**{**s, "argv": tuple(s["argv"])}) for s in steps))
     state = tmp_path / "state"
     save_spec(state, plan)
