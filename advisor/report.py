@@ -59,16 +59,25 @@ def render_plugins(console: Console, records: Sequence[PluginRecord]) -> None:
     the reader needs whole. Cells fold rather than end in an ellipsis, for the same reason.
     """
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("Plugin", "Version", "Distribution", "Status", "Hooks", "Backends"):
-        table.add_column(column, overflow="fold")
+    table.add_column("Plugin", no_wrap=True)
+    # The version under the distribution: a column of its own would push the table past
+    # 80 columns and fold the distribution's name mid-word.
+    longest = max((len(r.distribution or "(core)") for r in records), default=6)
+    table.add_column("Distribution", overflow="fold", min_width=min(longest, 30))
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Hooks", overflow="fold")
+    table.add_column("Backends", overflow="fold")
     for record in records:
+        source = Text(record.distribution or "(core)")
+        if record.version:
+            source += Text(f"\n{record.version}", style="dim")
         table.add_row(
             Text(record.name, style="bold"),
-            Text(record.version or "-"),
-            Text(record.distribution or "(core)"),
+            source,
             Text(str(record.status), style=_STATUS_STYLE[record.status]),
-            Text(", ".join(h.removeprefix("advisor_") for h in record.hooks) or "-"),
-            Text(", ".join(record.backends) or "-"),
+            # One per line: the columns stay narrow enough for 80 columns.
+            Text("\n".join(h.removeprefix("advisor_") for h in record.hooks) or "-"),
+            Text("\n".join(record.backends) or "-"),
         )
     console.print(table)
     for record in records:
