@@ -375,49 +375,45 @@ class NixFragment:
 class Step:
     """One action of an install, as a command: reviewable, loggable, resumable.
 
-    ``argv`` is run directly, never through a shell. ``secret`` names the secret fed on
-    stdin (``"passphrase"`` for the disk, ``"password"`` for the user), never its value;
-    ``secret_newline`` ends it with a newline (ZFS reads a line; ``cryptsetup
-    --key-file=-`` takes the bytes as they are). ``probe`` is a command that exits 0 when
-    the step's effect is already there; on ``--resume`` it decides whether an interrupted
-    step must run again. ``destructive`` steps destroy data on the target disk.
-
-    ``restore`` is for a step whose effect a reboot, or closing what the install opened,
-    undoes: an open LUKS mapping, the live system's host id, an imported pool, a mount.
-    It holds the commands that bring the effect back (often just ``argv`` again), each
-    fed the step's secret. On ``--resume`` a finished step with ``restore`` is probed
-    again (with no probe, it is always restored) and restored when its effect is gone,
-    so the install goes on from where it was, not from a live system that forgot it.
-
     A step's commands run with their output captured into the install log, stdin empty
-    (or the secret), no terminal, and the install's environment with ``LC_ALL=C``.
-
-    ``env`` holds environment variables set for the step's commands (argv, probe and
-    restore) on top of that environment. They are not secret: the script shows them
-    (``env NAME=value argv``) and the log records them. Names are ``[A-Z_][A-Z0-9_]*``,
-    values one line of printable text; ``LC_ALL`` (the runner fixes the locale) and
-    names starting with ``ADVISOR_`` (the script reads the secrets from those) are
-    refused. ``PATH`` may be set: the script's ``env`` finds the program through it
-    as the runner does.
-
-    ``interactive`` marks a step that needs the person at the terminal (a FIDO2 PIN, a
-    touch of a security key, a TPM2 PIN prompt): its argv and restore commands run with
-    the terminal as stdin, stdout and stderr, not captured, in the terminal's
-    foreground (so a program that opens ``/dev/tty`` finds it, and Ctrl-C reaches it).
-    Such a step cannot take a ``secret`` (stdin is the terminal), and ``advisor install``
-    refuses a plan with one up front when it has no terminal. Its probe still runs
-    captured: a resume decides without asking.
+    (or the secret), no terminal, and the install's environment with ``LC_ALL=C``;
+    ``env`` and ``interactive`` change that.
     """
 
+    #: A kebab-case id, unique in the plan: the journal, ``--stop-after`` and the log
+    #: name the step by it.
     id: str
+    #: One line saying what the step does, for the progress and the script.
     title: str
+    #: The command, run directly, never through a shell.
     argv: tuple[str, ...]
+    #: The name of the secret fed on stdin (``"passphrase"`` for the disk, ``"password"``
+    #: for the user), never its value.
     secret: str | None = None
+    #: End the secret with a newline (ZFS reads a line; ``cryptsetup --key-file=-`` takes
+    #: the bytes as they are).
     secret_newline: bool = False
+    #: A command that exits 0 when the step's effect is already there: on ``--resume`` it
+    #: decides whether an interrupted step must run again.
     probe: tuple[str, ...] | None = None
+    #: The step destroys data on the target disk: the disk is checked again just before
+    #: the first such step, and the script marks it.
     destructive: bool = False
+    #: For an effect a reboot undoes (an open LUKS mapping, the host id, an imported pool,
+    #: a mount): the commands that bring it back (often ``argv`` again), each fed the
+    #: step's secret. On ``--resume`` a finished step with ``restore`` is probed again (with
+    #: no probe, it is always restored) and restored when its effect is gone.
     restore: tuple[tuple[str, ...], ...] = ()
+    #: Environment variables for the step's commands (argv, probe, restore), on top of
+    #: the install's. Not secret: the script shows them (``env NAME=value argv``) and the
+    #: log records them. Names are ``[A-Z_][A-Z0-9_]*``, values one line of printable
+    #: text; ``LC_ALL`` and names starting with ``ADVISOR_`` are refused.
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The step needs the person at the terminal (a FIDO2 PIN, a touch of a security key):
+    #: its argv and restore commands run with the terminal as stdin, stdout and stderr,
+    #: not captured, in the terminal's foreground (a program that opens ``/dev/tty`` finds
+    #: it). It cannot take a ``secret``; ``advisor install`` refuses a plan with one when
+    #: it has no terminal. Its probe still runs captured.
     interactive: bool = False
 
 

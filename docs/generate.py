@@ -25,6 +25,9 @@ from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
 
 DOCS = Path(__file__).resolve().parent
+EXAMPLE_LUKS_TRIES = (
+    DOCS.parent / "tests/plugins/advisor-luks-tries-example/advisor_luks_tries_example/__init__.py"
+)
 BACKENDS: tuple[Backend, ...] = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())
 
 
@@ -171,12 +174,20 @@ def public_api_table() -> str:
     return "\n".join(rows)
 
 
+def example_luks_tries() -> str:
+    """The example LUKS variant's source, whole, as docs/plugins.md shows it."""
+    source = EXAMPLE_LUKS_TRIES.read_text(encoding="utf-8").rstrip("\n")
+    return f"```python\n{source}\n```"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "example_luks_tries": example_luks_tries,
     "plugin_api": public_api_table,
     "settings_fields": lambda: fields_table(models.Settings, {o.field: o.flag for o in OPTIONS}),
     "layout_fields": lambda: fields_table(models.Layout),
     "installspec_fields": lambda: fields_table(models.InstallSpec),
     "nixfragment_fields": lambda: fields_table(models.NixFragment),
+    "step_fields": lambda: fields_table(models.Step),
     "axes": axes_table,
     "weights": weights_table,
     "ratings": rating_matrix,
