@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from advisor.pluginmanager import LoadedPlugins
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or with ``command`` only that command's options: the layout's
+    settings (:mod:`advisor.settings`) are then declared only for the command that takes
+    them, so ``advisor --help`` and ``assess`` do not import them."""
     parser = argparse.ArgumentParser(
         prog="advisor",
         description=(
@@ -88,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--esp-device", metavar="PATH", required=True, help="the EFI system partition"
     )
-    _layout_arguments(config, "config")
+    if command in (None, "config"):
+        _layout_arguments(config, "config")
     config.add_argument(
         "--password-file", metavar="FILE", type=Path, help="the user's password (plain text)"
     )
@@ -137,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "running."
             ),
         )
-        _install_arguments(install, plan=name == "plan")
+        if command in (None, name):
+            _install_arguments(install, plan=name == "plan")
         install.set_defaults(run=cmd_install, dry_run=name == "plan")
 
     plugins = commands.add_parser(
@@ -175,7 +180,9 @@ def _chosen_backend(args: argparse.Namespace, defaults: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), "")
+    args = build_parser(command).parse_args(words)
     try:
         status: int = args.run(args)
         sys.stdout.flush()  # a write error shows here, not as a traceback at exit
