@@ -424,3 +424,18 @@ def test_the_plan_script_names_what_runs_exactly_it() -> None:
     assert _runs_as(Namespace(save=None, plan=None, resume=True), state) == (
         "--resume --state-dir /var/lib/advisor/install-x"
     )
+
+
+def test_help_and_assess_do_not_import_the_layout_settings() -> None:
+    # The settings' flags are for config, plan and install: the others start without them
+    # (benchmarks/startup.py measures what that saves).
+    code = (
+        "import sys; from advisor import cli; cli.build_parser({!r}); "
+        "print('advisor.settings' in sys.modules)"
+    )
+    for command, imported in (("", "False"), ("assess", "False"), ("plan", "True")):
+        result = subprocess.run(
+            [sys.executable, "-c", code.format(command)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert result.stdout.strip() == imported, command
