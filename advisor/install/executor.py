@@ -118,8 +118,16 @@ def read_plan_file(path: Path) -> tuple[InstallSpec, str]:
     file that is missing, not one advisor wrote, or has a field of the wrong type."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        if not isinstance(data, dict) or "version" not in data:
             raise ValueError(f"not version {STATE_VERSION} of advisor's plan format")
+        if data["version"] != STATE_VERSION:
+            # Another advisor wrote it (version 1 had the settings among the spec's fields).
+            raise UsageError(
+                f"{path} was written by another advisor version (plan format version "
+                f"{data['version']!r}; this advisor reads version {STATE_VERSION}): make the "
+                "plan again with 'advisor plan', or finish an install with the version that "
+                "started it"
+            )
         fields = data["spec"]
         if not isinstance(fields, dict):
             raise TypeError("'spec' is not a table")
