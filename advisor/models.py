@@ -15,9 +15,11 @@ from advisor.datasets import mounted_at, rolled_back_dataset
 
 #: The version of the plugin contract this advisor implements. A backend declares the
 #: version it was written for in ``Backend.api_version`` (a literal); the core refuses a
-#: backend whose version it does not support.
-PLUGIN_API_VERSION = 1
-SUPPORTED_PLUGIN_API_VERSIONS = frozenset({1})
+#: backend whose version it does not support. Version 2 moved the layout's settings into
+#: ``Layout.settings`` and ``InstallSpec.settings`` and made a backend say it installs
+#: (``Backend.installable``) instead of the core guessing it from the methods it overrides.
+PLUGIN_API_VERSION = 2
+SUPPORTED_PLUGIN_API_VERSIONS = frozenset({2})
 
 #: A completed (or partial) questionnaire: question id to chosen value.
 Answers = Mapping[str, str]
@@ -152,7 +154,7 @@ class Backend:
         one line saying what the design is.
     ``api_version``
         the version of the plugin contract the backend was written for, as a literal
-        (``api_version = 1``, not :data:`PLUGIN_API_VERSION`, which follows the installed
+        (``api_version = 2``, not :data:`PLUGIN_API_VERSION`, which follows the installed
         core). It has no default on purpose: a backend written for an older contract must
         not pass as a newer one.
     ``capabilities``

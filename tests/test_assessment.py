@@ -59,7 +59,7 @@ def scores(assessment: Assessment) -> dict[str, float]:
 class Flat(Backend):
     name = "flat"
     summary = "rates one axis"
-    api_version = 1
+    api_version = 2
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "a": Capability(Rating.STRONG, "why a", "src", "fact-a"),
         "b": Capability(Rating.WEAK, "why b", "src"),

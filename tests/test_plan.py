@@ -271,7 +271,7 @@ class _AssessOnly(Backend):
 
     name = "assess-only"
     summary = "takes part in assessments only"
-    api_version = 1
+    api_version = 2
     capabilities = {}  # noqa: RUF012
 
 

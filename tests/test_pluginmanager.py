@@ -28,7 +28,7 @@ GOOD_PLUGIN = """
     class Shiny(Backend):
         name = "shiny"
         summary = "a test backend"
-        api_version = 1
+        api_version = 2
         capabilities = {"sparkle": Capability(Rating.STRONG, "it sparkles", "tests")}
 
     @hookimpl
@@ -231,22 +231,22 @@ def test_a_rating_may_be_written_as_its_number(
     assert plugins.backend("shiny").capabilities["sparkle"].rating is Rating.STRONG
 
 
-@pytest.mark.parametrize("version", ["999", "None"])
+@pytest.mark.parametrize("version", ["1", "999", "None"])
 def test_incompatible_api_version(
     version: str, make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
 ) -> None:
-    source = GOOD_PLUGIN.replace("api_version = 1", f"api_version = {version}")
+    source = GOOD_PLUGIN.replace("api_version = 2", f"api_version = {version}")
     plugins = load_with(make_plugin_dist(source, name="future"))
     future = record(plugins, "future")
     assert future.status is Status.INCOMPATIBLE
-    assert f"written for plugin API {version}; this advisor supports 1" in future.reason
+    assert f"written for plugin API {version}; this advisor supports 2" in future.reason
     assert "shiny" not in {b.name for b in plugins.backends}
 
 
 def test_backend_without_api_version_is_incompatible(
     make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
 ) -> None:
-    source = GOOD_PLUGIN.replace("api_version = 1", "")
+    source = GOOD_PLUGIN.replace("api_version = 2", "")
     plugins = load_with(make_plugin_dist(source, name="old"))
     assert record(plugins, "old").status is Status.INCOMPATIBLE
 

@@ -41,7 +41,7 @@ class LuksBackend(Backend):
 
     name = "luks"
     summary = "ZFS on LUKS2: the whole pool, metadata included, inside one dm-crypt container"
-    api_version = 1
+    api_version = 2
     installable = True
     partition_type = "8309"  # Linux LUKS: the header says as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {

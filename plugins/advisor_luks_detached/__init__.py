@@ -29,7 +29,7 @@ from advisor_luks import LuksBackend
 class LuksDetachedBackend(LuksBackend):
     name = "luks-detached"
     summary = "ZFS on LUKS2 with a detached header: the disk itself shows no sign of encryption"
-    api_version = 1
+    api_version = 2
     partition_type = "8300"  # generic: a LUKS type code would give the game away
     detached_header = True
     capabilities: ClassVar[Mapping[str, Capability]] = {

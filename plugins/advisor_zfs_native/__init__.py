@@ -27,7 +27,7 @@ from advisor.plugin import (
 class ZfsNativeBackend(Backend):
     name = "zfs-native"
     summary = "OpenZFS native encryption: per-dataset keys, authenticated, raw-send backups"
-    api_version = 1
+    api_version = 2
     installable = True
     partition_type = "BF00"  # Solaris/ZFS: the pool labels say as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {

@@ -44,7 +44,7 @@ LABEL = "advisor-root"
 class LuksTriesBackend(LuksBackend):
     name = "luks-tries"
     summary = f"ZFS on a labelled LUKS2 container that allows {TRIES} passphrase tries at boot"
-    api_version = 1
+    api_version = 2
     capabilities: ClassVar[Mapping[str, Capability]] = {
         **LuksBackend.capabilities,
         "console_guessing": Capability(
