@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -79,6 +80,18 @@ class Result:
 
 MakePluginDist = Callable[..., PluginDist]
 RunCli = Callable[..., Result]
+
+
+def assess_server(run_cli: RunCli, answers: Path, text: str) -> dict[str, Any]:
+    """The JSON of ``advisor assess`` for the conservative-server profile, with ``text``
+    written to ``answers`` and given as the answers file (a plugin's question answered)."""
+    answers.write_text(text)
+    result = run_cli(
+        "assess", "--profile", "conservative-server", "--answers", str(answers), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
 
 
 def yescrypt_verifies(password: str, hashed: str) -> bool:

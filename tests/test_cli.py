@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from helpers import MakePluginDist, Result, RunCli
+from helpers import MakePluginDist, Result, RunCli, assess_server
 
 from advisor.models import InstallSpec, Settings
 
@@ -276,12 +276,7 @@ def test_installed_third_party_plugin_takes_part(run_cli: RunCli, tmp_path: Path
     plain = json.loads(run_cli("assess", "--profile", "conservative-server", "--json").stdout)
     assert plain["recommendation"] == "luks"
     # ...and the plugin's backend wins when the answers favour it.
-    answers = tmp_path / "tpm.toml"
-    answers.write_text('tpm2 = "yes"\nunlock = "unattended"\n')
-    favoured = run_cli(
-        "assess", "--profile", "conservative-server", "--answers", str(answers), "--json"
-    )
-    data = json.loads(favoured.stdout)
+    data = assess_server(run_cli, tmp_path / "tpm.toml", 'tpm2 = "yes"\nunlock = "unattended"\n')
     assert data["recommendation"] == "luks-tpm2"
     assert data["axes"]["measured_boot"] == 4
     assert "measured_boot" in [reason["axis"] for reason in data["reasons"][:3]]

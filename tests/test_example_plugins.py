@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nixeval
 import pytest
-from helpers import RunCli
+from helpers import RunCli, assess_server
 from test_install import DISK, Machine, machine  # noqa: F401 - machine is a fixture
 
 from advisor import cli
@@ -48,21 +48,15 @@ def test_it_loads_and_passes_the_check(run_cli: RunCli) -> None:
 def test_its_question_makes_it_the_recommendation(run_cli: RunCli, tmp_path: Path) -> None:
     plain = json.loads(run_cli("assess", "--profile", "conservative-server", "--json").stdout)
     assert plain["recommendation"] == "luks"  # its question is optional, and unanswered
-    answers = tmp_path / "console.toml"
-    answers.write_text('console_access = "yes"\n')
-    result = run_cli(
-        "assess", "--profile", "conservative-server", "--answers", str(answers), "--json"
-    )
-    data = json.loads(result.stdout)
+    data = assess_server(run_cli, tmp_path / "console.toml", 'console_access = "yes"\n')
     assert data["recommendation"] == "luks-tries"
     cited = [r for r in data["reasons"] if r["axis"] == "console_guessing"]
     assert cited[0]["url"].startswith("https://www.freedesktop.org/")
     # Built on luks: it keeps luks's warnings (here, discards show the used blocks).
-    answers.write_text('console_access = "yes"\nssd_trim = "yes"\n')
-    result = run_cli(
-        "assess", "--profile", "conservative-server", "--answers", str(answers), "--json"
+    trim = assess_server(
+        run_cli, tmp_path / "trim.toml", 'console_access = "yes"\nssd_trim = "yes"\n'
     )
-    assert "luks-discards" in [note["id"] for note in json.loads(result.stdout)["warnings"]]
+    assert "luks-discards" in [note["id"] for note in trim["warnings"]]
 
 
 def _config(run_cli: RunCli, out: Path, password: Path, *extra: str) -> tuple[int, str]:
