@@ -98,16 +98,18 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     ``--plan``/``--resume`` can refuse a choice they would ignore."""
     for option in OPTIONS:
         default = _DEFAULTS[option.field]
-        plain = default is MISSING or default is None or option.field in _BOOLEAN
-        text = option.help if plain else f"{option.help} (default: {default})"
         required = command in option.required_by
+        # A flag's default is worth showing when it is a value: not for a switch, a
+        # required flag, or one whose absence means "none" or "generated".
+        plain = default is MISSING or default is None or option.field in _BOOLEAN
+        text = option.help if plain or required else f"{option.help} (default: {default})"
         if option.field in _BOOLEAN:
             parser.add_argument(
                 option.flag,
                 dest=option.field,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=option.help,
+                help=text,
             )
         else:
             parser.add_argument(
@@ -117,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                 choices=option.choices,
                 default=None,
                 required=required,
-                help=option.help if required else text,
+                help=text,
             )
 
 
@@ -164,8 +166,8 @@ def check_settings(
 ) -> Settings:
     """``settings`` with every value checked (:mod:`advisor.validate`) and normalised,
     then accepted by ``backend`` (:meth:`Backend.check_settings`); a :class:`UsageError`
-    naming the flag otherwise. ``backends`` are
-    the installed ones, named when a flag is for others than ``backend``."""
+    naming the flag otherwise. ``backends`` are the installed ones, named when a flag
+    is for others than ``backend``."""
     check_installable(backend)
     if settings.initrd not in INITRD_CHOICES:
         raise UsageError(f"--initrd {settings.initrd!r}: choose {' or '.join(INITRD_CHOICES)}")
