@@ -11,9 +11,12 @@ failed (``plugin 'x'``, ``backend 'y'``) and name the hook or method.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from advisor.errors import PluginError, PluginRefusal
+
+if TYPE_CHECKING:
+    from advisor.models import Backend
 
 T = TypeVar("T")
 
@@ -33,6 +36,17 @@ def call(owner: str | None, what: str, function: Callable[..., T], *args: object
     except Exception as error:  # any exception: a plugin's bug, reported as the plugin's
         detail = f"{what} raised {type(error).__name__}: {error}"
         raise PluginError(blame(owner, detail)) from error
+
+
+def backend_owner(backend: Backend) -> str:
+    """How a backend is named in its failures: ``backend 'luks'``."""
+    return f"backend {backend.name!r}"
+
+
+def call_backend(backend: Backend, method: str, *args: object) -> object:
+    """``backend.method(*args)`` through :func:`call`, failures named as the backend's."""
+    result: object = call(backend_owner(backend), method, getattr(backend, method), *args)
+    return result
 
 
 def sequence(owner: str | None, what: str, result: object) -> list[object]:

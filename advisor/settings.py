@@ -20,7 +20,7 @@ from typing import Any
 from advisor import validate
 from advisor.errors import UsageError
 from advisor.models import Backend, Settings
-from advisor.plugincall import call
+from advisor.plugincall import call_backend
 
 #: The stage 1 the configuration can be written for.
 INITRD_CHOICES = ("systemd", "scripted")
@@ -185,7 +185,7 @@ def check_settings(
         nixos_release=validate.nixos_release(settings.nixos_release),
         luks_name=validate.mapper_name(settings.luks_name),
     )
-    call(f"backend {backend.name!r}", "check_settings", backend.check_settings, checked)
+    call_backend(backend, "check_settings", checked)
     return checked
 
 

@@ -19,7 +19,7 @@ from advisor import __version__
 from advisor.assess.conflicts import Tension, tensions_for
 from advisor.errors import PluginError
 from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
-from advisor.plugincall import call, sequence_of
+from advisor.plugincall import backend_owner, blame, call_backend, sequence_of
 
 #: Bumped when the JSON shape of an assessment changes incompatibly.
 ASSESSMENT_SCHEMA = 1
@@ -307,18 +307,17 @@ def assess(
 
 def _gate(backend: Backend, answers: Answers, system: SystemFacts) -> str | None:
     """``backend.gate``, a failure or a result that is no reason named as the backend's."""
-    owner = f"backend {backend.name!r}"
-    gate = call(owner, "gate", backend.gate, answers, system)
+    gate = call_backend(backend, "gate", answers, system)
     if gate is not None and not isinstance(gate, str):
-        raise PluginError(f"{owner}: gate must return a reason or None, not {gate!r}")
+        detail = f"gate must return a reason or None, not {gate!r}"
+        raise PluginError(blame(backend_owner(backend), detail))
     return gate
 
 
 def _notes(backend: Backend, method: str, answers: Answers, system: SystemFacts) -> list[Note]:
     """``backend.warnings`` or ``.mitigations`` (``method``), checked to be notes."""
-    owner = f"backend {backend.name!r}"
-    notes = call(owner, method, getattr(backend, method), answers, system)
-    return sequence_of(owner, method, notes, Note)
+    notes = call_backend(backend, method, answers, system)
+    return sequence_of(backend_owner(backend), method, notes, Note)
 
 
 def _unique(notes: Iterable[Note]) -> list[Note]:

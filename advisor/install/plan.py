@@ -12,14 +12,15 @@ import json
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import cast
 
 from advisor import __version__
 from advisor.datasets import DATASETS, Dataset
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
-from advisor.plugincall import call
+from advisor.plugincall import backend_owner, blame, call_backend, sequence
 from advisor.settings import check_installable, to_argv
 
 #: The reference pool properties (zpool create -o), each overridable.
@@ -156,7 +157,7 @@ def build_plan(
     if not provision and not encryption:
         # Defined, but empty for this spec: the pool would be created unencrypted.
         raise PluginError(
-            f"backend {backend.name!r} adds no encryption to this install: its "
+            f"{backend_owner(backend)} adds no encryption to this install: its "
             "provision_steps returned no step and its pool_encryption no property"
         )
     configured_device = _configured_device(backend, spec)
@@ -360,27 +361,18 @@ def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
 # it, not a traceback or a step silently skipped on resume.
 
 
-def _ask(backend: Backend, method: str, spec: InstallSpec) -> object:
-    """What ``backend.method(spec)`` returns; a :class:`PluginError` naming the backend if
-    it raises, or the :class:`~advisor.errors.PluginRefusal` it raised, named the same way."""
-    result: object = call(f"backend {backend.name!r}", method, getattr(backend, method), spec)
-    return result
-
-
 def _provision_steps(backend: Backend, spec: InstallSpec) -> tuple[Step, ...]:
     """The backend's steps, each checked (:func:`_step_problem`)."""
-    steps = _ask(backend, "provision_steps", spec)
-    if isinstance(steps, str | bytes) or not isinstance(steps, Iterable):
-        raise PluginError(
-            f"backend {backend.name!r}: provision_steps must return a sequence of Step, "
-            f"not {type(steps).__name__}"
-        )
+    owner = backend_owner(backend)
+    steps = sequence(owner, "provision_steps", call_backend(backend, "provision_steps", spec))
     checked = []
     for step in steps:
         problem = _step_problem(step)
         if problem is not None:
-            raise PluginError(f"backend {backend.name!r}: {problem}")
-        # A plain dict, whatever mapping the plugin chose: the fingerprint hashes it.
+            raise PluginError(blame(owner, problem))
+        # A Step (_step_problem checked it); its env a plain dict, whatever mapping the
+        # plugin chose: the fingerprint hashes it.
+        step = cast(Step, step)
         checked.append(replace(step, env=dict(step.env)))
     return tuple(checked)
 
@@ -448,22 +440,21 @@ def _command_problem(argv: object) -> str | None:
 
 
 def _pool_encryption(backend: Backend, spec: InstallSpec) -> Mapping[str, str]:
-    encryption = _ask(backend, "pool_encryption", spec)
+    encryption = call_backend(backend, "pool_encryption", spec)
     if not isinstance(encryption, Mapping) or not all(
         isinstance(key, str) and key and isinstance(value, str) for key, value in encryption.items()
     ):
-        raise PluginError(
-            f"backend {backend.name!r}: pool_encryption must map property names to "
-            f"strings, not {encryption!r}"
-        )
+        detail = f"pool_encryption must map property names to strings, not {encryption!r}"
+        raise PluginError(blame(backend_owner(backend), detail))
     return encryption
 
 
 def pool_device_of(backend: Backend, spec: InstallSpec) -> str:
     """``backend.pool_device(spec)``, checked; a plugin error names the backend."""
-    device = _ask(backend, "pool_device", spec)
+    device = call_backend(backend, "pool_device", spec)
     if not isinstance(device, str) or not device or not device.isprintable():
-        raise PluginError(f"backend {backend.name!r}: pool_device must be a path, not {device!r}")
+        detail = f"pool_device must be a path, not {device!r}"
+        raise PluginError(blame(backend_owner(backend), detail))
     return device
 
 
@@ -473,21 +464,17 @@ def _check_unique(steps: Sequence[Step], backend: Backend) -> None:
     seen: set[str] = set()
     for step in steps:
         if step.id in seen:
-            raise PluginError(
-                f"backend {backend.name!r}: step id {step.id!r} is used twice in the plan "
-                "(the journal keys on step ids)"
-            )
+            detail = f"step id {step.id!r} is used twice in the plan (the journal keys on step ids)"
+            raise PluginError(blame(backend_owner(backend), detail))
         seen.add(step.id)
 
 
 def _configured_device(backend: Backend, spec: InstallSpec) -> str:
     """The device the configuration unlocks or imports, as the backend names it."""
-    device = _ask(backend, "configured_device", spec)
+    device = call_backend(backend, "configured_device", spec)
     if not isinstance(device, str) or not device.startswith("/dev/disk/by-"):
-        raise PluginError(
-            f"backend {backend.name!r}: configured_device must be a /dev/disk/by-* path, "
-            f"not {device!r}"
-        )
+        detail = f"configured_device must be a /dev/disk/by-* path, not {device!r}"
+        raise PluginError(blame(backend_owner(backend), detail))
     return device
 
 

@@ -21,7 +21,7 @@ from advisor import __version__, nix
 from advisor.datasets import DATASETS, Dataset, rolled_back_dataset
 from advisor.errors import PluginError
 from advisor.models import AttrPath, Backend, Layout, NixFragment, RemoteUnlock
-from advisor.plugincall import call, sequence_of
+from advisor.plugincall import backend_owner, call_backend, sequence_of
 
 #: Sections appear in this order; sections the core does not know follow, in order of
 #: first appearance.
@@ -411,11 +411,10 @@ def generate(
 ) -> GeneratedConfig:
     """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones."""
     contributions = [Contribution("core", f) for f in core_fragments(layout)]
-    owner = f"backend {backend.name!r}"
-    fragments = call(owner, "nix_fragments", backend.nix_fragments, layout)
+    fragments = call_backend(backend, "nix_fragments", layout)
     contributions += [
         Contribution(f"backend {backend.name}", f)
-        for f in sequence_of(owner, "nix_fragments", fragments, NixFragment)
+        for f in sequence_of(backend_owner(backend), "nix_fragments", fragments, NixFragment)
     ]
     contributions += extra
     statements = merge(contributions)
