@@ -111,9 +111,11 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
     if not backend.installable:
         return  # config and plan refuse it before calling it
     for layout, spec in samples(backend):
-        with _refusal_allowed():
-            # As config, plan and install do: the settings first, then the rest.
+        try:
             check_settings(layout.settings, backend)
+        except PluginRefusal:
+            continue  # as config, plan and install stop there, before asking for more
+        with _refusal_allowed():
             generate(layout, backend)
         with _refusal_allowed():
             build_plan(spec, backend, generate_hardware_config=True)
