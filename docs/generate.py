@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from advisor import models, plugin
 from advisor.assess.assessment import assess
@@ -103,20 +104,19 @@ def datasets_table() -> str:
     return "\n".join(rows)
 
 
-def field_docs(record: type) -> dict[str, str]:
-    """Each field's ``#:`` comment in ``record``'s source, joined into one line."""
+def comment_docs(source: type | ModuleType) -> dict[str, str]:
+    """The ``#:`` comment block above each name the source of ``source`` (a class or a
+    module) declares or assigns (``name: type``, ``name = value``), joined into one line."""
     docs: dict[str, str] = {}
     comment: list[str] = []
-    for line in inspect.getsource(record).splitlines():
+    for line in inspect.getsource(source).splitlines():
         stripped = line.strip()
         if stripped.startswith("#:"):
             comment.append(stripped.removeprefix("#:").strip())
-        elif match := re.match(r"(\w+): ", stripped):
-            if comment:
-                docs[match.group(1)] = " ".join(comment)
-            comment = []
-        else:
-            comment = []
+            continue
+        if comment and (match := re.match(r"(\w+)\s*[:=]", stripped)):
+            docs.setdefault(match.group(1), " ".join(comment))
+        comment = []
     return docs
 
 
@@ -137,7 +137,7 @@ def _default(field: dataclasses.Field[object]) -> str:
 def fields_table(record: type, flags: dict[str, str] | None = None) -> str:
     """The fields of the dataclass ``record``: name, type, default and meaning (from
     its ``#:`` comments), and with ``flags`` each one's command-line flag."""
-    docs = field_docs(record)
+    docs = comment_docs(record)
     head = "| field | type | default |" + (" flag |" if flags is not None else "") + " meaning |"
     rows = [head, "|---|---|---|" + ("---|" if flags is not None else "") + "---|"]
     for field in dataclasses.fields(record):
@@ -148,27 +148,14 @@ def fields_table(record: type, flags: dict[str, str] | None = None) -> str:
     return "\n".join(rows)
 
 
-def _comment_doc(name: str) -> str | None:
-    """The ``#:`` comment above ``name``'s assignment in the modules the plugin API
-    re-exports from (a type alias or a marker has no docstring of its own)."""
-    for module in (models, plugin):
-        comment: list[str] = []
-        for line in inspect.getsource(module).splitlines():
-            if line.startswith("#:"):
-                comment.append(line.removeprefix("#:").strip())
-            elif re.match(rf"{name}\b.*=", line) and comment:
-                return " ".join(comment)
-            else:
-                comment = []
-    return None
-
-
 def public_api_table() -> str:
     """Every name ``advisor.plugin`` exports, with the first paragraph of its docs."""
     rows = ["| name | what it is |", "|---|---|"]
+    commented = {**comment_docs(plugin), **comment_docs(models)}
     for name in plugin.__all__:
         value = getattr(plugin, name)
-        doc = _comment_doc(name) or inspect.getdoc(value) or ""
+        # A type alias or a marker has no docstring of its own: its #: comment says it.
+        doc = commented.get(name) or inspect.getdoc(value) or ""
         first = _rst_to_markdown(doc.split("\n\n")[0].replace("\n", " "))
         rows.append(f"| `{name}` | {first} |")
     return "\n".join(rows)
