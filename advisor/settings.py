@@ -103,24 +103,12 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         # required flag, or one whose absence means "none" or "generated".
         plain = default is MISSING or default is None or option.field in _BOOLEAN
         text = option.help if plain or required else f"{option.help} (default: {default})"
-        if option.field in _BOOLEAN:
-            parser.add_argument(
-                option.flag,
-                dest=option.field,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=text,
-            )
-        else:
-            parser.add_argument(
-                option.flag,
-                dest=option.field,
-                metavar=option.metavar,
-                choices=option.choices,
-                default=None,
-                required=required,
-                help=text,
-            )
+        kind: dict[str, Any] = (
+            {"action": argparse.BooleanOptionalAction}  # --flag and --no-flag
+            if option.field in _BOOLEAN
+            else {"metavar": option.metavar, "choices": option.choices, "required": required}
+        )
+        parser.add_argument(option.flag, dest=option.field, default=None, help=text, **kind)
 
 
 def given(args: argparse.Namespace) -> list[str]:
