@@ -86,10 +86,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--data-device",
         metavar="PATH",
         required=True,
-        help="the LUKS or ZFS partition, a /dev/disk/by-* path",
+        action="append",
+        help="the LUKS or ZFS partition, a /dev/disk/by-* path; once per disk of the pool",
     )
     config.add_argument(
-        "--esp-device", metavar="PATH", required=True, help="the EFI system partition"
+        "--esp-device",
+        metavar="PATH",
+        required=True,
+        action="append",
+        help="the EFI system partition; once per disk, in the order of --data-device",
+    )
+    config.add_argument(
+        "--swap-device",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a swap partition, encrypted with a new random key at each boot; once per "
+        "disk, in the same order (default: no swap)",
     )
     if command in (None, "config"):
         _layout_arguments(config, "config")
@@ -377,8 +390,9 @@ def cmd_config(args: argparse.Namespace) -> int:
         backend=backend,
         settings=settings.from_arguments(args, trim=defaults.get("trim"), ssd=defaults.get("ssd")),
         out_dir=args.out,
-        data_device=args.data_device,
-        esp_device=args.esp_device,
+        data_devices=tuple(args.data_device),
+        esp_devices=tuple(args.esp_device),
+        swap_devices=tuple(args.swap_device),
         password=_read_password(args.password_file, from_stdin=args.password_stdin),
         persist_root=args.persist_root,
         force=args.force,
@@ -426,16 +440,41 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
     options, so a plan is made from exactly what an install gets; the help of those a plan
     does not use says so."""
 
+    from advisor.models import TOPOLOGIES
+
     def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
         return f"{text}; {for_plan}" if plan else text
 
     parser.add_argument(
-        "--disk", metavar="DISK-ID", help="the disk to erase: its id (see 'advisor disks')"
+        "--disk",
+        metavar="DISK-ID",
+        action="append",
+        default=[],
+        help="a disk to erase: its id (see 'advisor disks'); once per disk of the pool",
+    )
+    parser.add_argument(
+        "--topology",
+        choices=tuple(TOPOLOGIES),
+        help="how the pool spans several disks (default: mirror for two; three or more need it)",
+    )
+    parser.add_argument(
+        "--allow-mixed-sizes",
+        action="store_true",
+        help="use disks that differ in size by more than 3%% (the pool uses only as much "
+        "of each as the smallest has)",
+    )
+    parser.add_argument(
+        "--swap",
+        metavar="SIZE",
+        help="a swap partition of SIZE (such as 16G) on each disk, encrypted with a new "
+        "random key at every boot (default: no swap)",
     )
     parser.add_argument(
         "--yes-wipe",
         metavar="DISK-ID",
-        help=install_only("confirm without a prompt; must be the disk's id exactly"),
+        action="append",
+        default=[],
+        help=install_only("confirm without a prompt; once per disk, each its id exactly"),
     )
     parser.add_argument(
         "--from-assessment",
@@ -447,7 +486,10 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
     parser.add_argument(
         "--header-backup",
         metavar="FILE",
-        help="with --header: a new file on another medium for the header's backup",
+        action="append",
+        default=[],
+        help="with --header: a new file on another medium for the header's backup; once "
+        "per disk, in their order",
     )
     parser.add_argument(
         "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
@@ -546,7 +588,7 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
 #: (--plan) or a resume fixes them all.
 _SPEC_OPTIONS = (
     "backend", "disk", "from_assessment", "header_backup", "root", "pool_option", "fs_option",
-    "insecure_fast_kdf",
+    "insecure_fast_kdf", "topology", "allow_mixed_sizes", "swap",
 )  # fmt: skip
 
 
@@ -615,13 +657,13 @@ def cmd_install(args: argparse.Namespace) -> int:
         install.check_privileges(args.allow_bios)
     plugins = _load_plugins()
     messages = line_printer(stderr=True)
-    disk: Disk | None
+    disks: list[Disk] | None
     if args.resume:
         plan = install.resume_spec(args.state_dir, plugins)
         # None once the install has destroyed something; until then, a fresh install.
-        disk = install.resume_target(args.state_dir, plan, plugins)
+        disks = install.resume_target(args.state_dir, plan, plugins)
     elif args.plan is not None:
-        plan, disk = install.saved_plan(args.plan, plugins)
+        plan, disks = install.saved_plan(args.plan, plugins)
     else:
         defaults = {}
         if args.from_assessment is not None:
@@ -629,9 +671,15 @@ def cmd_install(args: argparse.Namespace) -> int:
 
             defaults = assessment_defaults(read_assessment(args.from_assessment))
         backend = _chosen_backend(args, defaults)
-        if args.disk is None:
+        if not args.disk:
             raise UsageError("give --disk DISK-ID (see 'advisor disks')")
-        disk = install.find_target(args.disk)
+        disks = install.find_targets(args.disk)
+        topology = install.choose_topology(len(disks), args.topology)
+        mismatch = install.size_mismatch(disks, topology)
+        if mismatch is not None:
+            if not args.allow_mixed_sizes:
+                raise UsageError(f"{mismatch}: give disks of one size, or --allow-mixed-sizes")
+            messages(f"warning: {mismatch}", "yellow")
         from advisor import settings
 
         request = install.InstallRequest(
@@ -639,20 +687,23 @@ def cmd_install(args: argparse.Namespace) -> int:
             settings=settings.from_arguments(
                 args,
                 trim=defaults.get("trim"),
-                ssd=disk.rotational is False,  # the kernel says whether the disk spins
+                # The kernel says whether the disks spin.
+                ssd=all(disk.rotational is False for disk in disks),
             ),
-            header_backup=args.header_backup,
+            header_backup=tuple(args.header_backup),
             root=args.root,
             pool_options=dict(args.pool_option),
             dataset_options=dict(args.fs_option),
             fast_kdf=args.insecure_fast_kdf,
+            topology=topology,
+            swap_size=args.swap,
         )
-        plan = install.make_plan(install.new_spec(request, plugins, disk), plugins)
+        plan = install.make_plan(install.new_spec(request, plugins, disks), plugins)
     install.check_stop_after(plan, args.stop_after)
-    state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{plan.spec.disk_id}")
-    if disk is not None:
+    state_dir = args.state_dir or Path(f"/var/lib/advisor/install-{plan.spec.first.disk_id}")
+    for disk in disks or ():
         for warning in disk.warnings:
-            messages(f"warning: {warning}", "yellow")
+            messages(f"warning: {disk.disk_id}: {warning}", "yellow")
     if args.save is not None:
         from advisor.install.executor import write_plan_file
 
@@ -669,9 +720,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     # needing the person must not begin without one.
     install.check_terminal(plan, interactive)
     install.prepare_state_dir(state_dir, resume=args.resume)
-    if disk is not None:
+    if disks is not None:
         install.confirm(
-            disk, args.yes_wipe, input if interactive else None, header=plan.spec.settings.header
+            disks, args.yes_wipe, input if interactive else None, headers=plan.spec.settings.header
         )
     from advisor.secrets import read_secret
 
@@ -717,8 +768,8 @@ def _resume_options(args: argparse.Namespace, plan: Plan, state_dir: Path) -> li
     ):
         if path is not None:
             options += [option, str(path.absolute())]
-    if args.yes_wipe is not None and not destruction_started(state_dir, plan):
-        options += ["--yes-wipe", args.yes_wipe]
+    if not destruction_started(state_dir, plan):
+        options += [word for disk_id in args.yes_wipe for word in ("--yes-wipe", disk_id)]
     return options
 
 

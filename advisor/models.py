@@ -18,8 +18,12 @@ from advisor.datasets import mounted_at, rolled_back_dataset
 #: backend whose version it does not support. Version 2 moved the layout's settings into
 #: ``Layout.settings`` and ``InstallSpec.settings`` and made a backend say it installs
 #: (``Backend.installable``) instead of the core guessing it from the methods it overrides.
-PLUGIN_API_VERSION = 2
-SUPPORTED_PLUGIN_API_VERSIONS = frozenset({2})
+#: Version 3 made a pool span several disks: ``provision_steps``, ``pool_device`` and
+#: ``configured_device`` take the :class:`Member` they prepare, ``Layout.members`` replaced
+#: ``Layout.data_device`` and ``esp_device``, and ``Settings.header`` became one header
+#: per disk.
+PLUGIN_API_VERSION = 3
+SUPPORTED_PLUGIN_API_VERSIONS = frozenset({3})
 
 #: A completed (or partial) questionnaire: question id to chosen value.
 Answers = Mapping[str, str]
@@ -154,7 +158,7 @@ class Backend:
         one line saying what the design is.
     ``api_version``
         the version of the plugin contract the backend was written for, as a literal
-        (``api_version = 2``, not :data:`PLUGIN_API_VERSION`, which follows the installed
+        (``api_version = 3``, not :data:`PLUGIN_API_VERSION`, which follows the installed
         core). It has no default on purpose: a backend written for an older contract must
         not pass as a newer one.
     ``capabilities``
@@ -218,25 +222,29 @@ class Backend:
         themselves, before anything is generated or done; the default accepts all.
         """
 
-    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
-        """Steps between partitioning and pool creation (format and open a container).
+    def provision_steps(self, spec: InstallSpec, member: Member) -> Sequence[Step]:
+        """Steps between partitioning and pool creation for one disk of the pool
+        (format and open its container).
 
-        The core partitions the disk before them and creates the pool, datasets, mounts
-        and configuration after them.
+        The core partitions every disk before them and creates the pool, datasets,
+        mounts and configuration after them. It calls this once per member, in the
+        order of ``spec.members``; when the pool has several, it prefixes each step's id
+        with the member's :attr:`Member.tag` (``disk2-luks-format``), so a backend
+        writes the same ids whatever the number of disks.
         """
         return ()
 
-    def pool_device(self, spec: InstallSpec) -> str:
-        """The device the pool is created on: by default the data partition itself."""
-        return spec.data_device
+    def pool_device(self, spec: InstallSpec, member: Member) -> str:
+        """The device ``member`` brings to the pool: by default its data partition."""
+        return member.data_device
 
-    def configured_device(self, spec: InstallSpec) -> str:
-        """The data device the generated configuration names (``Layout.data_device``):
-        what the initrd unlocks or imports. By default the data partition by its
-        partition UUID, which a container (LUKS) is opened from whatever the disk's
-        links; a pool on the partition itself is imported from the path its labels
-        record, which is :meth:`pool_device`'s."""
-        return spec.data_partuuid_device
+    def configured_device(self, spec: InstallSpec, member: Member) -> str:
+        """The data device the generated configuration names for ``member``
+        (:attr:`LayoutMember.data_device`): what the initrd unlocks or imports. By
+        default the data partition by its partition UUID, which a container (LUKS) is
+        opened from whatever the disk's links; a pool on the partition itself is imported
+        from the path its labels record, which is :meth:`pool_device`'s."""
+        return member.data_partuuid_device
 
     def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
         """``zpool create -O`` options that encrypt the pool's root dataset, if any.
@@ -292,8 +300,9 @@ class Settings:
     trim: bool = False
     #: The disk is an SSD or NVMe (a LUKS backend's ``bypassWorkqueues``).
     ssd: bool = False
-    #: A detached header's device or file, for a backend with ``detached_header``.
-    header: str | None = None
+    #: Detached headers, devices or files, one per disk in the order of the disks, for a
+    #: backend with ``detached_header``; empty for the others.
+    header: tuple[str, ...] = ()
     #: An absolute path to the authorized_keys for SSH unlock in the initrd, or ``None``.
     remote_unlock_keys: str | None = None
     #: Create an age key for sops-nix on /persist (:data:`SOPS_AGE_KEY`).
@@ -305,6 +314,44 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class LayoutMember:
+    """One disk of the pool, as the configuration names it."""
+
+    #: Its place among the disks, from 1, in the order they were given.
+    number: int
+    #: The partition the configuration unlocks or imports, a stable ``/dev/disk/by-*``
+    #: link: the one the backend names (:meth:`Backend.configured_device`).
+    data_device: str
+    #: Its EFI system partition, a stable ``/dev/disk/by-*`` link.
+    esp_device: str
+    #: Its swap partition, a stable link, or ``None`` (no swap).
+    swap_device: str | None = None
+    #: The name a LUKS container on it is opened as (``/dev/mapper/<luks_name>``):
+    #: ``settings.luks_name``, numbered when the pool has several disks (:func:`luks_names`).
+    luks_name: str = "cryptroot"
+    #: Its detached header (``settings.header``), for a backend with ``detached_header``.
+    header: str | None = None
+
+
+#: Where the first disk's ESP is mounted; disk n's is at ``/boot-n``.
+ESP_MOUNTPOINT = "/boot"
+
+
+def esp_mountpoint(number: int) -> str:
+    """Where disk ``number``'s ESP is mounted on the installed system (and under the
+    install's root): the first at ``/boot``, disk n's at ``/boot-n``."""
+    return ESP_MOUNTPOINT if number == 1 else f"{ESP_MOUNTPOINT}-{number}"
+
+
+def luks_names(base: str, count: int) -> tuple[str, ...]:
+    """The names ``count`` containers are opened as: ``base`` for one disk, else
+    ``base1``, ``base2``, ... (``cryptroot1``), in the order of the disks."""
+    if count == 1:
+        return (base,)
+    return tuple(f"{base}{number}" for number in range(1, count + 1))
+
+
+@dataclass(frozen=True)
 class Layout:
     """Everything the NixOS configuration is generated from, already validated."""
 
@@ -312,11 +359,8 @@ class Layout:
     backend: str
     #: The choices shared with the install.
     settings: Settings
-    #: The partition the configuration unlocks or imports, a stable ``/dev/disk/by-*``
-    #: link: the one the backend names (:meth:`Backend.configured_device`).
-    data_device: str
-    #: The EFI system partition, a stable ``/dev/disk/by-*`` link.
-    esp_device: str
+    #: The pool's disks, at least one; the first one's ESP is mounted at ``/boot``.
+    members: tuple[LayoutMember, ...]
     #: The user's password as a crypt(3) hash, never the password.
     hashed_password: str
     #: SSH in the initrd, with the keys read from ``settings.remote_unlock_keys``.
@@ -419,18 +463,19 @@ class Step:
     interactive: bool = False
 
 
+#: The pool layouts a several-disk install can have (``--topology``): the ``zpool
+#: create`` vdev type, and the fewest disks each takes here. A raidz takes one disk more
+#: than its parity needs at the least: with fewer, a mirror gives the same safety.
+TOPOLOGIES: Mapping[str, int] = {"mirror": 2, "raidz1": 3, "raidz2": 4, "raidz3": 5}
+
+
 @dataclass(frozen=True)
-class InstallSpec:
-    """Everything an install will do, fixed before the first step and saved for --resume.
+class Member:
+    """One disk of the pool, as the install prepares it: which disk, and the GUIDs of
+    the partitions it gets (the same GPT on each: ESP, data, and swap if asked for)."""
 
-    The partition GUIDs and the host id are chosen up front, so the plan, the pool's
-    labels and the generated configuration all name the same devices.
-    """
-
-    #: The backend's name.
-    backend: str
-    #: The choices shared with the configuration.
-    settings: Settings
+    #: Its place among the disks, from 1, in the order ``--disk`` gave them.
+    number: int
     #: The whole disk as a stable link: ``/dev/disk/by-id/...`` (or ``by-path``).
     disk: str
     #: The disk's id, as ``advisor disks`` shows it and ``--yes-wipe`` names it.
@@ -443,18 +488,19 @@ class InstallSpec:
     esp_partuuid: str
     #: The GPT partition GUID of the data partition (partition 2).
     data_partuuid: str
-    #: Where the new system is mounted.
-    root: str = "/mnt"
-    #: A detached header's backup file, on another medium than the header.
+    #: The GPT partition GUID of the swap partition (partition 3), with ``--swap``.
+    swap_partuuid: str | None = None
+    #: The name its LUKS container is opened as (:func:`luks_names`), for LUKS backends.
+    luks_name: str = "cryptroot"
+    #: Its detached header (``settings.header``, in the order of the disks).
+    header: str | None = None
+    #: Where its detached header is backed up (``--header-backup``, in the same order).
     header_backup: str | None = None
-    #: ``zpool create -o`` properties added to or replacing the reference ones.
-    pool_options: Mapping[str, str] = field(default_factory=dict)
-    #: ``zpool create -O`` properties added to or replacing the reference ones.
-    dataset_options: Mapping[str, str] = field(default_factory=dict)
-    #: Tests only: cheap key derivation, never for a real disk.
-    fast_kdf: bool = False
-    #: The ESP's size, as sgdisk reads it.
-    esp_size: str = "1G"
+
+    @property
+    def tag(self) -> str:
+        """``disk2``: what its steps' ids start with in a pool of several disks."""
+        return f"disk{self.number}"
 
     @property
     def esp_device(self) -> str:
@@ -472,3 +518,47 @@ class InstallSpec:
     def data_partuuid_device(self) -> str:
         """The data partition by its partition UUID, whatever the disk's links."""
         return f"/dev/disk/by-partuuid/{self.data_partuuid}"
+
+    @property
+    def swap_device(self) -> str | None:
+        """The swap partition by its partition UUID (its content is new at every boot,
+        so it has no file system UUID to name it by), or ``None``."""
+        if self.swap_partuuid is None:
+            return None
+        return f"/dev/disk/by-partuuid/{self.swap_partuuid}"
+
+
+@dataclass(frozen=True)
+class InstallSpec:
+    """Everything an install will do, fixed before the first step and saved for --resume.
+
+    The partition GUIDs and the host id are chosen up front, so the plan, the pool's
+    labels and the generated configuration all name the same devices.
+    """
+
+    #: The backend's name.
+    backend: str
+    #: The choices shared with the configuration.
+    settings: Settings
+    #: The pool's disks, at least one, in the order ``--disk`` gave them.
+    members: tuple[Member, ...]
+    #: How the pool spans its disks: ``None`` for one disk, else a key of
+    #: :data:`TOPOLOGIES` (``mirror``, ``raidz1``...).
+    topology: str | None = None
+    #: Where the new system is mounted.
+    root: str = "/mnt"
+    #: ``zpool create -o`` properties added to or replacing the reference ones.
+    pool_options: Mapping[str, str] = field(default_factory=dict)
+    #: ``zpool create -O`` properties added to or replacing the reference ones.
+    dataset_options: Mapping[str, str] = field(default_factory=dict)
+    #: Tests only: cheap key derivation, never for a real disk.
+    fast_kdf: bool = False
+    #: The ESP's size, as sgdisk reads it.
+    esp_size: str = "1G"
+    #: The swap partition's size on each disk, as sgdisk reads it (``16G``), or ``None``.
+    swap_size: str | None = None
+
+    @property
+    def first(self) -> Member:
+        """The first disk: its ESP is mounted at ``/boot``."""
+        return self.members[0]

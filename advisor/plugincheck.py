@@ -18,49 +18,89 @@ from contextlib import contextmanager, suppress
 from advisor.assess.assessment import assess
 from advisor.errors import AdvisorError, PluginRefusal
 from advisor.install.plan import build_plan
-from advisor.models import Backend, InstallSpec, Layout, Settings, SystemFacts
+from advisor.models import (
+    Backend,
+    InstallSpec,
+    Layout,
+    LayoutMember,
+    Member,
+    Settings,
+    SystemFacts,
+    luks_names,
+)
 from advisor.nixos.generate import Contribution, generate
 from advisor.pluginmanager import LoadedPlugins, PluginRecord, Status
 from advisor.settings import check_settings
 
 INITRDS = ("systemd", "scripted")
-_ESP_PARTUUID = "0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
-_DATA_PARTUUID = "6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"
-_HEADER = "/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+#: The samples' disks: a pool on the first, and a mirror over both.
+_DISKS = (
+    ("check1", "0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c", "6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"),
+    ("check2", "1c6f2a3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d", "7b4e3d2c-6f5a-4b9c-8d1e-2f3a4b5c6d7e"),
+)
+_HEADER = "/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6{}"
 
 
 def samples(backend: Backend) -> list[tuple[Layout, InstallSpec]]:
-    """A layout and an install spec for ``backend``, one pair per initrd flavour, each
-    with the settings the backend accepted (:func:`advisor.settings.check_settings`).
+    """A layout and an install spec for ``backend``, for each initrd flavour on one disk
+    and on a mirror of two, each with the settings the backend accepted
+    (:func:`advisor.settings.check_settings`).
 
     The one place the samples are built: keep it in step with :class:`Layout` and
     :class:`InstallSpec`.
     """
-    header = _HEADER if backend.detached_header else None
     pairs = []
     for initrd in INITRDS:
-        settings = Settings(
-            host_id="8f2a91c4", hostname="check", user="alice", initrd=initrd, header=header
-        )
-        layout = Layout(
-            backend=backend.name,
-            settings=settings,
-            data_device=f"/dev/disk/by-partuuid/{_DATA_PARTUUID}",
-            esp_device=f"/dev/disk/by-partuuid/{_ESP_PARTUUID}",
-            hashed_password="$y$j9T$sample$sample",
-        )
-        spec = InstallSpec(
-            backend=backend.name,
-            settings=settings,
-            disk="/dev/disk/by-id/virtio-check",
-            disk_id="virtio-check",
-            disk_serial="check",
-            disk_size=64 * 1024**3,
-            esp_partuuid=_ESP_PARTUUID,
-            data_partuuid=_DATA_PARTUUID,
-            header_backup="/root/header-backup.img" if header else None,
-        )
-        pairs.append((layout, spec))
+        for count in (1, 2):
+            disks = _DISKS[:count]
+            headers = tuple(_HEADER.format(n) for n in range(count))
+            settings = Settings(
+                host_id="8f2a91c4",
+                hostname="check",
+                user="alice",
+                initrd=initrd,
+                header=headers if backend.detached_header else (),
+            )
+            names = luks_names(settings.luks_name, count)
+            members = tuple(
+                Member(
+                    number=number,
+                    disk=f"/dev/disk/by-id/virtio-{serial}",
+                    disk_id=f"virtio-{serial}",
+                    disk_serial=serial,
+                    disk_size=64 * 1024**3,
+                    esp_partuuid=esp,
+                    data_partuuid=data,
+                    luks_name=names[number - 1],
+                    header=settings.header[number - 1] if settings.header else None,
+                    header_backup=(
+                        f"/root/header-backup-{number}.img" if settings.header else None
+                    ),
+                )
+                for number, (serial, esp, data) in enumerate(disks, start=1)
+            )
+            layout = Layout(
+                backend=backend.name,
+                settings=settings,
+                members=tuple(
+                    LayoutMember(
+                        number=member.number,
+                        data_device=member.data_partuuid_device,
+                        esp_device=member.esp_device,
+                        luks_name=member.luks_name,
+                        header=member.header,
+                    )
+                    for member in members
+                ),
+                hashed_password="$y$j9T$sample$sample",
+            )
+            spec = InstallSpec(
+                backend=backend.name,
+                settings=settings,
+                members=members,
+                topology="mirror" if count > 1 else None,
+            )
+            pairs.append((layout, spec))
     return pairs
 
 

@@ -30,7 +30,8 @@ INITRD_CHOICES = ("systemd", "scripted")
 class Option:
     """The command-line flag of one :class:`Settings` field.
 
-    A ``bool`` field takes ``--flag``/``--no-flag``; any other takes ``--flag VALUE``.
+    A ``bool`` field takes ``--flag``/``--no-flag``; a tuple field takes ``--flag VALUE``
+    once per value (one per disk, in their order); any other takes ``--flag VALUE``.
     ``required_by`` names the commands that have no default for it (``config`` must be
     told whose account to create).
     """
@@ -68,8 +69,8 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "header",
         "--header",
-        "a detached LUKS header's device or file, off the disk (backends with a detached "
-        "header only, and required there)",
+        "a detached LUKS header's device or file, off the pool's disks, once per disk in "
+        "their order (backends with a detached header only, and required there)",
         metavar="PATH",
     ),
     Option(
@@ -90,6 +91,7 @@ OPTIONS: tuple[Option, ...] = (
 
 _DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in fields(Settings)}
 _BOOLEAN = frozenset(f.name for f in fields(Settings) if f.type in ("bool", bool))
+_REPEATED = frozenset(f.name for f in fields(Settings) if str(f.type).startswith("tuple"))
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -101,13 +103,15 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         required = command in option.required_by
         # A flag's default is worth showing when it is a value: not for a switch, a
         # required flag, or one whose absence means "none" or "generated".
-        plain = default is MISSING or default is None or option.field in _BOOLEAN
+        plain = default in (MISSING, None, ()) or option.field in _BOOLEAN
         text = option.help if plain or required else f"{option.help} (default: {default})"
         kind: dict[str, Any] = (
             {"action": argparse.BooleanOptionalAction}  # --flag and --no-flag
             if option.field in _BOOLEAN
             else {"metavar": option.metavar, "choices": option.choices, "required": required}
         )
+        if option.field in _REPEATED:
+            kind["action"] = "append"
         parser.add_argument(option.flag, dest=option.field, default=None, help=text, **kind)
 
 
@@ -128,7 +132,7 @@ def from_arguments(args: argparse.Namespace, **defaults: Any) -> Settings:
         if value is None:
             value = defaults.get(option.field)
         if value is not None:
-            values[option.field] = value
+            values[option.field] = tuple(value) if option.field in _REPEATED else value
     if "host_id" not in values:
         values["host_id"] = validate.new_host_id()
     if (keys := values.get("remote_unlock_keys")) is not None:
@@ -144,6 +148,8 @@ def to_argv(settings: Settings) -> list[str]:
         value = getattr(settings, option.field)
         if option.field in _BOOLEAN:
             argv.append(option.flag if value else "--no-" + option.flag.removeprefix("--"))
+        elif option.field in _REPEATED:
+            argv += [word for item in value for word in (option.flag, str(item))]
         elif value is not None:
             argv += [option.flag, str(value)]
     return argv
@@ -159,8 +165,8 @@ def check_settings(
     check_installable(backend)
     if settings.initrd not in INITRD_CHOICES:
         raise UsageError(f"--initrd {settings.initrd!r}: choose {' or '.join(INITRD_CHOICES)}")
-    header = validate.header_path(settings.header) if settings.header else None
-    check_header_given(backend, backends, given=header is not None)
+    header = tuple(validate.header_path(path) for path in settings.header)
+    check_header_given(backend, backends, given=bool(header))
     if settings.remote_unlock_keys is not None:
         read_authorized_keys(settings.remote_unlock_keys)
     checked = replace(

@@ -166,6 +166,20 @@ def root_path(value: str) -> str:
     return root
 
 
+#: A partition size as sgdisk reads it after ``+``: a whole number of KiB to TiB.
+_PARTITION_SIZE = re.compile(r"[1-9][0-9]{0,5}[KMGT]")
+
+
+def partition_size(value: str, option: str) -> str:
+    """A partition's size for sgdisk (``16G``, ``512M``); ``option`` names the flag."""
+    if not _PARTITION_SIZE.fullmatch(value):
+        raise UsageError(
+            f"{option} {value!r}: give a size as a whole number and a unit, K, M, G or T "
+            "(such as 16G or 512M)"
+        )
+    return value
+
+
 def guid(value: str, name: str) -> str:
     """A GUID in its lower-case text form (``name`` says which, in the message)."""
     if not _GUID.fullmatch(value):

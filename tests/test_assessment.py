@@ -59,7 +59,7 @@ def scores(assessment: Assessment) -> dict[str, float]:
 class Flat(Backend):
     name = "flat"
     summary = "rates one axis"
-    api_version = 2
+    api_version = 3
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "a": Capability(Rating.STRONG, "why a", "src", "fact-a"),
         "b": Capability(Rating.WEAK, "why b", "src"),
@@ -276,19 +276,22 @@ def test_next_command_plans_then_installs_that_plan_once_placeholders_are_filled
     parser = build_parser()
     planned = parser.parse_args(plan)
     assert planned.command == "plan"
-    assert planned.disk == filled["DISK-ID"]
+    assert planned.disk == [filled["DISK-ID"]]
     assert planned.save == Path("plan.json")
     if saved_to:
         assert planned.from_assessment == Path(saved_to) and planned.backend is None
     else:
         assert planned.backend == backend and planned.from_assessment is None
     if backend == "luks-detached":
-        assert (planned.header, planned.header_backup) == (filled["HEADER"], filled["BACKUP-FILE"])
+        assert (planned.header, planned.header_backup) == (
+            [filled["HEADER"]],
+            [filled["BACKUP-FILE"]],
+        )
     else:
         assert planned.header is None
     installed = parser.parse_args(install)
     assert installed.command == "install" and installed.plan == Path("plan.json")
-    assert installed.disk is None and installed.backend is None  # the plan fixes them
+    assert installed.disk == [] and installed.backend is None  # the plan fixes them
 
 
 class AssessOnly(Flat):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import MakePluginDist, Result, RunCli, assess_server
 
-from advisor.models import InstallSpec, Settings
+from advisor.models import InstallSpec, Member, Settings
 
 # The answers-file contract: these ids and values must never change.
 CONTRACT = {
@@ -365,12 +365,17 @@ def _luks_spec(disk_id: str) -> InstallSpec:
     return InstallSpec(
         backend="luks",
         settings=Settings(host_id="8f2a91c4", hostname="h", user="u"),
-        disk=f"/dev/disk/by-id/{disk_id}",
-        disk_id=disk_id,
-        disk_serial="S1",
-        disk_size=1 << 33,
-        esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
-        data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
+        members=(
+            Member(
+                1,
+                disk=f"/dev/disk/by-id/{disk_id}",
+                disk_id=disk_id,
+                disk_serial="S1",
+                disk_size=1 << 33,
+                esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
+                data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
+            ),
+        ),
     )
 
 

@@ -297,16 +297,21 @@ hostile = st.text(
 def request(**overrides: Any) -> ConfigRequest:
     """A request for luks-detached; ``overrides`` may name settings or request fields."""
     names = {f.name for f in dataclasses.fields(Settings)}
-    chosen: dict[str, Any] = {"host_id": "8f2a91c4", "user": "alice", "header": HEADER}
+    chosen: dict[str, Any] = {"host_id": "8f2a91c4", "user": "alice", "header": (HEADER,)}
     chosen.update({k: v for k, v in overrides.items() if k in names})
+    if isinstance(chosen["header"], str):
+        chosen["header"] = (chosen["header"],)
     fields: dict[str, Any] = {
         "backend": "luks-detached",
         "settings": Settings(**chosen),
         "out_dir": Path("/nonexistent"),
-        "data_device": DATA,
-        "esp_device": ESP,
+        "data_devices": (DATA,),
+        "esp_devices": (ESP,),
         "password": "x",
     }
+    for name in ("data_device", "esp_device"):
+        if name in overrides:
+            fields[name + "s"] = (overrides.pop(name),)
     fields.update({k: v for k, v in overrides.items() if k not in names})
     return ConfigRequest(**fields)
 
@@ -337,15 +342,11 @@ def test_hostile_names_are_refused_or_inert(
     assert list(flake["nixosConfigurations"]) == [layout.settings.hostname]
     assert list(cfg["users"]["users"]) == [layout.settings.user]
     assert cfg["fileSystems"]["/"]["device"] == f"{layout.settings.pool}/local/root"
-    assert cfg["fileSystems"]["/boot"]["device"] == layout.esp_device
+    assert cfg["fileSystems"]["/boot"]["device"] == layout.members[0].esp_device
     device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
-    assert device["device"] == layout.data_device
-    assert layout.settings.header is not None
-    expected_header = (
-        layout.settings.header
-        if layout.settings.header.startswith("/dev/")
-        else "/etc/luks/header.img"
-    )
+    assert device["device"] == layout.members[0].data_device
+    (header,) = layout.settings.header
+    expected_header = header if header.startswith("/dev/") else "/etc/luks/header.img"
     assert device["header"] == expected_header
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,16 @@ from typing import Any
 import nixeval
 import pytest
 
-from advisor.errors import PluginError
-from advisor.models import Backend, Layout, NixFragment, RemoteUnlock, Settings
+from advisor.errors import PluginError, PluginRefusal
+from advisor.models import (
+    Backend,
+    Layout,
+    LayoutMember,
+    NixFragment,
+    RemoteUnlock,
+    Settings,
+    luks_names,
+)
 from advisor.nixos.generate import (
     ConfigConflict,
     Contribution,
@@ -39,8 +48,7 @@ def golden_layout(backend: str, initrd: str) -> Layout:
         backend=backend,
         settings=Settings(hostname="atlas", host_id="8f2a91c4", user="alice", initrd=initrd),
         hashed_password=HASH,
-        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        members=(LayoutMember(1, DATA_DEVICE, ESP_DEVICE),),
     )
     if backend == "luks":
         return replace(base, settings=replace(base.settings, ssd=True))
@@ -48,14 +56,35 @@ def golden_layout(backend: str, initrd: str) -> Layout:
         return replace(
             base,
             settings=replace(base.settings, trim=True, ssd=True),
-            data_device="/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64DNX0R123456A-part2",
+            members=(
+                LayoutMember(
+                    1,
+                    "/dev/disk/by-id/nvme-Samsung_SSD_980_1TB_S64DNX0R123456A-part2",
+                    ESP_DEVICE,
+                ),
+            ),
         )
+    return with_header(base, "/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b")
+
+
+DATA_DEVICE = "/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"
+ESP_DEVICE = "/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c"
+
+
+def with_header(layout: Layout, *headers: str) -> Layout:
+    """``layout`` with a detached header for each disk, as ``advisor config`` sets it."""
     return replace(
-        base,
-        settings=replace(
-            base.settings, header="/dev/disk/by-partuuid/9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+        layout,
+        settings=replace(layout.settings, header=headers),
+        members=tuple(
+            replace(member, header=header)
+            for member, header in zip(layout.members, headers, strict=True)
         ),
     )
+
+
+def data_device(layout: Layout) -> str:
+    return layout.members[0].data_device
 
 
 def remote_sops_layout() -> Layout:
@@ -126,7 +155,7 @@ def test_shared_content(name: str, evaluated: dict[str, tuple[Any, Any, Path]]) 
     assert boot["loader"]["systemd-boot"] == {"enable": True, "editor": False}
     assert boot["loader"]["efi"]["canTouchEfiVariables"] is True
     assert cfg["fileSystems"]["/boot"] == {
-        "device": layout.esp_device,
+        "device": layout.members[0].esp_device,
         "fsType": "vfat",
         "options": ["umask=0077"],
     }
@@ -197,7 +226,7 @@ def test_luks(initrd: str, evaluated: dict[str, Any]) -> None:
     cfg = evaluated[f"luks-{initrd}"][0]
     layout = VARIANTS[f"luks-{initrd}"]
     assert cfg["boot"]["initrd"]["luks"]["devices"] == {
-        "cryptroot": {"device": layout.data_device, "bypassWorkqueues": True}
+        "cryptroot": {"device": data_device(layout), "bypassWorkqueues": True}
     }  # no allowDiscards: TRIM was not accepted
     assert cfg["boot"]["zfs"]["devNodes"] == "/dev/mapper"
     assert "requestEncryptionCredentials" not in cfg["boot"]["zfs"]
@@ -214,18 +243,13 @@ def test_luks_detached(initrd: str, evaluated: dict[str, Any]) -> None:
     cfg = evaluated[f"luks-detached-{initrd}"][0]
     layout = VARIANTS[f"luks-detached-{initrd}"]
     assert cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"] == {
-        "device": layout.data_device,
-        "header": layout.settings.header,
+        "device": data_device(layout),
+        "header": layout.settings.header[0],
     }
 
 
 def test_detached_header_file_goes_into_the_initrd(tmp_path: Path) -> None:
-    layout = replace(
-        VARIANTS["luks-detached-systemd"],
-        settings=replace(
-            VARIANTS["luks-detached-systemd"].settings, header="/persist/etc/luks/header.img"
-        ),
-    )
+    layout = with_header(VARIANTS["luks-detached-systemd"], "/persist/etc/luks/header.img")
     path = tmp_path / "configuration.nix"
     path.write_text(generate(layout, BACKENDS["luks-detached"]).files["configuration.nix"])
     cfg = nixeval.eval_config(path)
@@ -244,7 +268,8 @@ def test_zfs_native(initrd: str, evaluated: dict[str, Any]) -> None:
 
 def test_zfs_native_without_serial_imports_by_partuuid() -> None:
     layout = replace(
-        VARIANTS["zfs-native-systemd"], data_device="/dev/disk/by-partuuid/6a3d2c1b-aaaa"
+        VARIANTS["zfs-native-systemd"],
+        members=(LayoutMember(1, "/dev/disk/by-partuuid/6a3d2c1b-aaaa", ESP_DEVICE),),
     )
     text = generate(layout, BACKENDS["zfs-native"]).files["configuration.nix"]
     assert 'boot.zfs.devNodes = "/dev/disk/by-partuuid";' in text
@@ -258,7 +283,7 @@ def test_trim_turns_on_discards_for_luks(tmp_path: Path) -> None:
     path = tmp_path / "configuration.nix"
     path.write_text(generate(layout, BACKENDS["luks"]).files["configuration.nix"])
     device = nixeval.eval_config(path)["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
-    assert device == {"device": layout.data_device, "allowDiscards": True}
+    assert device == {"device": data_device(layout), "allowDiscards": True}
 
 
 def test_remote_unlock_and_sops(evaluated: dict[str, Any]) -> None:
@@ -429,3 +454,137 @@ def test_generation_is_deterministic() -> None:
     for layout in VARIANTS.values():
         backend = BACKENDS[layout.backend]
         assert generate(layout, backend).files == generate(layout, backend).files
+
+
+# Pools on several disks
+
+
+def mirror_layout(backend: str, initrd: str = "systemd", *, swap: bool = False) -> Layout:
+    """Two disks, each with its data partition and ESP (and swap partition)."""
+    names = luks_names("cryptroot", 2)
+    members = tuple(
+        LayoutMember(
+            number,
+            data_device=f"/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6{number}",
+            esp_device=f"/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2{number}",
+            swap_device=(
+                f"/dev/disk/by-partuuid/3e8b4c5f-6a7b-4c8d-9e0f-1a2b3c4d5e6{number}"
+                if swap
+                else None
+            ),
+            luks_name=names[number - 1],
+        )
+        for number in (1, 2)
+    )
+    layout = Layout(
+        backend=backend,
+        settings=Settings(hostname="atlas", host_id="8f2a91c4", user="alice", initrd=initrd),
+        hashed_password=HASH,
+        members=members,
+    )
+    if backend == "luks-detached":
+        return with_header(layout, "/dev/disk/by-id/usb-KEY1", "/persist/etc/luks/h2.img")
+    return layout
+
+
+def evaluate(layout: Layout, tmp_path: Path) -> Any:
+    path = tmp_path / "configuration.nix"
+    path.write_text(generate(layout, BACKENDS[layout.backend]).files["configuration.nix"])
+    nixeval.parse(path)
+    return nixeval.eval_config(path)
+
+
+def test_a_luks_mirror_unlocks_each_disk_and_boots_without_either(tmp_path: Path) -> None:
+    cfg = evaluate(mirror_layout("luks"), tmp_path)
+    devices = cfg["boot"]["initrd"]["luks"]["devices"]
+    assert set(devices) == {"cryptroot1", "cryptroot2"}
+    for device in devices.values():
+        # A missing disk is not waited for: the pool imports degraded.
+        assert device["crypttabExtraOpts"] == ["nofail"]
+    # systemd-cryptsetup tries the passphrase typed for one on the next (its keyring
+    # cache); reusePassphrases is the scripted initrd's, and asserted unset here.
+    assert "reusePassphrases" not in cfg["boot"]["initrd"]["luks"]
+    import_unit = cfg["boot"]["initrd"]["systemd"]["services"]["zfs-import-rpool"]
+    assert import_unit["after"] == [
+        "cryptsetup.target",
+        "systemd-cryptsetup@cryptroot1.service",
+        "systemd-cryptsetup@cryptroot2.service",
+    ]
+
+
+def test_every_esp_is_mounted_without_failing_the_boot_and_kept_in_step(tmp_path: Path) -> None:
+    cfg = evaluate(mirror_layout("zfs-native"), tmp_path)
+    for mountpoint, number in (("/boot", 1), ("/boot-2", 2)):
+        assert cfg["fileSystems"][mountpoint] == {
+            "device": f"/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2{number}",
+            "fsType": "vfat",
+            "options": ["umask=0077", "nofail", "x-systemd.device-timeout=10s"],
+        }
+    loader = cfg["boot"]["loader"]
+    assert loader["efi"]["efiSysMountPoint"] == "/boot"
+    script = loader["systemd-boot"]["extraInstallCommands"]
+    assert "for esp in /boot-2; do" in script
+    assert (
+        "/usr/bin/rsync --recursive --times --modify-window=1 --delete \\\n"
+        '      --exclude=/loader/random-seed /boot/ "$esp"/' in script
+    )
+    # One disk keeps the plain layout.
+    single = evaluate(VARIANTS["zfs-native-systemd"], tmp_path)
+    assert "extraInstallCommands" not in single["boot"]["loader"]["systemd-boot"]
+    assert single["fileSystems"]["/boot"]["options"] == ["umask=0077"]
+
+
+def test_the_esp_sync_copies_the_first_esp_and_skips_a_missing_one(tmp_path: Path) -> None:
+    """The configuration's own script, run with the ESPs moved under tmp_path."""
+    cfg = evaluate(mirror_layout("luks"), tmp_path)
+    script = cfg["boot"]["loader"]["systemd-boot"]["extraInstallCommands"]
+    boot, other = tmp_path / "boot", tmp_path / "boot-2"
+    (boot / "EFI" / "BOOT").mkdir(parents=True)
+    (boot / "EFI" / "BOOT" / "BOOTX64.EFI").write_bytes(b"loader")
+    (boot / "loader").mkdir()
+    (boot / "loader" / "random-seed").write_bytes(b"seed")
+    moved = script.replace("/boot-2", str(other)).replace(" /boot/", f" {boot}/")
+    # Not a mount point here: skipped with a warning, nothing written.
+    result = subprocess.run(["bash", "-c", moved], capture_output=True, text=True, check=True)
+    assert f"warning: {other} is not mounted" in result.stderr and not other.exists()
+    # A mount point (as the test cannot mount, mountpoint(1) is asked of / instead).
+    other.mkdir()
+    (other / "stale").write_text("old")
+    moved = moved.replace('mountpoint -q "$esp"', "mountpoint -q /")
+    subprocess.run(["bash", "-c", moved], check=True)
+    assert (other / "EFI" / "BOOT" / "BOOTX64.EFI").read_bytes() == b"loader"
+    assert not (other / "stale").exists() and not (other / "loader" / "random-seed").exists()
+
+
+def test_swap_partitions_are_encrypted_with_a_random_key_and_hibernation_stays_off(
+    tmp_path: Path,
+) -> None:
+    cfg = evaluate(mirror_layout("luks", swap=True), tmp_path)
+    assert cfg["swapDevices"] == [
+        {
+            "device": f"/dev/disk/by-partuuid/3e8b4c5f-6a7b-4c8d-9e0f-1a2b3c4d5e6{n}",
+            "randomEncryption": {"enable": True},
+            "options": ["nofail"],
+        }
+        for n in (1, 2)
+    ]
+    assert cfg["boot"]["zfs"]["allowHibernation"] is False
+    assert "swapDevices" not in evaluate(VARIANTS["luks-systemd"], tmp_path)
+
+
+def test_a_detached_header_for_each_disk(tmp_path: Path) -> None:
+    cfg = evaluate(mirror_layout("luks-detached"), tmp_path)
+    devices = cfg["boot"]["initrd"]["luks"]["devices"]
+    assert devices["cryptroot1"]["header"] == "/dev/disk/by-id/usb-KEY1"
+    # A header file is copied into the initrd, under a name of its own.
+    assert devices["cryptroot2"]["header"] == "/etc/luks/header-2.img"
+    assert cfg["boot"]["initrd"]["secrets"] == {
+        "/etc/luks/header-2.img": "/persist/etc/luks/h2.img"
+    }
+
+
+def test_the_scripted_initrd_is_refused_for_a_pool_of_several_luks_disks() -> None:
+    with pytest.raises(PluginRefusal, match="refused: --initrd scripted: the scripted initrd"):
+        generate(mirror_layout("luks", "scripted"), BACKENDS["luks"])
+    # ZFS imports a degraded pool under either initrd: zfs-native takes it.
+    generate(mirror_layout("zfs-native", "scripted"), BACKENDS["zfs-native"])

@@ -9,7 +9,7 @@ from helpers import PLAN_SPEC
 
 from advisor.datasets import DATASETS, Dataset, mounted_at, rolled_back_dataset
 from advisor.install.plan import build_plan
-from advisor.models import Layout, Settings
+from advisor.models import Layout, LayoutMember, Settings
 from advisor.nixos.generate import Contribution, core_fragments, merge, render_configuration
 from advisor_luks import LuksBackend
 
@@ -94,8 +94,13 @@ def a_layout() -> Layout:
         backend="luks",
         settings=Settings(hostname="atlas", host_id="8f2a91c4", user="alice"),
         hashed_password="$y$j9T$salt$hash",
-        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        members=(
+            LayoutMember(
+                1,
+                data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
+                esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+            ),
+        ),
     )
 
 

@@ -27,18 +27,13 @@ from advisor.install.executor import (
     write_plan_file,
 )
 from advisor.install.plan import Plan
-from advisor.models import InstallSpec, Settings, Step
+from advisor.models import InstallSpec, Member, Settings, Step
 
 CANARY = "exec-canary-4c1d"
 SPEC = InstallSpec(
     backend="luks",
     settings=Settings(host_id="8f2a91c4", hostname="h", user="u"),
-    disk="/dev/disk/by-id/x",
-    disk_id="x",
-    disk_serial="x",
-    disk_size=1,
-    esp_partuuid="e",
-    data_partuuid="d",
+    members=(Member(1, "/dev/disk/by-id/x", "x", "x", 1, esp_partuuid="e", data_partuuid="d"),),
 )
 
 
@@ -243,14 +238,15 @@ def test_a_plan_of_another_advisor_version_says_to_make_it_again(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d["spec"].update(disk_size="1"), "field 'disk_size' has the wrong type"),
+        (lambda d: d["spec"]["members"][0].update(disk_size="1"), "'disk_size' has the wrong"),
+        (lambda d: d["spec"].update(members={}), "field 'members' is not a list of tables"),
         (lambda d: d["spec"]["settings"].update(trim=1), "field 'trim' has the wrong type"),
         (lambda d: d["spec"].update(settings=[]), "field 'settings' is not a table"),
         (lambda d: d["spec"].update(pool_options={"ashift": 12}), "'pool_options'"),
         (lambda d: d["spec"].update(extra="x"), "unknown field 'extra'"),
         (lambda d: d["spec"]["settings"].pop("host_id"), "host_id"),
-        (lambda d: d["spec"].pop("disk_id"), "disk_id"),
-        (lambda d: d.pop("version"), "version 2"),
+        (lambda d: d["spec"]["members"][0].pop("disk_id"), "disk_id"),
+        (lambda d: d.pop("version"), "version 3"),
         (lambda d: d.update(spec=[]), "'spec' is not a table"),
         (lambda d: d.pop("fingerprint"), "fingerprint"),
     ],

@@ -27,7 +27,7 @@ from advisor.install import disks as disk_probe
 from advisor.install import session as install
 from advisor.install.executor import JOURNAL_FILE, save_spec, write_plan_file
 from advisor.install.plan import Plan
-from advisor.models import InstallSpec, Settings
+from advisor.models import InstallSpec, Member, Settings
 from advisor.pluginmanager import load_plugins
 
 DISK = usable_disk(
@@ -106,19 +106,34 @@ def luks_plan(target: Path, disk: disk_probe.Disk = DISK, **changes: Any) -> Pla
     spec = InstallSpec(
         backend="luks",
         settings=Settings(host_id="8f2a91c4", hostname="h", user="u"),
-        disk=disk.stable_path,
-        disk_id=disk.disk_id,
-        disk_serial=disk.serial,
-        disk_size=disk.size_bytes,
-        esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
-        data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
+        members=(
+            Member(
+                1,
+                disk=disk.stable_path,
+                disk_id=disk.disk_id,
+                disk_serial=disk.serial,
+                disk_size=disk.size_bytes,
+                esp_partuuid="0b1c7a4e-3d2f-4e5a-9b6c-7d8e9f0a1b2c",
+                data_partuuid="1c2d8b5f-4e3a-4f6b-8c7d-8e9f0a1b2c3d",
+            ),
+        ),
         root=str(target),
     )
-    # A change may name a setting (``pool``) or a field of the spec's own (``root``).
+    # A change may name a setting (``pool``), a field of the disk's (``esp_partuuid``)
+    # or of the spec's own (``root``); a header is the one disk's, as an install sets it.
+    header = changes.pop("header", None)
     names = {f.name for f in dataclasses.fields(Settings)}
+    disk_names = {f.name for f in dataclasses.fields(Member)}
     chosen = dataclasses.replace(spec.settings, **{k: v for k, v in changes.items() if k in names})
-    others = {k: v for k, v in changes.items() if k not in names}
-    return install.make_plan(dataclasses.replace(spec, settings=chosen, **others), load_plugins())
+    member = dataclasses.replace(
+        spec.members[0], **{k: v for k, v in changes.items() if k in disk_names}
+    )
+    if header is not None:
+        chosen = dataclasses.replace(chosen, header=(header,))
+        member = dataclasses.replace(member, header=header)
+    others = {k: v for k, v in changes.items() if k not in names | disk_names}
+    spec = dataclasses.replace(spec, settings=chosen, members=(member,), **others)
+    return install.make_plan(spec, load_plugins())
 
 
 def started_install(state_dir: Path, plan: Plan, *events: dict[str, str]) -> None:
@@ -149,7 +164,7 @@ def test_a_resume_before_any_destruction_checks_the_disk_as_a_fresh_install(
     with pytest.raises(UsageError, match=r"not the disk the install in .* was started for"):
         install.resume_target(tmp_path, plan, load_plugins())
     machine.disks = [DISK]
-    assert install.resume_target(tmp_path, plan, load_plugins()) == DISK
+    assert install.resume_target(tmp_path, plan, load_plugins()) == [DISK]
 
 
 @pytest.mark.parametrize("event", ["done", "probed"])
@@ -180,7 +195,7 @@ def test_a_resume_before_any_destruction_needs_the_confirmation_again(
     assert status == 2
     assert "refusing to erase ata-FAKE_S1 without confirmation" in stderr
     status, stderr = run_cli(*resume, *secrets, "--yes-wipe", "other", monkeypatch=monkeypatch)
-    assert status == 2 and "does not name the target disk" in stderr
+    assert status == 2 and "does not name a target disk" in stderr
     machine.disks = [MOUNTED]
     status, stderr = run_cli(*resume, *secrets, "--yes-wipe", DISK.disk_id, monkeypatch=monkeypatch)
     assert status == 2 and "mounted at /home" in stderr
@@ -226,8 +241,8 @@ STICK = dataclasses.replace(
 def detached(header: str, backup: str, root: Path) -> install.InstallRequest:
     return install.InstallRequest(
         backend="luks-detached",
-        settings=Settings(host_id="8f2a91c4", header=header),
-        header_backup=backup,
+        settings=Settings(host_id="8f2a91c4", header=(header,)),
+        header_backup=(backup,),
         root=str(root),
     )
 
@@ -245,9 +260,10 @@ def test_a_header_device_that_nothing_uses_is_accepted(machine: Machine, tmp_pat
     machine.disks = [DISK, STICK]
     backup = str(tmp_path / "header.backup")
     spec = install.new_spec(
-        detached("/dev/disk/by-id/usb-STICK", backup, machine.root), load_plugins(), DISK
+        detached("/dev/disk/by-id/usb-STICK", backup, machine.root), load_plugins(), [DISK]
     )
-    assert spec.settings.header == "/dev/disk/by-id/usb-STICK"
+    assert spec.settings.header == ("/dev/disk/by-id/usb-STICK",)
+    assert spec.members[0].header == "/dev/disk/by-id/usb-STICK"
 
 
 @pytest.mark.parametrize(
@@ -269,7 +285,7 @@ def test_a_header_device_that_nothing_uses_is_accepted(machine: Machine, tmp_pat
             STICK, True, "/dev/disk/by-id/usb-STICK-part1", "in use by another program", id="busy",
         ),
         pytest.param(
-            STICK, False, "/dev/disk/by-id/ata-FAKE_S1-part3", "not be on the disk being encrypted",
+            STICK, False, "/dev/disk/by-id/ata-FAKE_S1-part3", "not be on a disk being encrypted",
             id="on-the-target",
         ),
         pytest.param(
@@ -301,7 +317,7 @@ def test_a_header_device_in_use_is_refused(
     machine.busy = {stick.path} if busy else set()
     with pytest.raises(UsageError, match=message):
         install.new_spec(
-            detached(header, str(tmp_path / "b"), machine.root), load_plugins(), target
+            detached(header, str(tmp_path / "b"), machine.root), load_plugins(), [target]
         )
 
 
@@ -311,8 +327,8 @@ def test_header_files_must_be_new_and_apart_from_their_backup(
     plugins = load_plugins()
     header, backup = tmp_path / "header.img", Path("/proc/advisor-header.backup")
     assert header.parent.stat().st_dev != backup.parent.stat().st_dev
-    spec = install.new_spec(detached(str(header), str(backup), machine.root), plugins, DISK)
-    assert (spec.settings.header, spec.header_backup) == (str(header), str(backup))
+    spec = install.new_spec(detached(str(header), str(backup), machine.root), plugins, [DISK])
+    assert (spec.members[0].header, spec.members[0].header_backup) == (str(header), str(backup))
     refusals = {
         # luksFormat would overwrite an existing header file...
         "already exists (cryptsetup luksFormat would overwrite it)": (str(tmp_path), str(backup)),
@@ -324,7 +340,7 @@ def test_header_files_must_be_new_and_apart_from_their_backup(
     }
     for message, (given_header, given_backup) in refusals.items():
         with pytest.raises(UsageError, match=re.escape(message)):
-            install.new_spec(detached(given_header, given_backup, machine.root), plugins, DISK)
+            install.new_spec(detached(given_header, given_backup, machine.root), plugins, [DISK])
 
 
 def test_the_confirmation_names_a_header_device() -> None:
@@ -335,15 +351,15 @@ def test_the_confirmation_names_a_header_device() -> None:
         return DISK.disk_id
 
     header = "/dev/disk/by-id/usb-STICK"
-    install.confirm(DISK, None, ask, header=header)
+    install.confirm([DISK], [], ask, headers=[header])
     assert asked == [
         f"Everything on {DISK.disk_id} will be erased, and the header device {header} will be "
         "overwritten. Type its id to go on: "
     ]
-    for yes_wipe, ask_with in ((None, None), ("wrong", None)):
+    for yes_wipe in ([], ["wrong"]):
         with pytest.raises(UsageError, match=f"the header device {header} will be overwritten"):
-            install.confirm(DISK, yes_wipe, ask_with, header=header)
-    install.confirm(DISK, None, ask, header="/root/header.img")  # a file is not named
+            install.confirm([DISK], yes_wipe, None, headers=[header])
+    install.confirm([DISK], [], ask, headers=["/root/header.img"])  # a file is not named
     assert "header" not in asked[-1]
 
 
@@ -369,7 +385,7 @@ def test_a_root_of_the_running_system_or_of_odd_characters_is_refused(
         backend="luks", settings=Settings(host_id="8f2a91c4"), root=root
     )
     with pytest.raises(UsageError, match=re.escape(message)):
-        install.new_spec(request, load_plugins(), DISK)
+        install.new_spec(request, load_plugins(), [DISK])
 
 
 def test_a_root_with_something_mounted_on_or_below_it_is_refused(
@@ -379,11 +395,11 @@ def test_a_root_with_something_mounted_on_or_below_it_is_refused(
     request = install.InstallRequest(
         backend="luks", settings=Settings(host_id="8f2a91c4"), root=f"{machine.root}//"
     )
-    assert install.new_spec(request, plugins, DISK).root == str(machine.root)  # normalised
+    assert install.new_spec(request, plugins, [DISK]).root == str(machine.root)  # normalised
     for mounted in (machine.root, machine.root / "boot"):
         machine.mounts = ["/", str(mounted)]
         with pytest.raises(UsageError, match=f"{mounted} is mounted now"):
-            install.new_spec(request, plugins, DISK)
+            install.new_spec(request, plugins, [DISK])
     machine.mounts = ["/"]
     (tmp_path / "system").symlink_to("/etc")
     (tmp_path / "file").touch()
@@ -393,10 +409,10 @@ def test_a_root_with_something_mounted_on_or_below_it_is_refused(
     ):
         request = dataclasses.replace(request, root=str(root))
         with pytest.raises(UsageError, match=message):
-            install.new_spec(request, plugins, DISK)
+            install.new_spec(request, plugins, [DISK])
     # One that is not there yet is made by the plan.
     request = dataclasses.replace(request, root=str(tmp_path / "new" / "root"))
-    assert install.new_spec(request, plugins, DISK).root == str(tmp_path / "new" / "root")
+    assert install.new_spec(request, plugins, [DISK]).root == str(tmp_path / "new" / "root")
 
 
 # --- Saved plans and state directories are checked as new specs are -------------------------
@@ -450,7 +466,7 @@ def test_remote_unlock_keys_are_read_before_anything_and_kept_absolute(
     # As the command line gives it: relative, made absolute when read.
     chosen = settings_options.from_arguments(argparse.Namespace(remote_unlock_keys="keys"))
     request = install.InstallRequest(backend="luks", settings=chosen, root=str(machine.root))
-    spec = install.new_spec(request, load_plugins(), DISK)
+    spec = install.new_spec(request, load_plugins(), [DISK])
     assert spec.settings.remote_unlock_keys == str(tmp_path / "keys")
     relative = dataclasses.replace(
         spec, settings=dataclasses.replace(spec.settings, remote_unlock_keys="keys")
@@ -575,9 +591,9 @@ def test_the_pool_check_starts_no_process(machine: Machine) -> None:
             backend="luks", settings=Settings(host_id="8f2a91c4"), root=str(machine.root)
         ),
         load_plugins(),
-        DISK,
+        [DISK],
     )
-    install.check_names_free(spec, "/dev/mapper/cryptroot")
+    install.check_names_free(spec, ["/dev/mapper/cryptroot"])
     assert machine.ran == []
 
 
@@ -592,14 +608,14 @@ FIDO2_PLUGIN = """
         name = "luks-fido2"
         summary = "LUKS with a FIDO2 token enrolled"
 
-        def provision_steps(self, spec):
+        def provision_steps(self, spec, member):
             enrol = Step(
                 "fido2-enrol",
                 "Enrol the FIDO2 token (PIN and touch)",
-                ("systemd-cryptenroll", "--fido2-device=auto", spec.data_partuuid_device),
+                ("systemd-cryptenroll", "--fido2-device=auto", member.data_partuuid_device),
                 interactive=True,
             )
-            return (*super().provision_steps(spec), enrol)
+            return (*super().provision_steps(spec, member), enrol)
 
     @hookimpl
     def advisor_backends():

@@ -10,11 +10,11 @@ from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
-from helpers import PLAN_SPEC
+from helpers import PLAN_SPEC, detached, pool_spec, with_first
 
 from advisor.errors import PluginError, UsageError
 from advisor.install.plan import build_plan, render_script
-from advisor.models import Backend, InstallSpec, Step
+from advisor.models import Backend, InstallSpec, Member, Step
 from advisor.settings import check_header_given
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
@@ -98,19 +98,15 @@ def test_zfs_native_encrypts_the_pool_with_the_passphrase_on_stdin() -> None:
 
 
 def test_disk_without_serial_uses_partition_uuids() -> None:
-    spec = replace(SPEC, backend="zfs-native", disk="/dev/disk/by-path/pci-0000:00:05.0",
-                   disk_id="pci-0000:00:05.0", disk_serial=None)  # fmt: skip
+    spec = with_first(replace(SPEC, backend="zfs-native"),
+                      disk="/dev/disk/by-path/pci-0000:00:05.0",
+                      disk_id="pci-0000:00:05.0", disk_serial=None)  # fmt: skip
     plan = build_plan(spec, ZfsNativeBackend(), generate_hardware_config=False)
     assert plan.step("create-pool").argv[-1] == DATA
 
 
 def test_detached_header_is_backed_up_and_verified_before_the_data_is_opened() -> None:
-    spec = replace(
-        SPEC,
-        settings=replace(SPEC.settings, header="/tmp/hdr.img"),
-        backend="luks-detached",
-        header_backup="/tmp/hdr.backup",
-    )
+    spec = detached(SPEC, ["/tmp/hdr.img"], ["/tmp/hdr.backup"])
     plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
     order = ids(plan)
     assert (
@@ -155,13 +151,13 @@ def test_trim_opens_luks_with_discards() -> None:
     assert "--allow-discards" in plan.step("luks-open").argv
 
 
-def test_a_plan_without_the_newer_step_fields_keeps_its_fingerprint() -> None:
-    # The value main had before Step gained env and interactive: a saved plan or an
-    # install under way from then still runs and resumes.
+def test_a_plan_keeps_its_fingerprint() -> None:
+    # Pinned for plan format 3: a change to it makes every saved plan and every install
+    # under way refuse to go on, so it must be a deliberate one (with a new format).
     plan = build_plan(
         SPEC, LuksBackend(), generate_hardware_config=True, advisor_command=("advisor",)
     )
-    assert plan.fingerprint == "32bf4013813074a5"
+    assert plan.fingerprint == "d5a9941b672ec8ce"
 
 
 def test_fingerprint_includes_env_and_interactive() -> None:
@@ -271,7 +267,7 @@ class _AssessOnly(Backend):
 
     name = "assess-only"
     summary = "takes part in assessments only"
-    api_version = 2
+    api_version = 3
     capabilities = {}  # noqa: RUF012
 
 
@@ -279,7 +275,7 @@ class _EmptyProvision(_AssessOnly):
     name = "empty-provision"
     installable = True  # says so, but adds nothing to this spec
 
-    def provision_steps(self, spec: InstallSpec) -> tuple[Step, ...]:
+    def provision_steps(self, spec: InstallSpec, member: Member) -> tuple[Step, ...]:
         return ()
 
 
@@ -327,8 +323,8 @@ class _Provides(LuksBackend):
     def __init__(self, *extra: object) -> None:
         self.extra = extra
 
-    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
-        return (*super().provision_steps(spec), *self.extra)  # type: ignore[arg-type]
+    def provision_steps(self, spec: InstallSpec, member: Member) -> Sequence[Step]:
+        return (*super().provision_steps(spec, member), *self.extra)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -375,22 +371,20 @@ def test_backend_that_raises_is_named() -> None:
     class Broken(LuksBackend):
         name = "broken"
 
-        def pool_device(self, spec: InstallSpec) -> str:
+        def pool_device(self, spec: InstallSpec, member: Member) -> str:
             raise KeyError("mapper")
 
     with pytest.raises(PluginError, match="backend 'broken': pool_device raised KeyError"):
         build_plan(SPEC, Broken(), generate_hardware_config=False)
 
 
-def test_every_builtin_plan_has_unique_kebab_case_step_ids() -> None:
-    detached = replace(
-        SPEC,
-        settings=replace(SPEC.settings, header="/tmp/h"),
-        backend="luks-detached",
-        header_backup="/tmp/b",
-    )
-    for spec, backend in ((SPEC, LuksBackend()), (detached, LuksDetachedBackend()),
-                          (replace(SPEC, backend="zfs-native"), ZfsNativeBackend())):  # fmt: skip
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_every_builtin_plan_has_unique_kebab_case_step_ids(count: int) -> None:
+    pool = pool_spec(count, "raidz1" if count == 3 else None)
+    headers = [f"/tmp/h{n}" for n in range(count)]
+    header_spec = detached(pool, headers, [f"/tmp/b{n}" for n in range(count)])
+    for spec, backend in ((pool, LuksBackend()), (header_spec, LuksDetachedBackend()),
+                          (replace(pool, backend="zfs-native"), ZfsNativeBackend())):  # fmt: skip
         plan = build_plan(spec, backend, generate_hardware_config=True)
         assert len(set(ids(plan))) == len(plan.steps)
         assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", step_id) for step_id in ids(plan))
@@ -399,7 +393,7 @@ def test_every_builtin_plan_has_unique_kebab_case_step_ids() -> None:
 def test_script_comments_stay_comments() -> None:
     # A newline in anything a comment line shows would make the rest a command.
     hostile = "x\ntouch /tmp/pwned"
-    spec = replace(SPEC, root=f"/mnt/{hostile}", disk_serial=hostile)
+    spec = with_first(replace(SPEC, root=f"/mnt/{hostile}"), disk_serial=hostile)
     script = render_script(build_plan(spec, LuksBackend(), generate_hardware_config=False),
                            runs_as=hostile)  # fmt: skip
     subprocess.run(["sh", "-n"], input=script, text=True, check=True)
@@ -443,12 +437,7 @@ def test_overrides_that_break_the_layout_are_refused(
 
 
 def test_header_verify_gets_the_passphrase_on_stdin_as_luks_format_does() -> None:
-    spec = replace(
-        SPEC,
-        settings=replace(SPEC.settings, header="/tmp/hdr.img"),
-        backend="luks-detached",
-        header_backup="/tmp/hdr.backup",
-    )
+    spec = detached(SPEC, ["/tmp/hdr.img"], ["/tmp/hdr.backup"])
     plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
     verify, fmt = plan.step("header-verify"), plan.step("luks-format")
     assert verify.argv[1:] == ("-m", "advisor.install.verify", "header-backup", "/tmp/hdr.img",
@@ -457,3 +446,96 @@ def test_header_verify_gets_the_passphrase_on_stdin_as_luks_format_does() -> Non
     assert (verify.secret, verify.secret_newline) == ("passphrase", False)
     command = "printf '%s' \"$ADVISOR_PASSPHRASE\" | " + shlex.join(verify.argv)
     assert command in render_script(plan)
+
+
+# Pools on several disks
+
+
+def test_a_mirror_prepares_each_disk_then_creates_the_pool_over_every_container() -> None:
+    plan = build_plan(pool_spec(2), LuksBackend(), generate_hardware_config=False)
+    assert ids(plan)[:13] == [
+        "disk1-wipe-disk", "disk1-partition", "disk2-wipe-disk", "disk2-partition", "settle",
+        "disk1-wipe-partitions", "disk1-format-esp", "disk1-luks-format", "disk1-luks-open",
+        "disk2-wipe-partitions", "disk2-format-esp", "disk2-luks-format", "disk2-luks-open",
+    ]  # fmt: skip
+    # One container per disk, each opened under its own name, with the one passphrase.
+    assert plan.step("disk2-luks-open").argv[-2:] == (
+        "/dev/disk/by-partuuid/7b4e3d2c-6f5a-4b9c-8d1e-2f3a4b5c6d7e", "cryptroot2",
+    )  # fmt: skip
+    assert {plan.step(f"disk{n}-luks-format").secret for n in (1, 2)} == {"passphrase"}
+    pool = plan.step("create-pool")
+    assert pool.argv[-4:] == ("rpool", "mirror", "/dev/mapper/cryptroot1", "/dev/mapper/cryptroot2")
+    assert pool.restore[0] == (
+        "zpool", "import", "-N", "-d", "/dev/mapper/cryptroot1", "-d", "/dev/mapper/cryptroot2",
+        "rpool",
+    )  # fmt: skip
+    # Every ESP is formatted and mounted: the first at /boot, the second at /boot-2.
+    assert plan.step("disk2-mount-esp").argv[-2:] == (
+        "/dev/disk/by-partuuid/1c6f2a3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d", "/mnt/boot-2",
+    )  # fmt: skip
+    assert "/mnt/boot-2" in plan.step("mount-points").argv
+    config = plan.step("write-config").argv
+    pairs = [config[i + 1] for i, word in enumerate(config) if word == "--esp-device"]
+    assert pairs == [
+        "/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        "/dev/disk/by-partuuid/1c6f2a3d-4e5f-4a6b-9c7d-8e9f0a1b2c3d",
+    ]
+
+
+def test_raidz_over_three_disks_on_zfs_native_uses_one_folder_of_device_links() -> None:
+    spec = replace(pool_spec(3, "raidz1"), backend="zfs-native")
+    pool = build_plan(spec, ZfsNativeBackend(), generate_hardware_config=False).step("create-pool")
+    assert pool.argv[-5:] == (
+        "rpool", "raidz1", "/dev/disk/by-id/virtio-disk01-part2",
+        "/dev/disk/by-id/virtio-disk02-part2", "/dev/disk/by-id/virtio-disk03-part2",
+    )  # fmt: skip
+    # One disk without a serial has no by-id link: every disk is named by partition UUID,
+    # so that boot.zfs.devNodes (one folder) finds them all.
+    spec = replace(spec, members=(*spec.members[:2], replace(spec.members[2], disk_serial=None)))
+    pool = build_plan(spec, ZfsNativeBackend(), generate_hardware_config=False).step("create-pool")
+    assert all(device.startswith("/dev/disk/by-partuuid/") for device in pool.argv[-3:])
+
+
+def test_swap_partitions_lie_before_the_data_partition_which_keeps_its_number() -> None:
+    spec = pool_spec(2, swap_size="4G")
+    guids = ("3e8b4c5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f", "4f9c5d6a-7b8c-4d9e-8f1a-2b3c4d5e6f7a")
+    spec = replace(
+        spec,
+        members=tuple(
+            replace(m, swap_partuuid=g) for m, g in zip(spec.members, guids, strict=True)
+        ),
+    )
+    plan = build_plan(spec, LuksBackend(), generate_hardware_config=False)
+    sgdisk = plan.step("disk2-partition").argv
+    assert sgdisk.index("--new=3:0:+4G") < sgdisk.index("--new=2:0:0")
+    assert f"--partition-guid=3:{guids[1]}" in sgdisk and "--typecode=3:8200" in sgdisk
+    assert f"/dev/disk/by-partuuid/{guids[1]}" in plan.step("disk2-wipe-partitions").argv
+    config = plan.step("write-config").argv
+    swaps = [config[i + 1] for i, word in enumerate(config) if word == "--swap-device"]
+    assert swaps == [f"/dev/disk/by-partuuid/{g}" for g in guids]
+
+
+def test_a_detached_header_per_disk_each_backed_up_before_its_container_opens() -> None:
+    spec = detached(pool_spec(2), ["/k/h1", "/k/h2"], ["/b/h1", "/b/h2"])
+    plan = build_plan(spec, LuksDetachedBackend(), generate_hardware_config=False)
+    order = ids(plan)
+    for n in (1, 2):
+        assert (
+            order.index(f"disk{n}-luks-format")
+            < order.index(f"disk{n}-header-backup")
+            < order.index(f"disk{n}-header-verify")
+            < order.index(f"disk{n}-luks-open")
+        )
+        backup = plan.step(f"disk{n}-header-backup").argv
+        assert backup[2] == f"/k/h{n}" and backup[-1] == f"/b/h{n}"
+    config = plan.step("write-config").argv
+    assert [config[i + 1] for i, w in enumerate(config) if w == "--header"] == ["/k/h1", "/k/h2"]
+
+
+def test_the_script_names_every_disk_and_the_topology() -> None:
+    script = render_script(build_plan(pool_spec(3, "raidz1"), LuksBackend(),
+                                      generate_hardware_config=False))  # fmt: skip
+    assert "# pool: raidz1 of 3 disks" in script
+    for n in (1, 2, 3):
+        assert f"# disk{n}: /dev/disk/by-id/virtio-disk0{n} (serial disk0{n}," in script
+    assert "disk3-luks-format: Format the data partition of virtio-disk03 as LUKS2" in script

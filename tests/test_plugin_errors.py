@@ -30,7 +30,7 @@ PLUGIN = """
     class Odd(Backend):
         name = "odd"
         summary = "a test backend"
-        api_version = 2
+        api_version = 3
         installable = True
         capabilities = {{}}
 

@@ -28,7 +28,7 @@ GOOD_PLUGIN = """
     class Shiny(Backend):
         name = "shiny"
         summary = "a test backend"
-        api_version = 2
+        api_version = 3
         capabilities = {"sparkle": Capability(Rating.STRONG, "it sparkles", "tests")}
 
     @hookimpl
@@ -235,18 +235,18 @@ def test_a_rating_may_be_written_as_its_number(
 def test_incompatible_api_version(
     version: str, make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
 ) -> None:
-    source = GOOD_PLUGIN.replace("api_version = 2", f"api_version = {version}")
+    source = GOOD_PLUGIN.replace("api_version = 3", f"api_version = {version}")
     plugins = load_with(make_plugin_dist(source, name="future"))
     future = record(plugins, "future")
     assert future.status is Status.INCOMPATIBLE
-    assert f"written for plugin API {version}; this advisor supports 2" in future.reason
+    assert f"written for plugin API {version}; this advisor supports 3" in future.reason
     assert "shiny" not in {b.name for b in plugins.backends}
 
 
 def test_backend_without_api_version_is_incompatible(
     make_plugin_dist: MakePluginDist, load_with: Callable[..., LoadedPlugins]
 ) -> None:
-    source = GOOD_PLUGIN.replace("api_version = 2", "")
+    source = GOOD_PLUGIN.replace("api_version = 3", "")
     plugins = load_with(make_plugin_dist(source, name="old"))
     assert record(plugins, "old").status is Status.INCOMPATIBLE
 
@@ -330,8 +330,8 @@ def test_backend_that_only_assesses_is_refused_for_plan_and_config(
         backend="shiny",
         settings=Settings(host_id="8f2a91c4", user="alice"),
         out_dir=tmp_path / "out",
-        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        data_devices=("/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",),
+        esp_devices=("/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",),
         password="unused",
     )
     with pytest.raises(UsageError, match=refusal):
@@ -420,8 +420,8 @@ def test_plugins_load_and_contribute_in_the_documented_order(
         backend="luks",
         settings=Settings(host_id="8f2a91c4", user="alice"),
         out_dir=Path("unused"),
-        data_device="/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",
-        esp_device="/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        data_devices=("/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d",),
+        esp_devices=("/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",),
         password="unused",
     )
     layout = build_layout(request, plugins, hashed_password="")

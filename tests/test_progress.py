@@ -13,17 +13,22 @@ from advisor.console import line_printer
 from advisor.install.executor import Outcome, StepFailed
 from advisor.install.plan import Plan
 from advisor.install.progress import StepPrinter, install_result, step_failure
-from advisor.models import InstallSpec, Settings, Step
+from advisor.models import InstallSpec, Member, Settings, Step
 
 SPEC = InstallSpec(
     backend="luks",
     settings=Settings(host_id="8f2a91c4", hostname="box", user="u"),
-    disk="/dev/disk/by-id/virtio-disk01",
-    disk_id="virtio-disk01",
-    disk_serial="disk01",
-    disk_size=1 << 33,
-    esp_partuuid="e",
-    data_partuuid="d",
+    members=(
+        Member(
+            1,
+            "/dev/disk/by-id/virtio-disk01",
+            "virtio-disk01",
+            "disk01",
+            1 << 33,
+            esp_partuuid="e",
+            data_partuuid="d",
+        ),
+    ),
 )
 STEP = Step("wipe-disk", "Erase the disk", ("wipefs", "--all", "/dev/x"), destructive=True)
 

@@ -81,7 +81,7 @@ def test_assessment_report_prints_each_next_command_whole_and_its_placeholders()
 class AssessOnly(Backend):
     name = "assess-only"
     summary = "no install steps"
-    api_version = 2
+    api_version = 3
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "a": Capability(Rating.STRONG, "why", "src"),
     }
@@ -107,7 +107,7 @@ class _Cited(Backend):
 
     name = "cited"
     summary = "cites its sources"
-    api_version = 2
+    api_version = 3
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "a": Capability(Rating.STRONG, "Serves it.", "RFC 1", url="https://example.org/fact-a")
     }

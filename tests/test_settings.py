@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PLAN_SPEC
+from helpers import PLAN_SPEC, detached
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +41,10 @@ STRATEGIES: dict[str, st.SearchStrategy[object]] = {
     "initrd": st.sampled_from(settings_options.INITRD_CHOICES),
     "trim": st.booleans(),
     "ssd": st.booleans(),
-    "header": st.one_of(st.none(), _path, _word.map(lambda w: f"/dev/disk/by-id/usb-{w}")),
+    # One disk: no header, or one.
+    "header": st.one_of(
+        st.just(()), st.tuples(st.one_of(_path, _word.map(lambda w: f"/dev/disk/by-id/usb-{w}")))
+    ),
     "remote_unlock_keys": st.one_of(st.none(), _path),
     "sops": st.booleans(),
     "nixos_release": st.from_regex(r"[0-9]{2}\.(05|11)", fullmatch=True),
@@ -77,14 +80,10 @@ def test_settings_round_trip_through_the_command_line(chosen: Settings, command:
 @settings(max_examples=40, **_SLOW)  # type: ignore[arg-type]
 @given(chosen=all_settings)
 def test_the_install_hands_its_settings_to_config_unchanged(chosen: Settings) -> None:
-    detached = chosen.header is not None
-    spec = dataclasses.replace(
-        PLAN_SPEC,
-        backend="luks-detached" if detached else "luks",
-        settings=chosen,
-        header_backup="/backup/header.img" if detached else None,
-    )
-    backend = LuksDetachedBackend() if detached else LuksBackend()
+    spec = dataclasses.replace(PLAN_SPEC, settings=chosen)
+    if chosen.header:
+        spec = detached(spec, chosen.header, ["/backup/header.img"])
+    backend = LuksDetachedBackend() if chosen.header else LuksBackend()
     plan = build_plan(spec, backend, generate_hardware_config=False)
     argv = plan.step("write-config").argv
     command = argv[argv.index("config") + 1 :]
@@ -143,8 +142,8 @@ def test_a_relative_key_file_is_made_absolute_and_must_hold_keys(
         ({"luks_name": "-x"}, "--luks-name '-x'"),
         ({"nixos_release": "26.04"}, "--nixos-release '26.04'"),
         ({"initrd": "dracut"}, "--initrd 'dracut'"),
-        ({"header": "/dev/sdb"}, "--header '/dev/sdb'"),
-        ({"header": "/h.img"}, "--header is only for the luks-detached backend, not luks"),
+        ({"header": ("/dev/sdb",)}, "--header '/dev/sdb'"),
+        ({"header": ("/h.img",)}, "--header is only for the luks-detached backend, not luks"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_its_flag(change: dict[str, Any], message: str) -> None:

@@ -46,12 +46,12 @@ from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
 from advisor.install.plan import Plan, command_line
-from advisor.models import InstallSpec, Settings, Step
+from advisor.models import InstallSpec, Member, Settings, Step
 
 SPEC_FILE = "spec.json"
 JOURNAL_FILE = "journal.jsonl"
 LOG_FILE = "install.log"
-STATE_VERSION = 2  # 2: the settings shared with the configuration are one table
+STATE_VERSION = 3  # 2: the settings shared with the configuration are one table; 3: disks
 
 
 class StepFailed(AdvisorError):
@@ -143,31 +143,51 @@ def read_plan_file(path: Path) -> tuple[InstallSpec, str]:
 
 
 def _spec_from_json(fields: Mapping[str, Any]) -> InstallSpec:
-    """The :class:`InstallSpec` (with its :class:`Settings`) that ``asdict`` turned into
-    ``fields``; a ``TypeError`` or ``KeyError`` for a field that is unknown, missing or of
-    the wrong type."""
+    """The :class:`InstallSpec` (with its :class:`Settings` and :class:`Member` records)
+    that ``asdict`` turned into ``fields``; a ``TypeError`` or ``KeyError`` for a field
+    that is unknown, missing or of the wrong type."""
     settings = fields.get("settings")
     if not isinstance(settings, dict):
         raise TypeError("field 'settings' is not a table")
+    settings = _tuples(settings)
     _check_fields(Settings, settings)
-    others = {name: value for name, value in fields.items() if name != "settings"}
+    members = fields.get("members")
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise TypeError("field 'members' is not a list of tables")
+    for member in members:
+        _check_fields(Member, member)
+    others = {name: value for name, value in fields.items() if name not in ("settings", "members")}
     _check_fields(InstallSpec, others)
-    return InstallSpec(**others, settings=Settings(**settings))
+    return InstallSpec(
+        **others,
+        settings=Settings(**settings),
+        members=tuple(Member(**member) for member in members),
+    )
+
+
+def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with each list (JSON's only sequence) made the tuple the record holds."""
+    return {name: tuple(v) if isinstance(v, list) else v for name, v in fields.items()}
 
 
 def _check_fields(record: type, fields: Mapping[str, Any]) -> None:
     """Each of ``fields`` must be a field of the dataclass ``record`` with the type it
-    declares (a mapping: of strings to strings)."""
+    declares (a mapping: of strings to strings; a tuple: of strings)."""
     hints = get_type_hints(record)
     for name, value in fields.items():
         if name not in hints:
             raise KeyError(f"unknown field {name!r}")
         allowed = get_args(hints[name]) or (hints[name],)
+        origin = get_origin(hints[name])
+        if origin is tuple:
+            if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                continue
+            raise TypeError(f"field {name!r} has the wrong type")
         if any(t is type(value) for t in allowed if isinstance(t, type)):
             continue
         if value is None and type(None) in allowed:
             continue
-        is_mapping = get_origin(hints[name]) is Mapping and isinstance(value, dict)
+        is_mapping = origin is Mapping and isinstance(value, dict)
         if is_mapping and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             continue
         raise TypeError(f"field {name!r} has the wrong type")

@@ -19,7 +19,7 @@ from typing import cast
 from advisor import __version__
 from advisor.datasets import DATASETS, Dataset
 from advisor.errors import PluginError, UsageError
-from advisor.models import Backend, InstallSpec, Step
+from advisor.models import Backend, InstallSpec, Member, Step, esp_mountpoint
 from advisor.plugincall import backend_owner, blame, call_backend, sequence
 from advisor.settings import check_installable, to_argv
 
@@ -80,17 +80,10 @@ class Plan:
         raise KeyError(step_id)
 
 
-#: Step fields added after plan format 2, with their defaults: a step that leaves one at
-#: its default is hashed as before, so a saved plan or an install under way made before
-#: the field existed keeps its fingerprint (and still runs or resumes).
-_LATER_FIELDS: Mapping[str, object] = {"env": {}, "interactive": False}
-
-
 def _fingerprinted(step: Step) -> dict[str, object]:
     """``step`` as the plain data its plan's fingerprint hashes: every field, ``env`` as
-    a dict (JSON has no other mapping), a later field left out at its default."""
-    record = {**asdict(step), "env": dict(step.env)}
-    return {k: v for k, v in record.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    a dict (JSON has no other mapping)."""
+    return {**asdict(step), "env": dict(step.env)}
 
 
 def _properties(flag: str, values: Mapping[str, str]) -> list[str]:
@@ -151,90 +144,63 @@ def build_plan(
     """
     check_installable(backend)
     check_overrides(spec.pool_options, spec.dataset_options)
-    provision = _provision_steps(backend, spec)
+    provision = [_provision_steps(backend, spec, member) for member in spec.members]
     encryption = _pool_encryption(backend, spec)
-    pool_device = pool_device_of(backend, spec)
-    if not provision and not encryption:
+    pool_devices = [pool_device_of(backend, spec, member) for member in spec.members]
+    if not all(provision) and not encryption:
         # Defined, but empty for this spec: the pool would be created unencrypted.
         raise PluginError(
             f"{backend_owner(backend)} adds no encryption to this install: its "
             "provision_steps returned no step and its pool_encryption no property"
         )
-    configured_device = _configured_device(backend, spec)
-    disk, esp, data = spec.disk, spec.esp_device, spec.data_partuuid_device
+    configured = [_configured_device(backend, spec, member) for member in spec.members]
     pool, root = spec.settings.pool, spec.root
-    steps: list[Step] = [
-        Step(
-            "wipe-disk",
-            "Erase partition tables and signatures on the disk",
-            ("wipefs", "--all", "--force", disk),
-            destructive=True,
-        ),
-        Step(
-            "partition",
-            f"Create the GPT: ESP ({spec.esp_size}) and the data partition",
-            (
-                "sgdisk",
-                # Partition ends on a 1 MiB boundary too: LUKS2 with 4096-byte sectors
-                # needs a size that is a multiple of them.
-                "--align-end",
-                f"--new=1:1M:+{spec.esp_size}",
-                "--typecode=1:EF00",
-                f"--partition-guid=1:{spec.esp_partuuid}",
-                "--change-name=1:ESP",
-                "--new=2:0:0",
-                f"--typecode=2:{backend.partition_type}",
-                f"--partition-guid=2:{spec.data_partuuid}",
-                "--change-name=2:data",
-                disk,
-            ),
-            probe=("blkid", "--match-token", f"PARTUUID={spec.data_partuuid}"),
-            destructive=True,
-        ),
-        # The /dev/disk/by-partuuid links appear when udev has seen the new partitions.
-        Step("settle", "Wait for the partitions' device links", ("udevadm", "settle")),
-        Step(
-            "wipe-partitions",
-            "Erase stale signatures inside the new partitions",
-            ("wipefs", "--all", "--force", esp, data),
-            destructive=True,
-        ),
-        Step(
-            "format-esp",
-            "Format the ESP (FAT32)",
-            ("mkfs.vfat", "-F", "32", "-n", "ESP", esp),
-            probe=("blkid", "--match-token", "TYPE=vfat", esp),
-            destructive=True,
-        ),
-        *provision,
-        *_hostid_steps(spec.settings.host_id),
-    ]
+    several = len(spec.members) > 1
+    steps: list[Step] = []
+    for member in spec.members:
+        steps += _member_steps(
+            spec, member, (_wipe_step(member), _partition_step(spec, member, backend))
+        )
+    # The /dev/disk/by-partuuid links appear when udev has seen the new partitions.
+    steps.append(Step("settle", "Wait for the partitions' device links", ("udevadm", "settle")))
+    for member, member_provision in zip(spec.members, provision, strict=True):
+        steps += _member_steps(spec, member, (*_esp_steps(member), *member_provision))
+    steps += _hostid_steps(spec.settings.host_id)
+    vdevs = (spec.topology, *pool_devices) if spec.topology else tuple(pool_devices)
     steps.append(
         Step(
             "create-pool",
-            f"Create the pool {pool}" + (" (encrypted)" if encryption else ""),
+            f"Create the pool {pool}"
+            + (f" ({spec.topology} of {len(spec.members)} disks)" if several else "")
+            + (" (encrypted)" if encryption else ""),
             (
                 "zpool",
                 "create",
                 *_properties("-o", {**POOL_PROPERTIES, **spec.pool_options}),
                 *_properties("-O", {**FILESYSTEM_PROPERTIES, **spec.dataset_options, **encryption}),
                 pool,
-                pool_device,
+                *vdevs,
             ),
             secret="passphrase" if encryption else None,
             secret_newline=True,
             probe=("zpool", "list", "-H", "-o", "name", pool),
             destructive=True,
-            # After a restart: import it from the same device, without mounting, and
+            # After a restart: import it from the same devices, without mounting, and
             # (natively encrypted) load its key from stdin, as the boot will.
             restore=(
-                ("zpool", "import", "-N", "-d", pool_device, pool),
+                (
+                    "zpool",
+                    "import",
+                    "-N",
+                    *(word for device in pool_devices for word in ("-d", device)),
+                    pool,
+                ),
                 *((("zfs", "load-key", pool),) if encryption else ()),
             ),
         )
     )
     steps += _dataset_steps(pool, datasets)
-    steps += _mount_steps(pool, root, esp, datasets)
+    steps += _mount_steps(spec, datasets)
     if generate_hardware_config:
         steps.append(
             Step(
@@ -243,6 +209,11 @@ def build_plan(
                 ("nixos-generate-config", "--root", root, "--no-filesystems"),
             )
         )
+    devices: list[str] = []
+    for member, device in zip(spec.members, configured, strict=True):
+        devices += ["--data-device", device, "--esp-device", member.esp_device]
+        if member.swap_device is not None:
+            devices += ["--swap-device", member.swap_device]
     steps += [
         Step(
             "write-config",
@@ -254,10 +225,7 @@ def build_plan(
                 spec.backend,
                 "--out",
                 f"{root}/etc/nixos",
-                "--data-device",
-                configured_device,
-                "--esp-device",
-                esp,
+                *devices,
                 *to_argv(spec.settings),
                 "--password-stdin",
                 "--persist-root",
@@ -280,6 +248,83 @@ def build_plan(
     ]
     _check_unique(steps, backend)
     return Plan(spec, tuple(steps))
+
+
+def _member_steps(spec: InstallSpec, member: Member, steps: Sequence[Step]) -> list[Step]:
+    """``member``'s steps, their ids prefixed with its tag (``disk2-partition``) when
+    the pool has several disks; one disk's keep their plain ids."""
+    if len(spec.members) == 1:
+        return list(steps)
+    return [replace(step, id=f"{member.tag}-{step.id}") for step in steps]
+
+
+def _wipe_step(member: Member) -> Step:
+    return Step(
+        "wipe-disk",
+        f"Erase partition tables and signatures on {member.disk_id}",
+        ("wipefs", "--all", "--force", member.disk),
+        destructive=True,
+    )
+
+
+def _partition_step(spec: InstallSpec, member: Member, backend: Backend) -> Step:
+    """The GPT every disk gets: the ESP, the swap partition if asked for, and the data
+    partition over the rest. The swap partition is number 3 but lies before the data
+    partition, so the data partition keeps its number (and its ``-part2`` link)."""
+    swap: tuple[str, ...] = ()
+    if spec.swap_size is not None and member.swap_partuuid is not None:
+        swap = (
+            f"--new=3:0:+{spec.swap_size}",
+            "--typecode=3:8200",
+            f"--partition-guid=3:{member.swap_partuuid}",
+            "--change-name=3:swap",
+        )
+    return Step(
+        "partition",
+        f"Create the GPT on {member.disk_id}: ESP ({spec.esp_size}), "
+        + (f"swap ({spec.swap_size}), " if swap else "")
+        + "and the data partition",
+        (
+            "sgdisk",
+            # Partition ends on a 1 MiB boundary too: LUKS2 with 4096-byte sectors
+            # needs a size that is a multiple of them.
+            "--align-end",
+            f"--new=1:1M:+{spec.esp_size}",
+            "--typecode=1:EF00",
+            f"--partition-guid=1:{member.esp_partuuid}",
+            "--change-name=1:ESP",
+            *swap,
+            "--new=2:0:0",
+            f"--typecode=2:{backend.partition_type}",
+            f"--partition-guid=2:{member.data_partuuid}",
+            "--change-name=2:data",
+            member.disk,
+        ),
+        probe=("blkid", "--match-token", f"PARTUUID={member.data_partuuid}"),
+        destructive=True,
+    )
+
+
+def _esp_steps(member: Member) -> tuple[Step, ...]:
+    """Clear the new partitions of old signatures, then format the ESP."""
+    partitions = [member.esp_device, member.data_partuuid_device]
+    if member.swap_device is not None:
+        partitions.append(member.swap_device)
+    return (
+        Step(
+            "wipe-partitions",
+            "Erase stale signatures inside the new partitions",
+            ("wipefs", "--all", "--force", *partitions),
+            destructive=True,
+        ),
+        Step(
+            "format-esp",
+            "Format the ESP (FAT32)",
+            ("mkfs.vfat", "-F", "32", "-n", "ESP", member.esp_device),
+            probe=("blkid", "--match-token", "TYPE=vfat", member.esp_device),
+            destructive=True,
+        ),
+    )
 
 
 def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
@@ -309,12 +354,14 @@ def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
     return steps
 
 
-def _mount_steps(pool: str, root: str, esp: str, datasets: Sequence[Dataset]) -> list[Step]:
-    """Mount the datasets and the ESP under ``root``: the dataset at ``/`` first, since
-    the other mount points are directories in it, then the ESP, then the others."""
+def _mount_steps(spec: InstallSpec, datasets: Sequence[Dataset]) -> list[Step]:
+    """Mount the datasets and the ESPs under the root: the dataset at ``/`` first, since
+    the other mount points are directories in it, then the ESPs, then the others."""
+    pool, root = spec.settings.pool, spec.root
     top = [dataset for dataset in datasets if dataset.mountpoint == "/"]
     below = [dataset for dataset in datasets if dataset.mountpoint != "/"]
-    return [
+    esps = [root + esp_mountpoint(member.number) for member in spec.members]
+    steps = [
         # --root may name a directory that is not there yet; on the installer it lives in
         # memory, so a restart takes it away again before mount-root's restore needs it.
         Step(
@@ -328,17 +375,20 @@ def _mount_steps(pool: str, root: str, esp: str, datasets: Sequence[Dataset]) ->
         Step(
             "mount-points",
             "Create the mount points",
-            ("mkdir", "-p", *(root + dataset.mountpoint for dataset in below), f"{root}/boot"),
+            ("mkdir", "-p", *(root + dataset.mountpoint for dataset in below), *esps),
         ),
-        Step(
-            "mount-esp",
-            f"Mount the ESP at {root}/boot (umask=0077)",
-            ("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),
-            probe=("mountpoint", "-q", f"{root}/boot"),
-            restore=(("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),),
-        ),
-        *(_mount_step(pool, root, dataset) for dataset in below),
     ]
+    for member, target in zip(spec.members, esps, strict=True):
+        mount = ("mount", "-t", "vfat", "-o", "umask=0077", member.esp_device, target)
+        step = Step(
+            "mount-esp",
+            f"Mount the ESP at {target} (umask=0077)",
+            mount,
+            probe=("mountpoint", "-q", target),
+            restore=(mount,),
+        )
+        steps += _member_steps(spec, member, (step,))
+    return steps + [_mount_step(pool, root, dataset) for dataset in below]
 
 
 def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
@@ -361,10 +411,12 @@ def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
 # it, not a traceback or a step silently skipped on resume.
 
 
-def _provision_steps(backend: Backend, spec: InstallSpec) -> tuple[Step, ...]:
-    """The backend's steps, each checked (:func:`_step_problem`)."""
+def _provision_steps(backend: Backend, spec: InstallSpec, member: Member) -> tuple[Step, ...]:
+    """The backend's steps for ``member``, each checked (:func:`_step_problem`)."""
     owner = backend_owner(backend)
-    steps = sequence(owner, "provision_steps", call_backend(backend, "provision_steps", spec))
+    steps = sequence(
+        owner, "provision_steps", call_backend(backend, "provision_steps", spec, member)
+    )
     checked = []
     for step in steps:
         problem = _step_problem(step)
@@ -449,9 +501,9 @@ def _pool_encryption(backend: Backend, spec: InstallSpec) -> Mapping[str, str]:
     return encryption
 
 
-def pool_device_of(backend: Backend, spec: InstallSpec) -> str:
-    """``backend.pool_device(spec)``, checked; a plugin error names the backend."""
-    device = call_backend(backend, "pool_device", spec)
+def pool_device_of(backend: Backend, spec: InstallSpec, member: Member) -> str:
+    """``backend.pool_device(spec, member)``, checked; a plugin error names the backend."""
+    device = call_backend(backend, "pool_device", spec, member)
     if not isinstance(device, str) or not device or not device.isprintable():
         detail = f"pool_device must be a path, not {device!r}"
         raise PluginError(blame(backend_owner(backend), detail))
@@ -469,9 +521,10 @@ def _check_unique(steps: Sequence[Step], backend: Backend) -> None:
         seen.add(step.id)
 
 
-def _configured_device(backend: Backend, spec: InstallSpec) -> str:
-    """The device the configuration unlocks or imports, as the backend names it."""
-    device = call_backend(backend, "configured_device", spec)
+def _configured_device(backend: Backend, spec: InstallSpec, member: Member) -> str:
+    """The device of ``member`` the configuration unlocks or imports, as the backend
+    names it."""
+    device = call_backend(backend, "configured_device", spec, member)
     if not isinstance(device, str) or not device.startswith("/dev/disk/by-"):
         detail = f"configured_device must be a /dev/disk/by-* path, not {device!r}"
         raise PluginError(blame(backend_owner(backend), detail))
@@ -493,11 +546,19 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
             "to run exactly this plan, save it with --save FILE and run 'advisor install "
             "--plan FILE'."
         )
-    serial = spec.disk_serial or "none"
+    targets = [
+        _comment(
+            f"{'target' if len(spec.members) == 1 else member.tag}: {member.disk} "
+            f"(serial {member.disk_serial or 'none'}, {member.disk_size} bytes)"
+        )
+        for member in spec.members
+    ]
+    if spec.topology is not None:
+        targets.insert(0, _comment(f"pool: {spec.topology} of {len(spec.members)} disks"))
     lines = [
         "#!/bin/sh",
         _comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
-        _comment(f"target: {spec.disk} (serial {serial}, {spec.disk_size} bytes)"),
+        *targets,
         _comment(f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"),
         _comment(exact),
         _comment(

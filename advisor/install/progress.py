@@ -64,7 +64,9 @@ def install_result(
         )
         line(f"Log: {outcome.log}", "")
         return
-    line(f"Installed {spec.backend} on {spec.disk} in {outcome.seconds:.1f} s.", "bold")
+    disks = ", ".join(member.disk for member in spec.members)
+    shape = f" ({spec.topology})" if spec.topology else ""
+    line(f"Installed {spec.backend} on {disks}{shape} in {outcome.seconds:.1f} s.", "bold")
     line(f"Log: {outcome.log}", "")
     line("", "")
     line("Next:", "bold underline")

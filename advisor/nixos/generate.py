@@ -20,7 +20,15 @@ from typing import TypeGuard, cast
 from advisor import __version__, nix
 from advisor.datasets import DATASETS, Dataset, rolled_back_dataset
 from advisor.errors import PluginError
-from advisor.models import AttrPath, Backend, Layout, NixFragment, RemoteUnlock
+from advisor.models import (
+    ESP_MOUNTPOINT,
+    AttrPath,
+    Backend,
+    Layout,
+    NixFragment,
+    RemoteUnlock,
+    esp_mountpoint,
+)
 from advisor.plugincall import backend_owner, call_backend, sequence_of
 
 #: Sections appear in this order; sections the core does not know follow, in order of
@@ -31,6 +39,7 @@ SECTION_ORDER = (
     "Encryption",
     "Root rollback",
     "File systems",
+    "Swap",
     "Persistence",
     "Users",
     "Remote unlock",
@@ -77,16 +86,7 @@ def core_fragments(layout: Layout, datasets: Sequence[Dataset] = DATASETS) -> li
     and the rolled-back one rolled back (the layout's, :data:`~advisor.datasets.DATASETS`)."""
     systemd_initrd = layout.settings.initrd == "systemd"
     fragments = [
-        NixFragment(
-            "Boot loader",
-            {
-                ("boot", "loader", "systemd-boot", "enable"): True,
-                # The boot-menu editor allows init=/bin/sh: a root shell without a password.
-                ("boot", "loader", "systemd-boot", "editor"): False,
-                ("boot", "loader", "efi", "canTouchEfiVariables"): True,
-                ("boot", "loader", "efi", "efiSysMountPoint"): "/boot",
-            },
-        ),
+        NixFragment("Boot loader", _boot_loader(layout)),
         NixFragment(
             "ZFS",
             {
@@ -102,6 +102,7 @@ def core_fragments(layout: Layout, datasets: Sequence[Dataset] = DATASETS) -> li
         ),
         NixFragment("Root rollback", _rollback(layout, rolled_back_dataset(datasets))),
         NixFragment("File systems", _file_systems(layout, datasets)),
+        *_swap(layout),
         NixFragment(
             "Persistence",
             {
@@ -150,8 +151,51 @@ def core_fragments(layout: Layout, datasets: Sequence[Dataset] = DATASETS) -> li
     return fragments
 
 
+def _boot_loader(layout: Layout) -> dict[AttrPath, object]:
+    """systemd-boot on the first disk's ESP, at /boot; on a pool of several disks, the
+    ESP copied to every other disk's at each rebuild, so any disk boots alone (the
+    firmware finds the copy at the removable-media path, EFI/BOOT/BOOTX64.EFI)."""
+    settings: dict[AttrPath, object] = {
+        ("boot", "loader", "systemd-boot", "enable"): True,
+        # The boot-menu editor allows init=/bin/sh: a root shell without a password.
+        ("boot", "loader", "systemd-boot", "editor"): False,
+        ("boot", "loader", "efi", "canTouchEfiVariables"): True,
+        ("boot", "loader", "efi", "efiSysMountPoint"): ESP_MOUNTPOINT,
+    }
+    others = [esp_mountpoint(member.number) for member in layout.members[1:]]
+    if others:
+        settings[("boot", "loader", "systemd-boot", "extraInstallCommands")] = nix.Raw(
+            _esp_sync_script(others)
+        )
+    return settings
+
+
+def _esp_sync_script(mountpoints: Sequence[str]) -> str:
+    """The shell commands, as a Nix string, that make each of ``mountpoints`` a copy of
+    /boot after systemd-boot installed or updated it. rsync only copies what changed
+    and deletes what /boot no longer has; FAT keeps neither owners nor modes, and its
+    times in steps of 2 s. The random seed stays each ESP's own (systemd-boot refreshes
+    it at every boot from the ESP it started from). An ESP that is not mounted (its disk
+    is missing) is skipped with a warning, not written into the root file system."""
+    lines = [
+        "# Keep every other disk's ESP in step with /boot (advisor: several disks).",
+        f"for esp in {' '.join(mountpoints)}; do",
+        '  if ${pkgs.util-linux}/bin/mountpoint -q "$esp"; then',
+        "    ${pkgs.rsync}/bin/rsync --recursive --times --modify-window=1 --delete \\",
+        f'      --exclude=/loader/random-seed {ESP_MOUNTPOINT}/ "$esp"/',
+        "  else",
+        '    echo "warning: $esp is not mounted (is its disk missing?): its boot loader was'
+        ' not updated" >&2',
+        "  fi",
+        "done",
+    ]
+    return "''\n" + "".join(f"    {line}\n" for line in lines) + "  ''"
+
+
 def _file_systems(layout: Layout, datasets: Sequence[Dataset]) -> dict[AttrPath, object]:
-    """A legacy ZFS mount for each dataset, in the table's order, then the ESP."""
+    """A legacy ZFS mount for each dataset, in the table's order, then each disk's ESP.
+    On a pool of several disks an ESP may be missing with its disk: ``nofail`` lets the
+    boot go on without it (the pool imports degraded)."""
     settings: dict[AttrPath, object] = {}
     for dataset in datasets:
         entry: dict[str, object] = {
@@ -161,12 +205,42 @@ def _file_systems(layout: Layout, datasets: Sequence[Dataset]) -> dict[AttrPath,
         if dataset.needed_for_boot:
             entry["neededForBoot"] = True
         settings[("fileSystems", dataset.mountpoint)] = entry
-    settings[("fileSystems", "/boot")] = {
-        "device": layout.esp_device,
-        "fsType": "vfat",
-        "options": ["umask=0077"],
-    }
+    several = len(layout.members) > 1
+    for member in layout.members:
+        settings[("fileSystems", esp_mountpoint(member.number))] = {
+            "device": member.esp_device,
+            "fsType": "vfat",
+            "options": ["umask=0077", *(ESP_NOFAIL if several else ())],
+        }
     return settings
+
+
+#: The mount options of an ESP that may be missing with its disk: boot without it, and
+#: do not wait the default 90 s for it.
+ESP_NOFAIL = ("nofail", "x-systemd.device-timeout=10s")
+
+
+def _swap(layout: Layout) -> list[NixFragment]:
+    """Each disk's swap partition, encrypted with a new random key at every boot (its
+    content is gone at power-off, as a secret in memory is), and no hibernation: a
+    hibernated image of a system with an imported pool can corrupt it."""
+    devices = [member.swap_device for member in layout.members if member.swap_device]
+    if not devices:
+        return []
+    # A dead disk's swap must not hold up the boot (swap.nix's own example option).
+    options = {"options": ["nofail"]} if len(layout.members) > 1 else {}
+    return [
+        NixFragment(
+            "Swap",
+            {
+                ("swapDevices",): [
+                    {"device": device, "randomEncryption": {"enable": True}, **options}
+                    for device in devices
+                ],
+                ("boot", "zfs", "allowHibernation"): False,
+            },
+        )
+    ]
 
 
 def _rollback(layout: Layout, dataset: Dataset) -> dict[AttrPath, object]:

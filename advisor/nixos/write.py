@@ -18,7 +18,7 @@ from typing import Any
 from advisor import secrets, validate
 from advisor.errors import UsageError
 from advisor.files import write_atomically
-from advisor.models import SOPS_AGE_KEY, Layout, RemoteUnlock, Settings
+from advisor.models import SOPS_AGE_KEY, Layout, LayoutMember, RemoteUnlock, Settings, luks_names
 from advisor.nixos.generate import Contribution, generate
 from advisor.nixos.keys import (
     age_key_file,
@@ -42,9 +42,13 @@ class ConfigRequest:
     backend: str
     settings: Settings
     out_dir: Path
-    data_device: str
-    esp_device: str
+    #: One per disk of the pool, in the order of the disks.
+    data_devices: tuple[str, ...]
+    #: One per disk, in the same order: the first is mounted at /boot.
+    esp_devices: tuple[str, ...]
     password: str = field(repr=False)
+    #: None, or one per disk, in the same order.
+    swap_devices: tuple[str, ...] = ()
     persist_root: Path | None = None
     force: bool = False
 
@@ -113,8 +117,24 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
     """Validate every name and path of ``request`` into a :class:`Layout`."""
     backend = plugins.backend(request.backend)
     settings = check_settings(request.settings, backend, plugins.backends)
-    if backend.detached_header and settings.header is None:
-        raise UsageError(f"the {backend.name} backend needs --header PATH (device or file)")
+    count = len(request.data_devices)
+    if count == 0:
+        raise UsageError("give --data-device and --esp-device for each disk of the pool")
+    if len(request.esp_devices) != count:
+        raise UsageError(
+            f"--data-device is given {count} times and --esp-device "
+            f"{len(request.esp_devices)}: give one of each per disk, in the same order"
+        )
+    if request.swap_devices and len(request.swap_devices) != count:
+        raise UsageError(
+            f"--swap-device is given {len(request.swap_devices)} times for {count} disks: "
+            "give one per disk, or none"
+        )
+    if backend.detached_header and len(settings.header) != count:
+        raise UsageError(
+            f"the {backend.name} backend needs --header PATH (device or file) for each disk: "
+            f"{count} of them, in the order of the disks"
+        )
     wants_secrets = settings.remote_unlock_keys is not None or settings.sops
     if wants_secrets and request.persist_root is None:
         raise UsageError(
@@ -130,11 +150,35 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
             f"--persist-root {str(request.persist_root)!r} is not a directory: give the "
             "target's /persist as mounted now (for an install, /mnt/persist)"
         )
+    names = luks_names(settings.luks_name, count)
+    members = tuple(
+        LayoutMember(
+            number=number,
+            data_device=validate.device_path(data, "--data-device"),
+            esp_device=validate.device_path(esp, "--esp-device"),
+            swap_device=(
+                validate.device_path(request.swap_devices[number - 1], "--swap-device")
+                if request.swap_devices
+                else None
+            ),
+            luks_name=names[number - 1],
+            header=settings.header[number - 1] if settings.header else None,
+        )
+        for number, (data, esp) in enumerate(
+            zip(request.data_devices, request.esp_devices, strict=True), start=1
+        )
+    )
+    for option, paths in (
+        ("--data-device", [m.data_device for m in members]),
+        ("--esp-device", [m.esp_device for m in members]),
+        ("--swap-device", [m.swap_device for m in members if m.swap_device is not None]),
+    ):
+        if len(set(paths)) < len(paths):
+            raise UsageError(f"{option}: each disk needs its own, and one is given twice")
     return Layout(
         backend=backend.name,
         settings=settings,
-        data_device=validate.device_path(request.data_device, "--data-device"),
-        esp_device=validate.device_path(request.esp_device, "--esp-device"),
+        members=members,
         hashed_password=hashed_password,
         remote_unlock=remote,
     )

@@ -18,8 +18,11 @@ from advisor.plugin import (
     Capability,
     InstallSpec,
     Layout,
+    LayoutMember,
+    Member,
     NixFragment,
     Note,
+    PluginRefusal,
     Rating,
     Step,
     SystemFacts,
@@ -30,18 +33,18 @@ from advisor.plugin import (
 class LuksBackend(Backend):
     """ZFS on LUKS2. The methods a variant overrides or calls:
 
-    - ``luks_device(layout)``: the ``boot.initrd.luks.devices.<name>`` entry (add
-      crypttab options, a header, a key file to the dict it returns);
+    - ``luks_device(layout, member)``: the ``boot.initrd.luks.devices.<name>`` entry of
+      one disk (add crypttab options, a header, a key file to the dict it returns);
     - ``format_options``, ``open_options``, ``header_options``: the cryptsetup options
       of the steps; ``format_step``, ``open_step``: the steps themselves, which
-      ``provision_steps`` returns in order (put a step of yours between them);
+      ``provision_steps`` returns in order for each disk (put a step of yours between them);
     - ``dm_crypt_warnings``, ``on_disk_header_warnings``: the two halves of
       ``warnings`` (keep the first, replace the second when the header is elsewhere).
     """
 
     name = "luks"
     summary = "ZFS on LUKS2: the whole pool, metadata included, inside one dm-crypt container"
-    api_version = 2
+    api_version = 3
     installable = True
     partition_type = "8309"  # Linux LUKS: the header says as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
@@ -175,9 +178,9 @@ class LuksBackend(Backend):
             ),
         )
 
-    def luks_device(self, layout: Layout) -> dict[str, object]:
-        """The ``boot.initrd.luks.devices.<name>`` entry that opens the pool's container."""
-        device: dict[str, object] = {"device": layout.data_device}
+    def luks_device(self, layout: Layout, member: LayoutMember) -> dict[str, object]:
+        """The ``boot.initrd.luks.devices.<name>`` entry that opens ``member``'s container."""
+        device: dict[str, object] = {"device": member.data_device}
         if layout.settings.trim:
             # Only when TRIM was accepted: discards show which blocks are in use.
             device["allowDiscards"] = True
@@ -186,15 +189,18 @@ class LuksBackend(Backend):
         return device
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
-        """The container (:meth:`luks_device`), imported from /dev/mapper, and under the
-        systemd initrd the pool's import ordered after the unlock."""
+        """Each disk's container (:meth:`luks_device`), the pool imported from
+        /dev/mapper, and under the systemd initrd the pool's import ordered after the
+        unlock. One passphrase opens them all: the initrd asks once and tries it on the
+        next containers (docs/configuration.md, "One passphrase for every disk")."""
+        check_initrd(layout.settings.initrd, len(layout.members))
+        devices = ("boot", "initrd", "luks", "devices")
         settings: dict[tuple[str, ...], object] = {
-            ("boot", "initrd", "luks", "devices", layout.settings.luks_name): self.luks_device(
-                layout
-            ),
-            # The pool's vdev is the opened container, whatever the disk's by-id links.
-            ("boot", "zfs", "devNodes"): "/dev/mapper",
+            (*devices, member.luks_name): self.luks_device(layout, member)
+            for member in layout.members
         }
+        # The pool's vdevs are the opened containers, whatever the disks' by-id links.
+        settings[("boot", "zfs", "devNodes")] = "/dev/mapper"
         if layout.settings.initrd == "systemd":
             # The import polls for only a short while; it must wait for the unlock
             # (nixpkgs issues 250003, 527478).
@@ -205,11 +211,21 @@ class LuksBackend(Backend):
                 "services",
                 f"zfs-import-{layout.settings.pool}",
             )
-            settings[(*import_unit, "after")] = ["cryptsetup.target"]
+            after = ["cryptsetup.target"]
+            if len(layout.members) > 1:
+                # A dead disk must not stop the boot (the pool imports degraded):
+                # nofail makes each container wanted, not required, by
+                # cryptsetup.target (crypttab(5); nixpkgs issue 74281), and no longer
+                # ordered before it, so the import waits for each unlock by name.
+                for member in layout.members:
+                    settings[(*devices, member.luks_name, "crypttabExtraOpts")] = ["nofail"]
+                after += [cryptsetup_unit(member.luks_name) for member in layout.members]
+            settings[(*import_unit, "after")] = after
             settings[(*import_unit, "wants")] = ["cryptsetup.target"]
         return (NixFragment("Encryption", settings),)
 
-    # Provisioning
+    # Provisioning: each disk's data partition becomes a container of its own, formatted
+    # and opened with the one passphrase.
 
     def format_options(self, spec: InstallSpec) -> tuple[str, ...]:
         """luksFormat options: LUKS2, Argon2id defaults, 4096-byte sectors (ashift=12)."""
@@ -222,26 +238,26 @@ class LuksBackend(Backend):
         """cryptsetup open options: discards only when TRIM was chosen."""
         return ("--allow-discards",) if spec.settings.trim else ()
 
-    def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
+    def header_options(self, spec: InstallSpec, member: Member) -> tuple[str, ...]:
         """``--header PATH`` when the header lives off the data partition; here it does not."""
         return ()
 
-    def format_step(self, spec: InstallSpec) -> Step:
+    def format_step(self, spec: InstallSpec, member: Member) -> Step:
         """``luks-format``: the passphrase on stdin, destructive, probed with isLuks."""
-        header, data = self.header_options(spec), spec.data_partuuid_device
-        where = f" (header on {spec.settings.header})" if header else ""
+        header, data = self.header_options(spec, member), member.data_partuuid_device
+        where = f" (header on {member.header})" if header else ""
         return Step(
             "luks-format",
-            f"Format the data partition as LUKS2{where}",
+            f"Format the data partition of {member.disk_id} as LUKS2{where}",
             ("cryptsetup", "luksFormat", *self.format_options(spec), *header, "--key-file=-", data),
             secret="passphrase",
             probe=("cryptsetup", "isLuks", *header, data),
             destructive=True,
         )
 
-    def open_step(self, spec: InstallSpec) -> Step:
+    def open_step(self, spec: InstallSpec, member: Member) -> Step:
         """``luks-open``: the container as /dev/mapper/<luks_name>, restored on resume."""
-        header, data = self.header_options(spec), spec.data_partuuid_device
+        header, data = self.header_options(spec, member), member.data_partuuid_device
         argv = (
             "cryptsetup",
             "open",
@@ -249,22 +265,44 @@ class LuksBackend(Backend):
             *header,
             "--key-file=-",
             data,
-            spec.settings.luks_name,
+            member.luks_name,
         )
         return Step(
             "luks-open",
-            f"Open the LUKS container as /dev/mapper/{spec.settings.luks_name}",
+            f"Open the LUKS container as /dev/mapper/{member.luks_name}",
             argv,
             secret="passphrase",
-            probe=("cryptsetup", "status", spec.settings.luks_name),
+            probe=("cryptsetup", "status", member.luks_name),
             restore=(argv,),  # a reboot closes it
         )
 
-    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
-        return (self.format_step(spec), self.open_step(spec))
+    def provision_steps(self, spec: InstallSpec, member: Member) -> Sequence[Step]:
+        check_initrd(spec.settings.initrd, len(spec.members))
+        return (self.format_step(spec, member), self.open_step(spec, member))
 
-    def pool_device(self, spec: InstallSpec) -> str:
-        return f"/dev/mapper/{spec.settings.luks_name}"
+    def pool_device(self, spec: InstallSpec, member: Member) -> str:
+        return f"/dev/mapper/{member.luks_name}"
+
+
+def check_initrd(initrd: str, disks: int) -> None:
+    """Refuse the scripted initrd for a pool of several containers: it stops the boot
+    when one container's disk is missing (luksroot.nix waits 10 s for the device, then
+    fails stage 1), so a dead disk of a mirror would keep the machine from booting.
+    The systemd initrd goes on without it (``nofail``)."""
+    if initrd == "scripted" and disks > 1:
+        raise PluginRefusal(
+            "--initrd scripted: the scripted initrd stops the boot when the disk of one "
+            "LUKS container is missing, so a pool of several disks would not boot with one "
+            "dead; use --initrd systemd (the default)"
+        )
+
+
+def cryptsetup_unit(name: str) -> str:
+    """The systemd unit that opens the container ``name`` (a checked mapper name:
+    letters, digits and ``_.-``, starting with a letter or digit), its instance escaped
+    as systemd-escape(1) does: only ``-`` needs it."""
+    escaped = name.replace("-", "\\x2d")
+    return f"systemd-cryptsetup@{escaped}.service"
 
 
 @hookimpl

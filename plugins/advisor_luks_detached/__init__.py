@@ -16,6 +16,8 @@ from advisor.plugin import (
     Capability,
     InstallSpec,
     Layout,
+    LayoutMember,
+    Member,
     NixFragment,
     Note,
     Rating,
@@ -29,7 +31,7 @@ from advisor_luks import LuksBackend
 class LuksDetachedBackend(LuksBackend):
     name = "luks-detached"
     summary = "ZFS on LUKS2 with a detached header: the disk itself shows no sign of encryption"
-    api_version = 2
+    api_version = 3
     partition_type = "8300"  # generic: a LUKS type code would give the game away
     detached_header = True
     capabilities: ClassVar[Mapping[str, Capability]] = {
@@ -135,40 +137,40 @@ class LuksDetachedBackend(LuksBackend):
             ),
         )
 
-    def luks_device(self, layout: Layout) -> dict[str, object]:
-        device = super().luks_device(layout)
-        if layout.settings.header is None:
-            raise ValueError("the luks-detached backend needs a header path in the layout")
-        device["header"] = header_in_initrd(layout.settings.header)
+    def luks_device(self, layout: Layout, member: LayoutMember) -> dict[str, object]:
+        device = super().luks_device(layout, member)
+        if member.header is None:
+            raise ValueError("the luks-detached backend needs a header for every disk")
+        device["header"] = header_in_initrd(layout, member)
         return device
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
         fragments = list(super().nix_fragments(layout))
-        if layout.settings.header is not None and not layout.settings.header.startswith("/dev/"):
-            # A header file is copied into the initrd on the ESP at each rebuild: keep
-            # /boot on the removable medium, or the disk carries its own header again.
-            fragments.append(
-                NixFragment(
-                    "Encryption",
-                    {("boot", "initrd", "secrets", INITRD_HEADER): layout.settings.header},
-                )
-            )
+        # A header file is copied into the initrd on the ESP at each rebuild: keep
+        # /boot on the removable medium, or the disk carries its own header again.
+        secrets: dict[tuple[str, ...], object] = {
+            ("boot", "initrd", "secrets", header_in_initrd(layout, member)): member.header
+            for member in layout.members
+            if member.header is not None and not member.header.startswith("/dev/")
+        }
+        if secrets:
+            fragments.append(NixFragment("Encryption", secrets))
         return fragments
 
-    # Provisioning: the header goes to its own device or file, is backed up and the
-    # backup verified before anything is written to the data partition.
+    # Provisioning: each disk's header goes to its own device or file, is backed up and
+    # the backup verified before anything is written to that disk's data partition.
 
-    def header_options(self, spec: InstallSpec) -> tuple[str, ...]:
-        if spec.settings.header is None:
-            raise ValueError("luks-detached needs a header path")
-        return ("--header", spec.settings.header)
+    def header_options(self, spec: InstallSpec, member: Member) -> tuple[str, ...]:
+        if member.header is None:
+            raise ValueError("luks-detached needs a header path for every disk")
+        return ("--header", member.header)
 
-    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
-        if spec.settings.header is None or spec.header_backup is None:
-            raise ValueError("luks-detached needs a header and a header backup path")
-        data, header, backup = spec.data_partuuid_device, spec.settings.header, spec.header_backup
+    def provision_steps(self, spec: InstallSpec, member: Member) -> Sequence[Step]:
+        if member.header is None or member.header_backup is None:
+            raise ValueError("luks-detached needs a header and a header backup for every disk")
+        data, header, backup = member.data_partuuid_device, member.header, member.header_backup
         return (
-            self.format_step(spec),
+            self.format_step(spec, member),
             Step(
                 "header-backup",
                 f"Back up the header to {backup}",
@@ -190,20 +192,27 @@ class LuksDetachedBackend(LuksBackend):
                 ),
                 secret="passphrase",
             ),
-            self.open_step(spec),
+            self.open_step(spec, member),
         )
 
 
 #: The installer's own check, run as a plan step (the interpreter that runs the install).
 VERIFY = (sys.executable, "-m", "advisor.install.verify")
 
-#: Where a header file is placed inside the initrd.
+#: Where a header file is placed inside the initrd: ``header.img`` for one disk,
+#: ``header-<n>.img`` for disk n of several.
 INITRD_HEADER = "/etc/luks/header.img"
 
 
-def header_in_initrd(header: str) -> str:
-    """The header as the initrd sees it: a device as is, a file at :data:`INITRD_HEADER`."""
-    return header if header.startswith("/dev/") else INITRD_HEADER
+def header_in_initrd(layout: Layout, member: LayoutMember) -> str:
+    """``member``'s header as the initrd sees it: a device as is, a file at
+    :data:`INITRD_HEADER` (numbered when the pool has several disks)."""
+    header = member.header or ""
+    if header.startswith("/dev/"):
+        return header
+    if len(layout.members) > 1:
+        return INITRD_HEADER.replace("header.img", f"header-{member.number}.img")
+    return INITRD_HEADER
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from advisor.plugin import (
     Capability,
     InstallSpec,
     Layout,
+    Member,
     NixFragment,
     Note,
     Rating,
@@ -27,7 +28,7 @@ from advisor.plugin import (
 class ZfsNativeBackend(Backend):
     name = "zfs-native"
     summary = "OpenZFS native encryption: per-dataset keys, authenticated, raw-send backups"
-    api_version = 2
+    api_version = 3
     installable = True
     partition_type = "BF00"  # Solaris/ZFS: the pool labels say as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
@@ -186,21 +187,24 @@ class ZfsNativeBackend(Backend):
                     # than true) keeps a missing key of another dataset from blocking
                     # boot (nixpkgs issue 434524).
                     ("boot", "zfs", "requestEncryptionCredentials"): [layout.settings.pool],
-                    # The folder of the path the pool's labels record (configured_device):
-                    # by id for a disk with a serial; a virtio disk without one has no
+                    # The folder of the paths the pool's labels record (configured_device):
+                    # by id for disks with a serial; a virtio disk without one has no
                     # by-id link, and an import from there would hang at boot.
-                    ("boot", "zfs", "devNodes"): posixpath.dirname(layout.data_device),
+                    ("boot", "zfs", "devNodes"): posixpath.dirname(layout.members[0].data_device),
                 },
             ),
         )
 
-    def pool_device(self, spec: InstallSpec) -> str:
-        # The path the pool's labels record is the one NixOS imports from (devNodes).
-        return spec.data_device
+    def pool_device(self, spec: InstallSpec, member: Member) -> str:
+        # The path the pool's labels record is the one NixOS imports from (devNodes), a
+        # single folder: by id when every disk has one, else by partition UUID.
+        if all(other.data_device.startswith("/dev/disk/by-id/") for other in spec.members):
+            return member.data_device
+        return member.data_partuuid_device
 
-    def configured_device(self, spec: InstallSpec) -> str:
+    def configured_device(self, spec: InstallSpec, member: Member) -> str:
         # No container: the configuration imports the pool from where it was created.
-        return self.pool_device(spec)
+        return self.pool_device(spec, member)
 
     def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
         options = {

@@ -11,7 +11,10 @@ let
     mkDefault = content: { _override = 1000; inherit content; };
     mkForce = content: { _override = 50; inherit content; };
   };
-  pkgs = { zfs = { _package = "zfs"; }; };
+  # A package interpolated into a script ("${pkgs.rsync}/bin/rsync") stands for the
+  # test machine's own /usr, so the script runs there as written.
+  host = { outPath = "/usr"; };
+  pkgs = { zfs = { _package = "zfs"; }; rsync = host; util-linux = host; };
   module = import file { config = { }; inherit lib pkgs; };
 in
   # Paths would be copied to the store by --json: show them as strings instead.

@@ -25,6 +25,8 @@ from advisor.plugin import (
     Choice,
     InstallSpec,
     Layout,
+    LayoutMember,
+    Member,
     PluginRefusal,
     Question,
     Rating,
@@ -44,7 +46,7 @@ LABEL = "advisor-root"
 class LuksTriesBackend(LuksBackend):
     name = "luks-tries"
     summary = f"ZFS on a labelled LUKS2 container that allows {TRIES} passphrase tries at boot"
-    api_version = 2
+    api_version = 3
     capabilities: ClassVar[Mapping[str, Capability]] = {
         **LuksBackend.capabilities,
         "console_guessing": Capability(
@@ -69,18 +71,18 @@ class LuksTriesBackend(LuksBackend):
                 "only the systemd initrd reads; use --initrd systemd"
             )
 
-    def luks_device(self, layout: Layout) -> dict[str, object]:
-        device = super().luks_device(layout)
+    def luks_device(self, layout: Layout, member: LayoutMember) -> dict[str, object]:
+        device = super().luks_device(layout, member)
         device["crypttabExtraOpts"] = [f"tries={TRIES}"]
         return device
 
-    def provision_steps(self, spec: InstallSpec) -> Sequence[Step]:
+    def provision_steps(self, spec: InstallSpec, member: Member) -> Sequence[Step]:
         label = Step(
             "luks-label",
             f"Label the LUKS container {LABEL}",
-            ("cryptsetup", "config", "--label", LABEL, spec.data_partuuid_device),
+            ("cryptsetup", "config", "--label", LABEL, member.data_partuuid_device),
         )
-        return (self.format_step(spec), label, self.open_step(spec))
+        return (self.format_step(spec, member), label, self.open_step(spec, member))
 
 
 @hookimpl

@@ -29,7 +29,7 @@ class LuksTpm2Backend(Backend):
     summary = "ZFS on LUKS2 unlocked by a TPM2 and a PIN (systemd-cryptenroll)"
     # A literal, never PLUGIN_API_VERSION: that follows the installed core, so a new
     # contract would pass this backend unchecked.
-    api_version = 2
+    api_version = 3
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(Rating.STRONG, "Everything is inside LUKS.", "cryptsetup(8)"),
         "maturity": Capability(Rating.GOOD, "systemd-cryptenroll since v248.", "systemd NEWS"),
