@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
-from advisor.datasets import mounted_at, rolled_back_dataset
+from advisor.datasets import mounted_at
 
 #: The version of the plugin contract this advisor implements. A backend declares the
 #: version it was written for in ``Backend.api_version`` (a literal); the core refuses a
@@ -336,7 +336,7 @@ class Layout:
 
     @property
     def blank_snapshot(self) -> str:
-        return rolled_back_dataset().blank_snapshot(self.settings.pool)
+        return mounted_at("/").blank_snapshot(self.settings.pool)
 
     @property
     def nix_dataset(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 from advisor import __version__
-from advisor.datasets import DATASETS, Dataset
+from advisor.datasets import DATASETS, FIXED_PROPERTIES, Dataset
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Step
 from advisor.plugincall import backend_owner, blame, call_backend, sequence
@@ -38,17 +38,6 @@ FILESYSTEM_PROPERTIES: Mapping[str, str] = {
 }
 #: Environment variables the dry-run script reads the secrets from.
 SECRET_VARIABLES = {"passphrase": "ADVISOR_PASSPHRASE", "password": "ADVISOR_PASSWORD"}
-#: Properties the layout depends on, with why: ``--pool-option``/``--fs-option`` may not
-#: set them. The datasets are mounted by NixOS (legacy mounts) under a pool that mounts
-#: nothing itself; encryption is the backend's to set (zfs-native) or to leave off.
-FIXED_PROPERTIES: Mapping[str, str] = {
-    "canmount": "the layout needs canmount=off on the pool's root file system",
-    "mountpoint": "the layout needs mountpoint=none on the pool and legacy mounts below it",
-    **dict.fromkeys(
-        ("encryption", "keyformat", "keylocation", "keysource"),
-        "encryption properties are the backend's to set (zfs-native sets them)",
-    ),
-}
 #: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
 _STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 #: A name a step's ``env`` may set: the portable shell variable names, upper case.
@@ -283,24 +272,30 @@ def build_plan(
 
 
 def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
-    """Create each dataset; snapshot the rolled-back one right after it is created."""
+    """Create each dataset; snapshot a rolled-back one right after it is created.
+
+    A parent comes before its children (by name: ``safe/a`` before ``safe/a/b``), whatever
+    the order of their mount points: ``zfs create -p`` would make a missing parent itself,
+    and then ignore the properties of the parent's own step.
+    """
     steps = []
-    for dataset in datasets:
+    for dataset in sorted(datasets, key=lambda dataset: dataset.name.count("/")):
         name = dataset.full_name(pool)
         steps.append(
             Step(
-                f"dataset-{dataset.short_name}",
+                dataset.step_id("dataset"),
                 f"Create {name}",
                 ("zfs", "create", "-p", *_properties("-o", dataset.properties), name),
                 probe=_exists("filesystem", name),
             )
         )
         if dataset.rolled_back:
-            # Created once, while the dataset is empty: every boot rolls back to it.
+            # Created once, while the dataset is empty: every boot rolls back to it. The
+            # root's step keeps the id it has always had.
             snapshot = dataset.blank_snapshot(pool)
             steps.append(
                 Step(
-                    "snapshot-blank",
+                    "snapshot-blank" if dataset.mountpoint == "/" else dataset.step_id("snapshot"),
                     f"Snapshot {snapshot}",
                     ("zfs", "snapshot", snapshot),
                     probe=_exists("snapshot", snapshot),
@@ -311,10 +306,21 @@ def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
 
 def _mount_steps(pool: str, root: str, esp: str, datasets: Sequence[Dataset]) -> list[Step]:
     """Mount the datasets and the ESP under ``root``: the dataset at ``/`` first, since
-    the other mount points are directories in it, then the ESP, then the others."""
+    the other mount points are directories in it, then the ESP, then the others in the
+    table's order (a parent mount point before the ones below it).
+
+    ``mount-points`` creates the mount points that are directories of the root; one
+    below another dataset's mount point (``/home/alice/vm``) is created once that
+    dataset is mounted, by its own ``mkdir-`` step, or it would be hidden under it.
+    """
     top = [dataset for dataset in datasets if dataset.mountpoint == "/"]
     below = [dataset for dataset in datasets if dataset.mountpoint != "/"]
-    return [
+    nested = {
+        dataset.name
+        for dataset in below
+        if any(dataset.mountpoint.startswith(other.mountpoint + "/") for other in below)
+    }
+    steps = [
         # --root may name a directory that is not there yet; on the installer it lives in
         # memory, so a restart takes it away again before mount-root's restore needs it.
         Step(
@@ -328,7 +334,12 @@ def _mount_steps(pool: str, root: str, esp: str, datasets: Sequence[Dataset]) ->
         Step(
             "mount-points",
             "Create the mount points",
-            ("mkdir", "-p", *(root + dataset.mountpoint for dataset in below), f"{root}/boot"),
+            (
+                "mkdir",
+                "-p",
+                *(root + dataset.mountpoint for dataset in below if dataset.name not in nested),
+                f"{root}/boot",
+            ),
         ),
         Step(
             "mount-esp",
@@ -337,8 +348,21 @@ def _mount_steps(pool: str, root: str, esp: str, datasets: Sequence[Dataset]) ->
             probe=("mountpoint", "-q", f"{root}/boot"),
             restore=(("mount", "-t", "vfat", "-o", "umask=0077", esp, f"{root}/boot"),),
         ),
-        *(_mount_step(pool, root, dataset) for dataset in below),
     ]
+    for dataset in below:
+        if dataset.name in nested:
+            # In the dataset mounted above it, so it stays there across a restart.
+            target = root + dataset.mountpoint
+            steps.append(
+                Step(
+                    dataset.step_id("mkdir"),
+                    f"Create the mount point {target}",
+                    ("mkdir", "-p", target),
+                    probe=("test", "-d", target),
+                )
+            )
+        steps.append(_mount_step(pool, root, dataset))
+    return steps
 
 
 def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
@@ -348,7 +372,7 @@ def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
     target = root if dataset.mountpoint == "/" else root + dataset.mountpoint
     mount = ("mount", "-t", "zfs", name, target)
     return Step(
-        f"mount-{dataset.short_name}",
+        dataset.step_id("mount"),
         f"Mount {name} at {target}",
         mount,
         probe=("mountpoint", "-q", target),
