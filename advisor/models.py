@@ -302,6 +302,9 @@ class Settings:
     nixos_release: str = "26.05"
     #: The name a LUKS backend opens its container as: ``/dev/mapper/<luks_name>``.
     luks_name: str = "cryptroot"
+    #: An absolute path to a TOML layout file: datasets of the user's own, created and
+    #: mounted beside the core's (:mod:`advisor.layoutfile`), or ``None``.
+    layout: str | None = None
 
 
 @dataclass(frozen=True)
