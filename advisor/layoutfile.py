@@ -52,6 +52,8 @@ REFUSED_TREES: Mapping[str, str] = {
         ("/proc", "/sys", "/dev", "/run"), "the kernel's and systemd's own file systems are there"
     ),
 }
+#: The mount points of the other disks' ESPs (``/boot-2``), and below them.
+_OTHER_ESP = re.compile(r"/boot-[0-9]+(?:/|$)")
 #: Paths that are there before a dataset of the user's own is mounted (in stage 2), with
 #: what puts them there: a dataset mounted at one, or above it, would hide it.
 HIDDEN_PATHS: Mapping[str, str] = {
@@ -182,6 +184,11 @@ def _mountpoint(where: str, value: object) -> str:
     for tree, why in REFUSED_TREES.items():
         if value == tree or value.startswith(tree + "/"):
             raise UsageError(f"{where}: mountpoint {value!r} is in {tree}: {why}")
+    if _OTHER_ESP.match(value):
+        raise UsageError(
+            f"{where}: mountpoint {value!r} is in /boot-N: a pool of several disks mounts "
+            "their other ESPs there"
+        )
     for hidden, why in HIDDEN_PATHS.items():
         if hidden == value or hidden.startswith(value + "/"):
             raise UsageError(

@@ -133,6 +133,8 @@ REFUSED: list[tuple[str, str, str]] = [
      "is the core dataset safe/home's"),
     ("mountpoint /boot", '[datasets."safe/x"]\nmountpoint = "/boot"\n', "is in /boot: the ESP"),
     ("mountpoint in /boot", '[datasets."safe/x"]\nmountpoint = "/boot/efi"\n', "is in /boot"),
+    ("mountpoint of another ESP", '[datasets."safe/x"]\nmountpoint = "/boot-2/x"\n',
+     "is in /boot-N: a pool of several disks mounts their other ESPs there"),
     ("mountpoint in /nix", '[datasets."local/x"]\nmountpoint = "/nix/store"\n', "is in /nix"),
     ("mountpoint in /etc", '[datasets."safe/x"]\nmountpoint = "/etc/nixos"\n', "is in /etc"),
     ("mountpoint in /run", '[datasets."local/x"]\nmountpoint = "/run/x"\n', "is in /run"),
