@@ -17,18 +17,31 @@ from dataclasses import dataclass
 
 #: The snapshot of a rolled-back dataset, taken once while it is empty.
 BLANK = "blank"
+#: Properties the layout depends on, with why: ``--pool-option``/``--fs-option`` may not
+#: set them, nor may a layout file's dataset (:mod:`advisor.layoutfile`). The datasets are
+#: mounted by NixOS (legacy mounts) under a pool that mounts nothing itself; encryption is
+#: the backend's to set (zfs-native) or to leave off.
+FIXED_PROPERTIES: Mapping[str, str] = {
+    "canmount": "the layout needs canmount=off on the pool's root file system and "
+    "datasets that NixOS mounts (legacy mounts) below it",
+    "mountpoint": "the layout needs mountpoint=none on the pool and legacy mounts below it",
+    **dict.fromkeys(
+        ("encryption", "keyformat", "keylocation", "keysource"),
+        "encryption properties are the backend's to set (zfs-native sets them)",
+    ),
+}
 
 
 @dataclass(frozen=True)
 class Dataset:
     """One dataset of the layout.
 
-    ``name`` is below the pool (``"local/root"``); its last part names the plan's steps
-    (``dataset-root``, ``mount-root``). ``properties`` are every ``zfs create -o``
-    property, in the order given, ``mountpoint=legacy`` included. ``needed_for_boot``
+    ``name`` is below the pool (``"local/root"``). ``properties`` are every ``zfs create
+    -o`` property, in the order given, ``mountpoint=legacy`` included. ``needed_for_boot``
     mounts it in the initrd (NixOS ``neededForBoot``). A ``rolled_back`` dataset gets the
     :data:`BLANK` snapshot right after it is created, and every boot rolls it back to it.
-    ``purpose`` is one line for the docs' table.
+    ``purpose`` is one line for the docs' table. ``step_name`` ends the ids of the plan's
+    steps for it (:meth:`step_id`); ``None``, as for the core's, is its last part.
     """
 
     name: str
@@ -37,11 +50,17 @@ class Dataset:
     needed_for_boot: bool
     rolled_back: bool
     purpose: str
+    step_name: str | None = None
 
     @property
     def short_name(self) -> str:
-        """The last part of the name (``"root"``, ``"nix"``): the plan's step ids end with it."""
+        """The last part of the name (``"root"``, ``"nix"``)."""
         return self.name.rsplit("/", 1)[-1]
+
+    def step_id(self, action: str) -> str:
+        """The id of the plan's ``action`` step for it: ``dataset-root``, ``mount-root``,
+        ``mount-safe-postgres`` (a layout file's dataset, whose ``step_name`` is set)."""
+        return f"{action}-{self.step_name or self.short_name}"
 
     def full_name(self, pool: str) -> str:
         """The dataset's name in ``pool``: ``rpool/local/root``."""
@@ -101,12 +120,10 @@ def mounted_at(mountpoint: str, datasets: Sequence[Dataset] = DATASETS) -> Datas
     raise KeyError(mountpoint)
 
 
-def rolled_back_dataset(datasets: Sequence[Dataset] = DATASETS) -> Dataset:
-    """The one dataset of ``datasets`` that every boot rolls back (the root).
-
-    One only: the plan's ``snapshot-blank`` step and the initrd's rollback are single.
-    """
-    found = [dataset for dataset in datasets if dataset.rolled_back]
-    if len(found) != 1:
-        raise ValueError(f"expected one rolled-back dataset, found {len(found)}")
-    return found[0]
+def rolled_back_datasets(datasets: Sequence[Dataset] = DATASETS) -> tuple[Dataset, ...]:
+    """The datasets of ``datasets`` that every boot rolls back: the root first (it must be
+    one, a ``ValueError`` otherwise), then the others in the table's order."""
+    root = mounted_at("/", datasets)
+    if not root.rolled_back:
+        raise ValueError(f"the root dataset {root.name} is not rolled back")
+    return (root, *(d for d in datasets if d.rolled_back and d is not root))

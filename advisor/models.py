@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar
 
-from advisor.datasets import mounted_at, rolled_back_dataset
+from advisor.datasets import mounted_at
 
 #: The version of the plugin contract this advisor implements. A backend declares the
 #: version it was written for in ``Backend.api_version`` (a literal); the core refuses a
@@ -311,6 +311,9 @@ class Settings:
     nixos_release: str = "26.05"
     #: The name a LUKS backend opens its container as: ``/dev/mapper/<luks_name>``.
     luks_name: str = "cryptroot"
+    #: An absolute path to a TOML layout file: datasets of the user's own, created and
+    #: mounted beside the core's (:mod:`advisor.layoutfile`), or ``None``.
+    layout: str | None = None
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,7 @@ class Layout:
 
     @property
     def blank_snapshot(self) -> str:
-        return rolled_back_dataset().blank_snapshot(self.settings.pool)
+        return mounted_at("/").blank_snapshot(self.settings.pool)
 
     @property
     def nix_dataset(self) -> str:

@@ -18,6 +18,7 @@ from contextlib import contextmanager, suppress
 from advisor.assess.assessment import assess
 from advisor.errors import AdvisorError, PluginRefusal
 from advisor.install.plan import build_plan
+from advisor.layoutfile import layout_datasets
 from advisor.models import (
     Backend,
     InstallSpec,
@@ -156,9 +157,10 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
         except PluginRefusal:
             continue  # as config, plan and install stop there, before asking for more
         with _refusal_allowed():
-            generate(layout, backend)
+            generate(layout, backend, datasets=layout_datasets(layout.settings))
         with _refusal_allowed():
-            build_plan(spec, backend, generate_hardware_config=True)
+            datasets = layout_datasets(spec.settings)
+            build_plan(spec, backend, generate_hardware_config=True, datasets=datasets)
 
 
 def _run_hook(plugins: LoadedPlugins, record: PluginRecord, backends: list[Backend]) -> None:
@@ -170,4 +172,4 @@ def _run_hook(plugins: LoadedPlugins, record: PluginRecord, backends: list[Backe
             with _refusal_allowed():
                 fragments = plugins.nix_fragments(layout, backend, plugin=record.name)
                 extra = [Contribution(f"plugin {name}", f) for name, f in fragments]
-                generate(layout, backend, extra)
+                generate(layout, backend, extra, layout_datasets(layout.settings))

@@ -19,6 +19,7 @@ from typing import Any
 
 from advisor import validate
 from advisor.errors import UsageError
+from advisor.layoutfile import read_layout
 from advisor.models import Backend, Settings
 from advisor.plugincall import call_backend
 
@@ -87,6 +88,13 @@ OPTIONS: tuple[Option, ...] = (
         "the name a LUKS container is opened as, /dev/mapper/NAME",
         metavar="NAME",
     ),
+    Option(
+        "layout",
+        "--layout",
+        "a TOML file of datasets of your own, created and mounted beside the core's "
+        "(default: none)",
+        metavar="FILE",
+    ),
 )
 
 _DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in fields(Settings)}
@@ -135,8 +143,9 @@ def from_arguments(args: argparse.Namespace, **defaults: Any) -> Settings:
             values[option.field] = tuple(value) if option.field in _REPEATED else value
     if "host_id" not in values:
         values["host_id"] = validate.new_host_id()
-    if (keys := values.get("remote_unlock_keys")) is not None:
-        values["remote_unlock_keys"] = str(Path(keys).resolve())
+    for field in ("remote_unlock_keys", "layout"):
+        if (path := values.get(field)) is not None:
+            values[field] = str(Path(path).resolve())
     return Settings(**values)
 
 
@@ -169,6 +178,8 @@ def check_settings(
     check_header_given(backend, backends, given=bool(header))
     if settings.remote_unlock_keys is not None:
         read_authorized_keys(settings.remote_unlock_keys)
+    if settings.layout is not None:
+        read_layout(settings.layout)
     checked = replace(
         settings,
         host_id=validate.host_id(settings.host_id),

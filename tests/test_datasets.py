@@ -7,7 +7,7 @@ import re
 import pytest
 from helpers import PLAN_SPEC
 
-from advisor.datasets import DATASETS, Dataset, mounted_at, rolled_back_dataset
+from advisor.datasets import DATASETS, Dataset, mounted_at, rolled_back_datasets
 from advisor.install.plan import build_plan
 from advisor.models import Layout, LayoutMember, Settings
 from advisor.nixos.generate import Contribution, core_fragments, merge, render_configuration
@@ -30,7 +30,7 @@ def test_the_layout_is_erase_your_darlings() -> None:
         ("local/root", "/"), ("local/nix", "/nix"), ("safe/home", "/home"),
         ("safe/persist", "/persist"),
     ]  # fmt: skip
-    assert rolled_back_dataset() is mounted_at("/")
+    assert rolled_back_datasets() == (mounted_at("/"),)
     assert [d.mountpoint for d in DATASETS if d.needed_for_boot] == ["/persist"]
     assert mounted_at("/").blank_snapshot("rpool") == "rpool/local/root@blank"
     assert mounted_at("/nix").full_name("tank") == "tank/local/nix"
@@ -46,19 +46,22 @@ def test_every_dataset_is_a_legacy_mount_with_a_purpose() -> None:
 def test_the_root_comes_first_and_names_and_mount_points_are_unique() -> None:
     # The plan mounts / first: the other mount points are directories in it.
     assert DATASETS[0].mountpoint == "/"
-    assert len({d.short_name for d in DATASETS}) == len(DATASETS)  # step ids
+    assert len({d.step_id("dataset") for d in DATASETS}) == len(DATASETS)  # step ids
     assert len({d.mountpoint for d in DATASETS}) == len(DATASETS)
     for dataset in DATASETS:
+        assert dataset.step_name is None  # the core's steps are named by the last part
         assert re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", dataset.short_name), dataset.name
         assert dataset.mountpoint.startswith("/") and dataset.mountpoint != "/boot"
 
 
-def test_exactly_one_dataset_is_rolled_back() -> None:
-    plain = Dataset("local/x", "/x", {"mountpoint": "legacy"}, False, False, "x")
-    with pytest.raises(ValueError, match="found 0"):
-        rolled_back_dataset((plain,))
-    with pytest.raises(ValueError, match="found 2"):
-        rolled_back_dataset((DATASETS[0], DATASETS[0]))
+def test_the_root_is_rolled_back_first_of_all() -> None:
+    cache = Dataset("local/cache", "/var/cache", {"mountpoint": "legacy"}, False, True, "x")
+    assert rolled_back_datasets((*DATASETS[1:], cache, DATASETS[0])) == (DATASETS[0], cache)
+    unrolled = Dataset("local/root", "/", {"mountpoint": "legacy"}, False, False, "x")
+    with pytest.raises(ValueError, match="root dataset local/root is not rolled back"):
+        rolled_back_datasets((unrolled, cache))
+    with pytest.raises(KeyError):
+        rolled_back_datasets((cache,))  # no root at all
     with pytest.raises(KeyError):
         mounted_at("/srv")
 

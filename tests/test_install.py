@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from helpers import MakePluginDist, PluginDist, usable_disk
+from test_layoutfile import REFUSED as REFUSED_LAYOUTS
 
 from advisor import cli, runner
 from advisor import settings as settings_options
@@ -521,6 +522,55 @@ def test_plan_save_to_a_directory_is_refused_before_anything(
     )
     assert status == 2
     assert stderr == f"advisor: error: --save {str(tmp_path)!r} is a directory\n"
+
+
+# --- A layout file: checked before anything, and read again by a resume -------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [c[1:] for c in REFUSED_LAYOUTS], ids=[c[0] for c in REFUSED_LAYOUTS]
+)
+@pytest.mark.parametrize("command", ["plan", "install"])
+def test_a_bad_layout_file_is_refused_before_anything(
+    machine: Machine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    text: str,
+    message: str,
+) -> None:
+    layout = tmp_path / "layout.toml"
+    layout.write_bytes(text.encode("latin-1") if "\xff" in text else text.encode())
+    state = tmp_path / "state"
+    args = plan_args(machine, "--layout", str(layout), "--state-dir", str(state))
+    status, stderr = run_cli(command, *args, monkeypatch=monkeypatch)
+    assert status == 2
+    assert stderr.startswith(f"advisor: error: --layout {str(layout)!r}")
+    assert message in stderr
+    assert machine.ran == [] and not state.exists()  # nothing run, nothing made
+
+
+def test_a_resume_or_a_saved_plan_with_an_edited_layout_file_is_refused(
+    machine: Machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = tmp_path / "layout.toml"
+    layout.write_text('[datasets."safe/postgres"]\nmountpoint = "/var/lib/postgresql"\n')
+    plan = luks_plan(machine.root, layout=str(layout))
+    assert plan.step("dataset-safe-postgres").argv[-1] == "rpool/safe/postgres"
+    started_install(tmp_path / "state", plan, {"event": "done", "step": "wipe-disk"})
+    write_plan_file(tmp_path / "plan.json", plan)
+    # Unchanged, both go on with the same plan.
+    assert install.resume_spec(tmp_path / "state", load_plugins()) == plan
+    assert install.saved_plan(tmp_path / "plan.json", load_plugins())[0] == plan
+    layout.write_text(layout.read_text() + 'properties = { recordsize = "16K" }\n')
+    with pytest.raises(UsageError, match=r"for the install in .* would differ now"):
+        install.resume_spec(tmp_path / "state", load_plugins())
+    with pytest.raises(UsageError, match="would come out differently now"):
+        install.saved_plan(tmp_path / "plan.json", load_plugins())
+    # A file that can no longer be read is named.
+    layout.unlink()
+    with pytest.raises(UsageError, match=r"spec.json holds a value .*--layout .* cannot be read"):
+        install.resume_spec(tmp_path / "state", load_plugins())
 
 
 # --- How to go on after a stop or a failure --------------------------------------------------

@@ -49,6 +49,7 @@ STRATEGIES: dict[str, st.SearchStrategy[object]] = {
     "sops": st.booleans(),
     "nixos_release": st.from_regex(r"[0-9]{2}\.(05|11)", fullmatch=True),
     "luks_name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+    "layout": st.one_of(st.none(), _path),
 }
 all_settings = st.builds(Settings, **STRATEGIES)
 _SLOW = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
@@ -107,7 +108,8 @@ def test_settings_round_trip_through_a_saved_plan(
 @settings(max_examples=40, **_SLOW)  # type: ignore[arg-type]
 @given(chosen=all_settings)
 def test_valid_settings_pass_their_checks_unchanged(chosen: Settings) -> None:
-    chosen = dataclasses.replace(chosen, remote_unlock_keys=None)  # read: tested below
+    # Files that are read: tested below, and in test_layoutfile.py.
+    chosen = dataclasses.replace(chosen, remote_unlock_keys=None, layout=None)
     backend = LuksDetachedBackend() if chosen.header else LuksBackend()
     assert settings_options.check_settings(chosen, backend) == chosen
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 from advisor import __version__
-from advisor.datasets import DATASETS, Dataset
+from advisor.datasets import DATASETS, FIXED_PROPERTIES, Dataset
 from advisor.errors import PluginError, UsageError
 from advisor.models import Backend, InstallSpec, Member, Step, esp_mountpoint
 from advisor.plugincall import backend_owner, blame, call_backend, sequence
@@ -38,17 +38,6 @@ FILESYSTEM_PROPERTIES: Mapping[str, str] = {
 }
 #: Environment variables the dry-run script reads the secrets from.
 SECRET_VARIABLES = {"passphrase": "ADVISOR_PASSPHRASE", "password": "ADVISOR_PASSWORD"}
-#: Properties the layout depends on, with why: ``--pool-option``/``--fs-option`` may not
-#: set them. The datasets are mounted by NixOS (legacy mounts) under a pool that mounts
-#: nothing itself; encryption is the backend's to set (zfs-native) or to leave off.
-FIXED_PROPERTIES: Mapping[str, str] = {
-    "canmount": "the layout needs canmount=off on the pool's root file system",
-    "mountpoint": "the layout needs mountpoint=none on the pool and legacy mounts below it",
-    **dict.fromkeys(
-        ("encryption", "keyformat", "keylocation", "keysource"),
-        "encryption properties are the backend's to set (zfs-native sets them)",
-    ),
-}
 #: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
 _STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 #: A name a step's ``env`` may set: the portable shell variable names, upper case.
@@ -328,24 +317,30 @@ def _esp_steps(member: Member) -> tuple[Step, ...]:
 
 
 def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
-    """Create each dataset; snapshot the rolled-back one right after it is created."""
+    """Create each dataset; snapshot a rolled-back one right after it is created.
+
+    A parent comes before its children (by name: ``safe/a`` before ``safe/a/b``), whatever
+    the order of their mount points: ``zfs create -p`` would make a missing parent itself,
+    and then ignore the properties of the parent's own step.
+    """
     steps = []
-    for dataset in datasets:
+    for dataset in sorted(datasets, key=lambda dataset: dataset.name.count("/")):
         name = dataset.full_name(pool)
         steps.append(
             Step(
-                f"dataset-{dataset.short_name}",
+                dataset.step_id("dataset"),
                 f"Create {name}",
                 ("zfs", "create", "-p", *_properties("-o", dataset.properties), name),
                 probe=_exists("filesystem", name),
             )
         )
         if dataset.rolled_back:
-            # Created once, while the dataset is empty: every boot rolls back to it.
+            # Created once, while the dataset is empty: every boot rolls back to it. The
+            # root's step keeps the id it has always had.
             snapshot = dataset.blank_snapshot(pool)
             steps.append(
                 Step(
-                    "snapshot-blank",
+                    "snapshot-blank" if dataset.mountpoint == "/" else dataset.step_id("snapshot"),
                     f"Snapshot {snapshot}",
                     ("zfs", "snapshot", snapshot),
                     probe=_exists("snapshot", snapshot),
@@ -356,10 +351,21 @@ def _dataset_steps(pool: str, datasets: Sequence[Dataset]) -> list[Step]:
 
 def _mount_steps(spec: InstallSpec, datasets: Sequence[Dataset]) -> list[Step]:
     """Mount the datasets and the ESPs under the root: the dataset at ``/`` first, since
-    the other mount points are directories in it, then the ESPs, then the others."""
+    the other mount points are directories in it, then the ESPs, then the others in the
+    table's order (a parent mount point before the ones below it).
+
+    ``mount-points`` creates the mount points that are directories of the root; one
+    below another dataset's mount point (``/home/alice/vm``) is created once that
+    dataset is mounted, by its own ``mkdir-`` step, or it would be hidden under it.
+    """
     pool, root = spec.settings.pool, spec.root
     top = [dataset for dataset in datasets if dataset.mountpoint == "/"]
     below = [dataset for dataset in datasets if dataset.mountpoint != "/"]
+    nested = {
+        dataset.name
+        for dataset in below
+        if any(dataset.mountpoint.startswith(other.mountpoint + "/") for other in below)
+    }
     esps = [root + esp_mountpoint(member.number) for member in spec.members]
     steps = [
         # --root may name a directory that is not there yet; on the installer it lives in
@@ -375,7 +381,12 @@ def _mount_steps(spec: InstallSpec, datasets: Sequence[Dataset]) -> list[Step]:
         Step(
             "mount-points",
             "Create the mount points",
-            ("mkdir", "-p", *(root + dataset.mountpoint for dataset in below), *esps),
+            (
+                "mkdir",
+                "-p",
+                *(root + dataset.mountpoint for dataset in below if dataset.name not in nested),
+                *esps,
+            ),
         ),
     ]
     for member, target in zip(spec.members, esps, strict=True):
@@ -388,7 +399,20 @@ def _mount_steps(spec: InstallSpec, datasets: Sequence[Dataset]) -> list[Step]:
             restore=(mount,),
         )
         steps += _member_steps(spec, member, (step,))
-    return steps + [_mount_step(pool, root, dataset) for dataset in below]
+    for dataset in below:
+        if dataset.name in nested:
+            # In the dataset mounted above it, so it stays there across a restart.
+            target = root + dataset.mountpoint
+            steps.append(
+                Step(
+                    dataset.step_id("mkdir"),
+                    f"Create the mount point {target}",
+                    ("mkdir", "-p", target),
+                    probe=("test", "-d", target),
+                )
+            )
+        steps.append(_mount_step(pool, root, dataset))
+    return steps
 
 
 def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
@@ -398,7 +422,7 @@ def _mount_step(pool: str, root: str, dataset: Dataset) -> Step:
     target = root if dataset.mountpoint == "/" else root + dataset.mountpoint
     mount = ("mount", "-t", "zfs", name, target)
     return Step(
-        f"mount-{dataset.short_name}",
+        dataset.step_id("mount"),
         f"Mount {name} at {target}",
         mount,
         probe=("mountpoint", "-q", target),

@@ -40,6 +40,7 @@ from advisor.install.executor import (
     save_spec,
 )
 from advisor.install.plan import Plan, build_plan, pool_device_of
+from advisor.layoutfile import layout_datasets
 from advisor.models import TOPOLOGIES, InstallSpec, Member, Settings, luks_names
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import check_header_given, check_settings
@@ -379,10 +380,12 @@ def _check_new_file(path: str, option: str, why: str) -> None:
 
 
 def make_plan(spec: InstallSpec, plugins: LoadedPlugins) -> Plan:
+    """The plan for ``spec``, with the datasets of its layout file, if it has one."""
     return build_plan(
         spec,
         plugins.backend(spec.backend),
         generate_hardware_config=runner.which("nixos-generate-config") is not None,
+        datasets=layout_datasets(spec.settings),
     )
 
 
@@ -602,8 +605,8 @@ def resume_spec(state_dir: Path, plugins: LoadedPlugins) -> Plan:
         fingerprint,
         plugins,
         f"the plan for the install in {state_dir} would differ now (another advisor "
-        "version or backend plugin?): finish it with the version that started it, or "
-        "remove the directory to start over",
+        "version or backend plugin, or an edited --layout file?): finish it with what "
+        "started it, or remove the directory to start over",
     )
 
 

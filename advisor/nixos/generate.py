@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeGuard, cast
 
 from advisor import __version__, nix
-from advisor.datasets import DATASETS, Dataset, rolled_back_dataset
+from advisor.datasets import DATASETS, Dataset, rolled_back_datasets
 from advisor.errors import PluginError
 from advisor.models import (
     ESP_MOUNTPOINT,
@@ -83,7 +83,8 @@ class ConfigConflict(PluginError):
 
 def core_fragments(layout: Layout, datasets: Sequence[Dataset] = DATASETS) -> list[NixFragment]:
     """What every layout needs, whichever backend encrypts it. ``datasets`` are mounted
-    and the rolled-back one rolled back (the layout's, :data:`~advisor.datasets.DATASETS`)."""
+    and the rolled-back ones rolled back (the layout's: :data:`~advisor.datasets.DATASETS`,
+    and a layout file's, :func:`advisor.layoutfile.layout_datasets`)."""
     systemd_initrd = layout.settings.initrd == "systemd"
     fragments = [
         NixFragment("Boot loader", _boot_loader(layout)),
@@ -100,7 +101,7 @@ def core_fragments(layout: Layout, datasets: Sequence[Dataset] = DATASETS) -> li
                 ("services", "zfs", "trim", "enable"): layout.settings.trim,
             },
         ),
-        NixFragment("Root rollback", _rollback(layout, rolled_back_dataset(datasets))),
+        NixFragment("Root rollback", _rollback(layout, rolled_back_datasets(datasets))),
         NixFragment("File systems", _file_systems(layout, datasets)),
         *_swap(layout),
         NixFragment(
@@ -243,26 +244,31 @@ def _swap(layout: Layout) -> list[NixFragment]:
     ]
 
 
-def _rollback(layout: Layout, dataset: Dataset) -> dict[AttrPath, object]:
-    """Roll ``dataset`` back to its blank snapshot in the initrd, before it is mounted.
-    It is the root (the dataset table's tests keep it so): the unit runs before
-    ``sysroot.mount``."""
-    command = f"zfs rollback -r {dataset.blank_snapshot(layout.settings.pool)}"
+def _rollback(layout: Layout, datasets: Sequence[Dataset]) -> dict[AttrPath, object]:
+    """Roll ``datasets`` back to their blank snapshots in the initrd, before they are
+    mounted: the root first (the unit runs before ``sysroot.mount``), then a layout
+    file's, which NixOS mounts only in stage 2."""
+    pool = layout.settings.pool
+    commands = [f"zfs rollback -r {dataset.blank_snapshot(pool)}" for dataset in datasets]
     if layout.settings.initrd == "scripted":
         # mkAfter: the scripted initrd imports the pool in postResumeCommands too, and
         # the rollback must come after the import.
-        return {("boot", "initrd", "postResumeCommands"): nix.Apply("lib.mkAfter", command + "\n")}
+        text = "".join(command + "\n" for command in commands)
+        return {("boot", "initrd", "postResumeCommands"): nix.Apply("lib.mkAfter", text)}
     return {
         ("boot", "initrd", "systemd", "services", "rollback"): {
-            "description": "Roll back the root dataset to its blank snapshot",
+            "description": "Roll back the root dataset to its blank snapshot"
+            if len(datasets) == 1
+            else "Roll back the root dataset, then the other rolled-back ones, to their "
+            "blank snapshots",
             "wantedBy": ["initrd.target"],
             # After the pool is imported (and its key loaded), before / is mounted.
-            "after": [f"zfs-import-{layout.settings.pool}.service"],
+            "after": [f"zfs-import-{pool}.service"],
             "before": ["sysroot.mount"],
             "path": [nix.Raw("pkgs.zfs")],
             "unitConfig": {"DefaultDependencies": "no"},
             "serviceConfig": {"Type": "oneshot"},
-            "script": command,
+            "script": "\n".join(commands),
         }
     }
 
@@ -481,10 +487,14 @@ def render_flake(layout: Layout) -> str:
 
 
 def generate(
-    layout: Layout, backend: Backend, extra: Sequence[Contribution] = ()
+    layout: Layout,
+    backend: Backend,
+    extra: Sequence[Contribution] = (),
+    datasets: Sequence[Dataset] = DATASETS,
 ) -> GeneratedConfig:
-    """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones."""
-    contributions = [Contribution("core", f) for f in core_fragments(layout)]
+    """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones;
+    ``datasets`` are the layout's (:func:`core_fragments`)."""
+    contributions = [Contribution("core", f) for f in core_fragments(layout, datasets)]
     fragments = call_backend(backend, "nix_fragments", layout)
     contributions += [
         Contribution(f"backend {backend.name}", f)

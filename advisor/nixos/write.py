@@ -18,6 +18,7 @@ from typing import Any
 from advisor import secrets, validate
 from advisor.errors import UsageError
 from advisor.files import write_atomically
+from advisor.layoutfile import layout_datasets
 from advisor.models import SOPS_AGE_KEY, Layout, LayoutMember, RemoteUnlock, Settings, luks_names
 from advisor.nixos.generate import Contribution, generate
 from advisor.nixos.keys import (
@@ -223,7 +224,7 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
         Contribution(f"plugin {name}", fragment)
         for name, fragment in plugins.nix_fragments(layout, backend)
     ]
-    files = generate(layout, backend, extra).files
+    files = generate(layout, backend, extra, layout_datasets(layout.settings)).files
 
     changed = {name: text for name, text in files.items() if _differs(out / name, text)}
     clashing = [name for name in changed if (out / name).exists()]
