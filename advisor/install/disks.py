@@ -591,12 +591,39 @@ def disk_to_json(disk: Disk) -> dict[str, Any]:
     return data
 
 
+#: How much two disks of a pool may differ in size and still count as one size: a mirror
+#: or raidz uses only as much of each disk as the smallest has, and disks sold as one
+#: size differ by far less than this. ``install`` refuses more unless told otherwise.
+SIZE_TOLERANCE = 0.03
+
+
+def same_size(a: int, b: int) -> bool:
+    """Whether two disks of ``a`` and ``b`` bytes are one size for a pool
+    (:data:`SIZE_TOLERANCE`)."""
+    return abs(a - b) <= SIZE_TOLERANCE * max(a, b)
+
+
+def same_size_as(disk: Disk, disks: Sequence[Disk]) -> list[str]:
+    """The ids of the other usable disks of ``disks`` that are ``disk``'s size: what a
+    mirror or raidz with it could be made of. Empty for a disk that is not usable."""
+    if not disk.usable:
+        return []
+    return [
+        other.disk_id
+        for other in disks
+        if other.usable and other.name != disk.name and same_size(other.size_bytes, disk.size_bytes)
+    ]
+
+
 def disks_to_json(disks: Sequence[Disk], firmware: str) -> dict[str, Any]:
-    """The discovery result as JSON data (sizes in bytes)."""
+    """The discovery result as JSON data (sizes in bytes); each disk also lists the
+    usable disks of its size (``same_size_as``)."""
     return {
         "firmware": firmware,
         "firmware_warning": firmware_warning(firmware),
-        "disks": [disk_to_json(disk) for disk in disks],
+        "disks": [
+            {**disk_to_json(disk), "same_size_as": same_size_as(disk, disks)} for disk in disks
+        ],
     }
 
 

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from advisor.install.disks import Disk, firmware_warning
+from advisor.install.disks import Disk, firmware_warning, same_size_as
 
 
 def _size(size_bytes: int) -> str:
@@ -19,9 +19,11 @@ def render_disks(console: Console, disks: Sequence[Disk], firmware: str) -> None
     """Every disk with its id, size, model, and why it cannot be used, if it cannot; then
     the firmware, with the warning ``advisor disks --json`` gives when it is not EFI."""
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("Disk id", "Device", "Size", "Model", "Serial", "Usable"):
+    for column in ("Disk id", "Device", "Size", "Model", "Serial", "Usable", "Same size as"):
         table.add_column(column, overflow="fold")
     for disk in disks:
+        # The usable disks a mirror or raidz with this one could be made of.
+        matches = same_size_as(disk, disks)
         usable = (
             Text("yes", style="green")
             if disk.usable
@@ -34,6 +36,7 @@ def render_disks(console: Console, disks: Sequence[Disk], firmware: str) -> None
             Text(disk.model or "-"),
             Text(disk.serial or "none"),
             usable,
+            Text(", ".join(matches) or "-"),
         )
     console.print(table)
     for disk in disks:

@@ -49,12 +49,6 @@ from advisor.settings import check_header_given, check_settings
 MIN_PASSPHRASE = 8
 
 
-#: How much two disks of a pool may differ in size before the install refuses them
-#: (``--allow-mixed-sizes`` lets it go on): a mirror or raidz uses only as much of each
-#: disk as the smallest has, and disks sold as one size differ by far less than this.
-SIZE_TOLERANCE = 0.03
-
-
 @dataclass(frozen=True)
 class InstallRequest:
     """What the user asked for on the command line, not yet checked: the backend, the
@@ -147,18 +141,19 @@ def check_topology(topology: str, count: int) -> None:
 
 
 def size_mismatch(disks: Sequence[disk_probe.Disk], topology: str | None) -> str | None:
-    """What is lost when ``disks`` differ in size by more than :data:`SIZE_TOLERANCE`
-    (the pool uses only as much of each disk as the smallest has), or ``None``."""
+    """What is lost when ``disks`` differ in size by more than
+    :data:`~advisor.install.disks.SIZE_TOLERANCE` (the pool uses only as much of each
+    disk as the smallest has), or ``None``."""
     if len(disks) < 2:
         return None
     smallest = min(disk.size_bytes for disk in disks)
     largest = max(disk.size_bytes for disk in disks)
-    if largest - smallest <= SIZE_TOLERANCE * largest:
+    if disk_probe.same_size(smallest, largest):
         return None
     lost = sum(disk.size_bytes - smallest for disk in disks)
     sizes = ", ".join(f"{disk.disk_id} {disk_probe.format_size(disk.size_bytes)}" for disk in disks)
     return (
-        f"the disks differ in size by more than {SIZE_TOLERANCE:.0%} ({sizes}): a "
+        f"the disks differ in size by more than {disk_probe.SIZE_TOLERANCE:.0%} ({sizes}): a "
         f"{topology or 'pool'} uses {disk_probe.format_size(smallest)} of each, and "
         f"{disk_probe.format_size(lost)} in all stays unused"
     )

@@ -11,30 +11,27 @@ root came back blank while /persist kept its files.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 from typing import Any
 
 import nixeval
 import pytest
+from guest import (
+    HOST_ID,
+    LIVE_HOSTID,
+    PASSPHRASE,
+    PASSWORD,
+    TIMEOUT,
+    TRACE,
+    logged_commands,
+    planned_commands,
+    rollback_command,
+    write_secrets,
+)
 from harness import Disk, MakeDisk, run_in_vm
 
 pytestmark = pytest.mark.vm
-
-PASSPHRASE = "canary-passphrase-93f1c"
-PASSWORD = "canary-password-5d2e8"
-TIMEOUT = 900
-HOST_ID = "8f2a91c4"
-
-# Every program the install starts is recorded with its full command line (strace follows
-# the whole process tree): the secrets must never appear there (they go on stdin).
-TRACE = "strace -f -qq -e trace=execve -s 4096 -o $RWDIR/execve.log"
-
-
-def write_secrets(rwdir: Path) -> None:
-    (rwdir / "passphrase").write_text(PASSPHRASE + "\n")
-    (rwdir / "password").write_text(PASSWORD + "\n")
 
 
 def run_args(disk: str, rwdir: Path) -> list[str]:
@@ -62,15 +59,6 @@ def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
 
 
 HEADER_DEVICE = "/dev/disk/by-id/virtio-usbkey"
-#: As on the NixOS installer, /etc/hostid is a link into a read-only store (the installer's
-#: own id, 8425e349, in its little-endian bytes).
-LIVE_HOSTID = """
-mkdir -p /run/ro-store && mount -t tmpfs tmpfs /run/ro-store
-printf '\\111\\343\\045\\204' > /run/ro-store/hostid
-mount -o remount,ro /run/ro-store
-ln -sfn /run/ro-store/hostid /etc/hostid
-result live_hostid "$(hostid)"
-"""
 #: What a restart undoes, played in the guest: mounts, the pool import, LUKS, the host id.
 RESTART = """umount -R /mnt 2>/dev/null || true
 zpool export rpool
@@ -133,13 +121,6 @@ result phase1 ok
 """
 
 
-def rollback_command(cfg: dict[str, Any]) -> str:
-    initrd = cfg["boot"]["initrd"]
-    if initrd["systemd"]["enable"]:
-        return str(initrd["systemd"]["services"]["rollback"]["script"])
-    return str(initrd["postResumeCommands"]["content"])
-
-
 def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
     """The next boot, with only what the generated configuration says."""
     zfs = cfg["boot"]["zfs"]
@@ -188,23 +169,6 @@ def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
             f'result signatures "$(wipefs --no-act --noheadings {data} | wc -l)"',
         ]
     return "\n".join(lines) + "\n"
-
-
-def planned_commands(script: str) -> list[tuple[str, str]]:
-    """(step id, command) of each step of a plan script, the secret's ``printf |`` removed."""
-    lines = script.splitlines()
-    steps = []
-    for number, line in enumerate(lines):
-        if match := re.match(r"# \[\d+/\d+\] ([\w-]+): ", line):
-            command = re.sub(r"^printf '[^']*' \"\$ADVISOR_\w+\" \| ", "", lines[number + 1])
-            steps.append((match[1], command))
-    return steps
-
-
-def logged_commands(log: str) -> list[tuple[str, str]]:
-    """(step id, command) of each step the install log shows run, the stdin note removed."""
-    pattern = re.compile(r"\S+ step \d+/\d+ ([\w-]+): (.*?)(?: \(stdin: <\w+>\))?$")
-    return [(m[1], m[2]) for line in log.splitlines() if (m := pattern.match(line))]
 
 
 @pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
