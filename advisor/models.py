@@ -130,6 +130,10 @@ class SystemFacts:
     cpu_count: int | None = None
     solid_state_disk: bool | None = None
     efi_firmware: bool | None = None
+    #: The machine's whole disks that a pool could be built on (not removable, not
+    #: virtual), each by the id ``advisor disks`` gives it, with its size in bytes; empty
+    #: when none are known.
+    disk_sizes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import ClassVar
 import pytest
 
 from advisor.assess.answers import list_profiles, load_profile, validate_answers
-from advisor.assess.assessment import Assessment, assess, axis_weights, score_backend
+from advisor.assess.assessment import Assessment, assess, axis_weights, raidz_for, score_backend
 from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
 from advisor.models import (
@@ -168,10 +168,13 @@ def test_warnings_and_mitigations_come_from_the_recommended_backend() -> None:
 def test_machine_facts_add_warnings() -> None:
     slow = SystemFacts(aes_instructions=False, memory_bytes=1024**3)
     ids = {note.id for note in run(NEUTRAL, slow).warnings}
-    assert {"no-aes-instructions", "low-memory-argon2"} <= ids
-    assert not {"no-aes-instructions", "low-memory-argon2"} & {
+    assert {"no-aes-instructions", "low-memory-argon2", "little-memory-swap"} <= ids
+    assert not {"no-aes-instructions", "low-memory-argon2", "little-memory-swap"} & {
         note.id for note in run(NEUTRAL).warnings
     }
+    # Swap is advised below 8 GiB, the Argon2 warning only below 2 GiB.
+    ids = {note.id for note in run(NEUTRAL, SystemFacts(memory_bytes=4 * 1024**3)).warnings}
+    assert "little-memory-swap" in ids and "low-memory-argon2" not in ids
     assert run(NEUTRAL, SystemFacts()).warnings == run(NEUTRAL).warnings  # unknown: no guess
 
 
@@ -336,3 +339,49 @@ def test_a_third_party_detached_header_backend_gets_the_header_placeholders() ->
     assert command is not None
     assert "--backend flat-detached --disk DISK-ID --header HEADER --header-backup" in command
     assert set(assessment.placeholders()) == {"DISK-ID", "HEADER", "BACKUP-FILE"}
+
+
+def _plan_words(assessment: Assessment) -> list[str]:
+    command = assessment.next_command()
+    assert command is not None
+    return shlex.split(command.splitlines()[0].split(" > ")[0])
+
+
+def test_next_command_builds_the_pool_on_every_disk_of_one_size() -> None:
+    gib = 1024**3
+    two = SystemFacts(disk_sizes={"wwn-b": 1000 * gib, "wwn-a": 1001 * gib, "usb-x": 8 * gib})
+    words = _plan_words(run(with_answers(), two))
+    assert words[words.index("--disk") :] == ["--disk", "wwn-a", "--disk", "wwn-b", "--save",
+                                             "plan.json"]  # fmt: skip
+    assert run(with_answers(), two).placeholders() == {}  # nothing left to fill in
+    four = SystemFacts(disk_sizes={f"nvme-{n}": 2000 * gib for n in "abcd"} | {"ata-x": gib})
+    words = _plan_words(run(with_answers(), four))
+    assert words.count("--disk") == 4 and "ata-x" not in words
+    assert words[words.index("--topology") + 1] == "raidz1"
+    # One disk, or none of one size: the user names the disk.
+    for system in (SystemFacts(disk_sizes={"wwn-a": gib}),
+                   SystemFacts(disk_sizes={"wwn-a": 100 * gib, "wwn-b": 200 * gib})):  # fmt: skip
+        assert "DISK-ID" in _plan_words(run(with_answers(), system))
+
+
+def test_next_command_asks_for_a_header_per_disk() -> None:
+    gib = 1024**3
+    system = SystemFacts(disk_sizes={"wwn-a": 500 * gib, "wwn-b": 500 * gib})
+    assessment = run(with_answers(deniability="yes", metadata_exposure="severe"), system)
+    assert assessment.recommended is not None
+    assert assessment.recommended.backend == "luks-detached"
+    words = _plan_words(assessment)
+    assert [words[i + 1] for i, w in enumerate(words) if w == "--header"] == ["HEADER-1",
+                                                                            "HEADER-2"]  # fmt: skip
+    placeholders = assessment.placeholders()
+    assert set(placeholders) == {"HEADER-1", "BACKUP-FILE-1", "HEADER-2", "BACKUP-FILE-2"}
+    assert placeholders["HEADER-2"].endswith("for disk 2 (wwn-b)")
+
+
+@pytest.mark.parametrize(
+    ("disks", "suggested"), [(3, "raidz1"), (5, "raidz1"), (6, "raidz2"), (12, "raidz2")]
+)
+def test_the_suggested_raidz_keeps_wide_pools_at_two_parity_disks(
+    disks: int, suggested: str
+) -> None:
+    assert raidz_for(disks) == suggested

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from advisor.blockdevices import choose_disk_id, is_candidate
 from advisor.errors import UsageError
 from advisor.install.disks import (
     MIN_DISK_BYTES,
@@ -24,7 +25,6 @@ from advisor.install.disks import (
     SystemState,
     build_disk,
     check_exclusive,
-    choose_disk_id,
     discover_disks,
     disk_of_device,
     disks_to_json,
@@ -34,7 +34,6 @@ from advisor.install.disks import (
     gather_disk_facts,
     guess_transport,
     imported_pools,
-    is_candidate,
     overwrite_problems,
     parse_mountinfo,
     parse_swaps,
@@ -758,3 +757,15 @@ def test_imported_pools_are_the_kstat_directories(tmp_path: Path) -> None:
         (kstat / name).write_text("")
     assert imported_pools(tmp_path) == {"rpool", "tank"}
     assert imported_pools(tmp_path / "no-module") == frozenset()
+
+
+def test_the_largest_group_of_disks_of_one_size() -> None:
+    from advisor.blockdevices import largest_same_size_group, same_size
+
+    assert same_size(1000, 1030) and not same_size(1000, 1031)
+    gib = 1024**3
+    sizes = {"a": 500 * gib, "b": 510 * gib, "c": 2000 * gib, "d": 2000 * gib, "e": 2001 * gib}
+    assert largest_same_size_group(sizes) == ["c", "d", "e"]
+    # A tie goes to the bigger disks.
+    assert largest_same_size_group({"a": gib, "b": gib, "c": 8 * gib, "d": 8 * gib}) == ["c", "d"]
+    assert largest_same_size_group({}) == []

@@ -42,6 +42,30 @@ def test_disks_report_under_efi_has_no_firmware_warning() -> None:
     assert "virtio-disk01" in text
 
 
+def test_disks_report_and_json_name_the_usable_disks_of_one_size() -> None:
+    from advisor.install.disks import disks_to_json
+
+    first = usable_disk()
+    second = usable_disk(name="vdc", path="/dev/vdc", by_id=("/dev/disk/by-id/virtio-disk02",))
+    bigger = usable_disk(name="vdd", path="/dev/vdd", by_id=("/dev/disk/by-id/virtio-disk03",),
+                         size_bytes=first.size_bytes * 2)  # fmt: skip
+    busy = usable_disk(name="vde", path="/dev/vde", by_id=("/dev/disk/by-id/virtio-disk04",),
+                       problems=("mounted at /home",))  # fmt: skip
+    disks = [first, second, bigger, busy]
+    listing = {d["disk_id"]: d["same_size_as"] for d in disks_to_json(disks, "efi")["disks"]}
+    assert listing == {
+        "virtio-disk01": ["virtio-disk02"],
+        "virtio-disk02": ["virtio-disk01"],
+        "virtio-disk03": [],
+        "virtio-disk04": [],  # not usable: no pool is made with it
+    }
+    console, out = _console()
+    render_disks(console, disks, "efi")
+    rows = {line.split()[0]: line for line in out.getvalue().splitlines() if "virtio-" in line}
+    assert rows["virtio-disk01"].rstrip().endswith("virtio-disk02")
+    assert rows["virtio-disk03"].rstrip().endswith("-")
+
+
 DETACHED_ANSWERS = {
     "metadata_exposure": "severe",
     "adversary": "thief",

@@ -208,3 +208,38 @@ def test_real_machine_smoke() -> None:
 
 def test_efi_unknown_without_sys_firmware(tmp_path: Path) -> None:
     assert probe_system(tmp_path).efi_firmware is None
+
+
+# --- Disks a pool could be built on ---------------------------------------------------------
+
+
+def _sized_disk(root: Path, name: str, sectors: int, *, removable: bool = False) -> None:
+    _write(root, f"sys/block/{name}/size", f"{sectors}\n")
+    _write(root, f"sys/block/{name}/removable", "1\n" if removable else "0\n")
+
+
+def _link(root: Path, folder: str, name: str, target: str) -> None:
+    path = root / "dev/disk" / folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(f"../../{target}")
+
+
+def test_disks_are_named_as_advisor_disks_names_them_and_sized(tmp_path: Path) -> None:
+    _sized_disk(tmp_path, "sda", 2 * 1024**3)  # 1 TiB in 512-byte sectors
+    _sized_disk(tmp_path, "nvme0n1", 1024**3)
+    _sized_disk(tmp_path, "sdb", 1024**2, removable=True)  # a USB stick: not for a pool
+    _sized_disk(tmp_path, "loop0", 1024**2)
+    _sized_disk(tmp_path, "vda", 1024**2)  # no link at all: its kernel name
+    _link(tmp_path, "by-id", "ata-DISK_S1", "sda")
+    _link(tmp_path, "by-id", "wwn-0x5000c500a1b2c3d4", "sda")
+    _link(tmp_path, "by-id", "nvme-Samsung_S2", "nvme0n1")
+    _link(tmp_path, "by-path", "pci-0000:00:05.0", "nvme0n1")
+    assert probe_system(tmp_path).disk_sizes == {
+        "wwn-0x5000c500a1b2c3d4": 1024**4,
+        "nvme-Samsung_S2": 512 * 1024**3,
+        "vda": 512 * 1024**2,
+    }
+
+
+def test_no_sys_block_means_no_disks_known(tmp_path: Path) -> None:
+    assert probe_system(tmp_path).disk_sizes == {}

@@ -17,6 +17,7 @@ from typing import Any
 
 from advisor import __version__
 from advisor.assess.conflicts import Tension, tensions_for
+from advisor.blockdevices import largest_same_size_group
 from advisor.errors import PluginError
 from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
 from advisor.plugincall import backend_owner, blame, call_backend, sequence_of
@@ -25,6 +26,9 @@ from advisor.plugincall import backend_owner, blame, call_backend, sequence_of
 ASSESSMENT_SCHEMA = 1
 
 _MEMORY_FOR_ARGON2 = 2 * 1024**3
+#: Below this, the assessment advises swap: ZFS's cache gives memory back under pressure,
+#: but with no swap at all the kernel's only way out of a memory shortage is to kill.
+_MEMORY_FOR_NO_SWAP = 8 * 1024**3
 
 #: The words in :meth:`Assessment.next_command` the user replaces, and with what.
 PLACEHOLDERS = {
@@ -117,8 +121,10 @@ class Assessment:
 
         They plan the install for review, then run exactly that plan (docs/install.md).
         ``saved_to`` is where the assessment was saved, which the plan then reads; without
-        it the backend is named. The words :meth:`placeholders` lists must be replaced
-        first: as printed, they name no disk and no header, so nothing runs.
+        it the backend is named. When the machine has two or more disks of one size, the
+        plan names every one of them (:meth:`pool_disks`: a mirror of two, a raidz of
+        more); else it names ``DISK-ID``. The words :meth:`placeholders` lists must be
+        replaced first: as printed, they name no disk and no header, so nothing runs.
         """
         best = self.recommended
         if best is None or not best.installable:
@@ -128,9 +134,14 @@ class Assessment:
             if saved_to
             else f"--backend {best.backend}"
         )
-        plan = f"advisor plan {source} --disk DISK-ID"
+        disks = self.pool_disks() or ["DISK-ID"]
+        plan = f"advisor plan {source}"
+        plan += "".join(f" --disk {shlex.quote(disk)}" for disk in disks)
+        if len(disks) > 2:
+            plan += f" --topology {raidz_for(len(disks))}"
         if best.detached_header:
-            plan += " --header HEADER --header-backup BACKUP-FILE"
+            for header, backup in self._header_words(len(disks)):
+                plan += f" --header {header} --header-backup {backup}"
         return "\n".join(
             (
                 f"{plan} --save plan.json > plan.sh",
@@ -139,15 +150,33 @@ class Assessment:
             )
         )
 
+    def pool_disks(self) -> list[str]:
+        """The disks the next commands build the pool on: the most disks of this machine
+        that are one size, if there are two or more (a pool over them survives a dead
+        disk); else none, and the commands name ``DISK-ID`` for the user to choose."""
+        disks = largest_same_size_group(dict(self.system.disk_sizes))
+        return disks if len(disks) > 1 else []
+
+    @staticmethod
+    def _header_words(count: int) -> list[tuple[str, str]]:
+        """The header and backup placeholders, one pair per disk (numbered if several)."""
+        if count == 1:
+            return [("HEADER", "BACKUP-FILE")]
+        return [(f"HEADER-{n}", f"BACKUP-FILE-{n}") for n in range(1, count + 1)]
+
     def placeholders(self) -> dict[str, str]:
         """The placeholder words in :meth:`next_command`, each with what replaces it."""
         best = self.recommended
         if best is None or not best.installable:
             return {}
-        words = ["DISK-ID"]
+        disks = self.pool_disks()
+        words = {} if disks else {"DISK-ID": PLACEHOLDERS["DISK-ID"]}
         if best.detached_header:
-            words += ["HEADER", "BACKUP-FILE"]
-        return {word: PLACEHOLDERS[word] for word in words}
+            for n, (header, backup) in enumerate(self._header_words(len(disks) or 1), 1):
+                which = f" for disk {n} ({disks[n - 1]})" if disks else ""
+                words[header] = PLACEHOLDERS["HEADER"] + which
+                words[backup] = PLACEHOLDERS["BACKUP-FILE"] + which
+        return words
 
     def to_json(self, saved_to: str | None = None) -> dict[str, Any]:
         best = self.recommended
@@ -173,6 +202,13 @@ class Assessment:
             "next_command": self.next_command(saved_to),
             "placeholders": self.placeholders(),
         }
+
+
+def raidz_for(disks: int) -> str:
+    """The raidz the next commands suggest for more than two disks of one size: one
+    disk's worth of parity up to five disks, two from six (a second failure during the
+    longer resilver of a wide raidz is the one to guard against)."""
+    return "raidz1" if disks <= 5 else "raidz2"
 
 
 def axis_weights(
@@ -237,6 +273,16 @@ def system_warnings(system: SystemFacts) -> list[Note]:
                 "use Adiantum (`xchacha12,aes-adiantum-plain64`) instead; ZFS native "
                 "encryption cannot.",
                 "aes-instructions",
+            )
+        )
+    if system.memory_bytes is not None and system.memory_bytes < _MEMORY_FOR_NO_SWAP:
+        notes.append(
+            Note(
+                "little-memory-swap",
+                "Less than 8 GiB of memory: give the install swap (`--swap 8G`), a partition "
+                "on each disk encrypted with a new random key at every boot. Never swap to a "
+                "ZFS volume: it can deadlock.",
+                "swap-outside-zfs",
             )
         )
     if system.memory_bytes is not None and system.memory_bytes < _MEMORY_FOR_ARGON2:

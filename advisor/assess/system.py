@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from advisor.blockdevices import SKIPPED_PREFIXES, choose_disk_id, is_candidate
 from advisor.models import SystemFacts
-
-# Block devices that are not disks a system is installed on.
-_VIRTUAL_BLOCK_PREFIXES = ("loop", "ram", "zram", "dm-", "md", "sr", "nbd", "zd")
 
 
 def probe_system(root: Path = Path("/")) -> SystemFacts:
@@ -23,6 +21,7 @@ def probe_system(root: Path = Path("/")) -> SystemFacts:
         cpu_count=os.cpu_count() if root == Path("/") else None,
         solid_state_disk=_solid_state_disk(root / "sys/block"),
         efi_firmware=_efi_firmware(root / "sys/firmware"),
+        disk_sizes=_disk_sizes(root / "sys/block", root / "dev/disk"),
     )
 
 
@@ -63,7 +62,7 @@ def _solid_state_disk(sys_block: Path) -> bool | None:
         return None
     rotational = []
     for device in devices:
-        if device.name.startswith(_VIRTUAL_BLOCK_PREFIXES):
+        if device.name.startswith(SKIPPED_PREFIXES):
             continue
         try:
             rotational.append((device / "queue/rotational").read_text().strip() == "1")
@@ -79,3 +78,34 @@ def _efi_firmware(sys_firmware: Path) -> bool | None:
     if not sys_firmware.is_dir():
         return None
     return (sys_firmware / "efi").is_dir()
+
+
+def _disk_sizes(sys_block: Path, dev_disk: Path) -> dict[str, int]:
+    """The whole disks a pool could be built on, by the id ``advisor disks`` gives them,
+    with their sizes: from /sys (no udev, so cheap), the ids from the links udev made in
+    /dev/disk. Removable disks (USB sticks, card readers) are left out."""
+    links: dict[str, tuple[list[str], list[str]]] = {}
+    for index, folder in enumerate(("by-id", "by-path")):
+        try:
+            entries = list((dev_disk / folder).iterdir())
+        except OSError:
+            continue
+        for link in entries:
+            name = Path(os.path.realpath(link)).name
+            links.setdefault(name, ([], []))[index].append(link.name)
+    sizes = {}
+    try:
+        devices = sorted(sys_block.iterdir())
+    except OSError:
+        return {}
+    for device in devices:
+        try:
+            size = int((device / "size").read_text()) * 512  # in 512-byte sectors, always
+            removable = (device / "removable").read_text().strip() == "1"
+        except (OSError, ValueError):
+            continue
+        if removable or not is_candidate(device.name, size):
+            continue
+        by_id, by_path = links.get(device.name, ([], []))
+        sizes[choose_disk_id(device.name, by_id, by_path)] = size
+    return sizes

@@ -31,6 +31,12 @@ from typing import Any
 
 import pyudev
 
+from advisor.blockdevices import (
+    choose_disk_id,
+    is_candidate,
+    same_size,
+    sort_by_id,
+)
 from advisor.errors import UsageError
 
 #: A block device number, (major, minor), as /proc/self/mountinfo and sysfs write it.
@@ -43,17 +49,6 @@ MIN_DISK_BYTES = 8 * GIB
 BY_ID = "/dev/disk/by-id/"
 BY_PATH = "/dev/disk/by-path/"
 
-# Kernel names of whole "disks" that are never install targets: loop devices, RAM disks,
-# compressed swap, optical drives, device-mapper and md arrays (they sit on top of real
-# disks, which are listed themselves), network block devices and ZFS volumes.
-_SKIPPED_PREFIXES = ("loop", "ram", "zram", "sr", "dm-", "md", "nbd", "zd")
-
-# by-id link prefixes in the order a user should be shown them: world-wide names first
-# (they never change), then the vendor/model/serial names. Links of stacked devices
-# (dm-, md-, lvm-) can point at a whole disk too, but they name what is *on* the disk and
-# change when it is wiped, so they come last.
-_BY_ID_PREFERENCE = ("wwn-", "nvme-eui.", "ata-", "nvme-", "scsi-", "virtio-", "usb-")
-_BY_ID_LAST = ("dm-", "md-", "lvm-")
 
 # Mount points whose devices make up the running system. /nix/.ro-store and /iso are
 # where the NixOS installer ISO mounts its squashfs and the boot medium itself.
@@ -263,32 +258,6 @@ def parse_swaps(text: str) -> list[SwapEntry]:
 
 
 # --- Pure decisions ---------------------------------------------------------------------
-
-
-def _by_id_rank(link: str) -> tuple[int, str]:
-    """Sort key of a by-id link: preferred prefixes first, stacked-device names last."""
-    name = Path(link).name
-    for rank, prefix in enumerate(_BY_ID_PREFERENCE):
-        if name.startswith(prefix):
-            return rank, name
-    if name.startswith(_BY_ID_LAST):
-        return len(_BY_ID_PREFERENCE) + 1, name
-    return len(_BY_ID_PREFERENCE), name
-
-
-def sort_by_id(links: Iterable[str]) -> tuple[str, ...]:
-    """By-id links in the order :func:`choose_disk_id` prefers them."""
-    return tuple(sorted(links, key=_by_id_rank))
-
-
-def choose_disk_id(name: str, by_id: Sequence[str], by_path: Sequence[str]) -> str:
-    """The name a user confirms a disk by: the preferred by-id link name, else the first
-    by-path link name, else the kernel name. Links may be names or full paths."""
-    if by_id:
-        return Path(sort_by_id(by_id)[0]).name
-    if by_path:
-        return Path(sorted(by_path)[0]).name
-    return name
 
 
 def guess_transport(
@@ -591,18 +560,6 @@ def disk_to_json(disk: Disk) -> dict[str, Any]:
     return data
 
 
-#: How much two disks of a pool may differ in size and still count as one size: a mirror
-#: or raidz uses only as much of each disk as the smallest has, and disks sold as one
-#: size differ by far less than this. ``install`` refuses more unless told otherwise.
-SIZE_TOLERANCE = 0.03
-
-
-def same_size(a: int, b: int) -> bool:
-    """Whether two disks of ``a`` and ``b`` bytes are one size for a pool
-    (:data:`SIZE_TOLERANCE`)."""
-    return abs(a - b) <= SIZE_TOLERANCE * max(a, b)
-
-
 def same_size_as(disk: Disk, disks: Sequence[Disk]) -> list[str]:
     """The ids of the other usable disks of ``disks`` that are ``disk``'s size: what a
     mirror or raidz with it could be made of. Empty for a disk that is not usable."""
@@ -863,12 +820,6 @@ def gather_disk_facts(device: Any, root: Path = Path("/")) -> DiskFacts:
         partitions=tuple(partitions),
         udev_known=bool(device.is_initialized),
     )
-
-
-def is_candidate(name: str, size_bytes: int) -> bool:
-    """Whether a whole block device could be an install target at all (see
-    ``_SKIPPED_PREFIXES``); an empty device (no media, unused nbd) never is."""
-    return not name.startswith(_SKIPPED_PREFIXES) and size_bytes > 0
 
 
 def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:

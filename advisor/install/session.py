@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from advisor import runner, validate
+from advisor.blockdevices import SIZE_TOLERANCE, same_size
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs
 from advisor.install import disks as disk_probe
@@ -142,18 +143,18 @@ def check_topology(topology: str, count: int) -> None:
 
 def size_mismatch(disks: Sequence[disk_probe.Disk], topology: str | None) -> str | None:
     """What is lost when ``disks`` differ in size by more than
-    :data:`~advisor.install.disks.SIZE_TOLERANCE` (the pool uses only as much of each
+    :data:`~advisor.blockdevices.SIZE_TOLERANCE` (the pool uses only as much of each
     disk as the smallest has), or ``None``."""
     if len(disks) < 2:
         return None
     smallest = min(disk.size_bytes for disk in disks)
     largest = max(disk.size_bytes for disk in disks)
-    if disk_probe.same_size(smallest, largest):
+    if same_size(smallest, largest):
         return None
     lost = sum(disk.size_bytes - smallest for disk in disks)
     sizes = ", ".join(f"{disk.disk_id} {disk_probe.format_size(disk.size_bytes)}" for disk in disks)
     return (
-        f"the disks differ in size by more than {disk_probe.SIZE_TOLERANCE:.0%} ({sizes}): a "
+        f"the disks differ in size by more than {SIZE_TOLERANCE:.0%} ({sizes}): a "
         f"{topology or 'pool'} uses {disk_probe.format_size(smallest)} of each, and "
         f"{disk_probe.format_size(lost)} in all stays unused"
     )
