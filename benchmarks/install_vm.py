@@ -1,6 +1,7 @@
 """Time ``advisor install`` against the same commands run as a plain shell script.
 
-Both run in one VM boot (so boot time is not counted), on two identical disks, in turn;
+Both run in one VM boot (so boot time is not counted), on two identical sets of disks (one
+disk each, or with ``--disks 2`` a mirror of two each, and so on), in turn;
 each round swaps which goes first (script then advisor, advisor then script, ...), so
 neither always runs straight after the other's teardown. The shell script is ``advisor
 plan``'s output for the same options, so the commands are identical (its ``advisor
@@ -25,7 +26,7 @@ Two things make the guest unlike a machine installing NixOS, and are set to matc
     ``--insecure-fast-kdf`` as the VM tests do.
 
     .venv/bin/python benchmarks/install_vm.py [--backend luks] [--rounds 3]
-        [--runtime image|host] [--kdf default|fast]
+        [--runtime image|host] [--kdf default|fast] [--disks 1|2|3...]
 
 Needs the VM prerequisites (scripts/install-vm-deps), mke2fs (e2fsprogs) and root.
 """
@@ -54,9 +55,14 @@ GOAL = 1.10
 _STDLIB_SKIP = ("test", "site-packages", "idlelib", "tkinter", "turtledemo", "ensurepip")
 
 
-def options(backend: str, disk: str, folder: Path, state: str, fast_kdf: bool) -> str:
-    args = [
-        "--backend", backend, "--disk", disk, "--yes-wipe", disk,
+def options(backend: str, disks: list[str], folder: Path, state: str, fast_kdf: bool) -> str:
+    """The install's options, for a pool over ``disks`` (a mirror of two, a raidz1 of
+    more)."""
+    args = [word for disk in disks for word in ("--disk", disk, "--yes-wipe", disk)]
+    if len(disks) > 2:
+        args += ["--topology", "raidz1"]
+    args += [
+        "--backend", backend,
         "--passphrase-file", f"{folder}/passphrase", "--password-file", f"{folder}/password",
         "--state-dir", f"{folder}/{state}", "--root", "/mnt", "--allow-bios",
         "--hostname", "bench", "--user", "alice", "--host-id", "8f2a91c4",
@@ -66,7 +72,16 @@ def options(backend: str, disk: str, folder: Path, state: str, fast_kdf: bool) -
     return shlex.join(args)
 
 
-TEARDOWN = "umount -R /mnt; zpool export rpool; cryptsetup close cryptroot 2>/dev/null || true"
+def teardown(count: int) -> str:
+    """Unmount, export, and close the containers an install over ``count`` disks opened."""
+    names = ["cryptroot"] if count == 1 else [f"cryptroot{n}" for n in range(1, count + 1)]
+    close = "; ".join(f"cryptsetup close {name} 2>/dev/null || true" for name in names)
+    return f"umount -R /mnt; zpool export rpool; {close}"
+
+
+def disk_ids(kind: str, count: int) -> list[str]:
+    """The guest's ids of the ``count`` disks of one set (``shell`` or ``advisor``)."""
+    return [f"virtio-{kind}" if count == 1 else f"virtio-{kind}{n}" for n in range(1, count + 1)]
 
 
 def runtime_paths() -> dict[Path, Path]:
@@ -146,7 +161,9 @@ def unmount_runtime() -> str:
 GUEST_WORK = Path("/var/lib/advisor-bench")
 
 
-def script(backend: str, rw: Path, rounds: int, fast_kdf: bool, runtime_device: str | None) -> str:
+def script(
+    backend: str, rw: Path, rounds: int, fast_kdf: bool, runtime_device: str | None, count: int
+) -> str:
     # State, plans and outputs stay in the guest (as /var/lib/advisor does on a live
     # system) and are copied to the shared folder at the end: writing them through 9p
     # would time the shared folder.
@@ -157,21 +174,23 @@ def script(backend: str, rw: Path, rounds: int, fast_kdf: bool, runtime_device: 
         "$PYTHON -m advisor --version > /dev/null",  # warm the caches
     ]
     for n in range(rounds):
-        shell_options = options(backend, "virtio-shell", GUEST_WORK, f"plan{n}", fast_kdf)
-        advisor_options = options(backend, "virtio-advisor", GUEST_WORK, f"state{n}", fast_kdf)
+        shell_options = options(backend, disk_ids("shell", count), GUEST_WORK, f"plan{n}", fast_kdf)
+        advisor_options = options(
+            backend, disk_ids("advisor", count), GUEST_WORK, f"state{n}", fast_kdf
+        )
         shell_run = [
             "start=$(date +%s%N)",
             # The script reads its secrets from the environment, as its header says.
             f"ADVISOR_PASSPHRASE=$(head -n1 passphrase) ADVISOR_PASSWORD=$(head -n1 password)"
             f" sh plan{n}.sh > shell{n}.out 2>&1",
             f'result shell_{n} "$(( ($(date +%s%N) - start) / 1000000 ))"',
-            TEARDOWN,
+            teardown(count),
         ]
         advisor_run = [
             "start=$(date +%s%N)",
             f"$PYTHON -m advisor install {advisor_options} > advisor{n}.out 2>&1",
             f'result advisor_{n} "$(( ($(date +%s%N) - start) / 1000000 ))"',
-            TEARDOWN,
+            teardown(count),
         ]
         lines.append(f"$PYTHON -m advisor plan {shell_options} > plan{n}.sh")
         lines += shell_run + advisor_run if n % 2 == 0 else advisor_run + shell_run
@@ -194,6 +213,9 @@ def main() -> int:
     parser.add_argument("--runtime", choices=("image", "host"), default="image")
     parser.add_argument("--kdf", choices=("default", "fast"), default="default")
     parser.add_argument("--keep", metavar="DIR", type=Path, help="copy the outputs and logs here")
+    parser.add_argument(
+        "--disks", type=int, default=1, help="disks per install: a mirror of 2, a raidz1 of more"
+    )
     args = parser.parse_args()
     fast_kdf = args.kdf == "fast"
     with tempfile.TemporaryDirectory(prefix="advisor-bench-") as folder:
@@ -202,14 +224,15 @@ def main() -> int:
         (rw / "passphrase").write_text("benchmark-passphrase\n")
         (rw / "password").write_text("benchmark-password\n")
         disks = [
-            create_disk(Path(folder) / "shell.img", "8G", serial="shell"),
-            create_disk(Path(folder) / "advisor.img", "8G", serial="advisor"),
+            create_disk(Path(folder) / f"{serial}.img", "8G", serial=serial.removeprefix("virtio-"))
+            for kind in ("shell", "advisor")
+            for serial in disk_ids(kind, args.disks)
         ]
         runtime_device = None
         if args.runtime == "image":
             disks.append(build_runtime_image(Path(folder)))
             runtime_device = "/dev/disk/by-id/virtio-runtime"
-        text = script(args.backend, rw, args.rounds, fast_kdf, runtime_device)
+        text = script(args.backend, rw, args.rounds, fast_kdf, runtime_device, args.disks)
         # The default KDF takes up to 1 GiB per unlock (cryptsetup caps it at half the RAM).
         result = run_in_vm(text, disks, rwdir=rw, timeout=3600, memory="4G")
         if result.returncode != 0:
@@ -223,7 +246,8 @@ def main() -> int:
     shell_median = statistics.median(shell)
     ratio = statistics.median(ours) / shell_median
     print(
-        f"backend {args.backend}, runtime from {args.runtime}, {args.kdf} KDF, "
+        f"backend {args.backend} on {args.disks} disk(s), runtime from {args.runtime}, "
+        f"{args.kdf} KDF, "
         f"{args.rounds} rounds in one VM boot (QEMU TCG)"
     )
     print(f"shell script   : {', '.join(f'{s:.1f}' for s in shell)} s")
