@@ -707,3 +707,159 @@ def test_at_a_terminal_a_plan_with_an_interactive_step_may_run() -> None:
     install.check_terminal(plan, False)  # nothing asks: no terminal needed
     with pytest.raises(UsageError, match=f"step {len(plan.steps)} .* needs you at the terminal"):
         install.check_terminal(with_asking, False)
+
+
+# --- Several disks --------------------------------------------------------------------------
+
+SECOND = dataclasses.replace(
+    DISK, name="sdx", path="/dev/sdx", by_id=("/dev/disk/by-id/ata-FAKE_S2",), serial="S2"
+)
+THIRD = dataclasses.replace(
+    DISK, name="sdw", path="/dev/sdw", by_id=("/dev/disk/by-id/ata-FAKE_S3",), serial="S3"
+)
+
+
+def test_a_disk_named_twice_under_two_names_is_refused(machine: Machine) -> None:
+    machine.disks = [DISK, SECOND]
+    with pytest.raises(UsageError, match="--disk sdz and --disk ata-FAKE_S1 are the same disk"):
+        install.find_targets(["ata-FAKE_S1", "sdz"])
+    assert install.find_targets(["ata-FAKE_S1", "ata-FAKE_S2"]) == [DISK, SECOND]
+
+
+def test_one_refused_member_refuses_the_whole_install(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine.disks = [DISK, dataclasses.replace(SECOND, problems=("mounted at /srv",))]
+    status, stderr = run_cli(
+        "plan", "--backend", "luks", "--disk", "ata-FAKE_S1", "--disk", "ata-FAKE_S2",
+        "--root", str(machine.root), monkeypatch=monkeypatch,
+    )  # fmt: skip
+    assert status == 2 and "refusing to use ata-FAKE_S2 (/dev/sdx): mounted at /srv" in stderr
+    assert machine.ran == []
+
+
+@pytest.mark.parametrize(
+    ("count", "asked", "chosen", "message"),
+    [
+        (1, None, None, None),
+        (2, None, "mirror", None),
+        (3, "raidz1", "raidz1", None),
+        (3, None, None, "3 disks: choose how the pool spans them with --topology"),
+        (1, "mirror", None, "--topology mirror: a pool on one disk has no topology"),
+        (2, "raidz1", None, "--topology raidz1 needs at least 3 disks, and 2 were given"),
+        (4, "raidz3", None, "--topology raidz3 needs at least 5 disks"),
+        (2, "stripe", None, "--topology 'stripe': choose mirror, raidz1, raidz2, raidz3"),
+    ],
+)
+def test_the_topology_follows_the_number_of_disks(
+    count: int, asked: str | None, chosen: str | None, message: str | None
+) -> None:
+    if message is None:
+        assert install.choose_topology(count, asked) == chosen
+    else:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            install.choose_topology(count, asked)
+
+
+def test_disks_of_different_sizes_say_how_much_is_lost() -> None:
+    big = dataclasses.replace(SECOND, size_bytes=DISK.size_bytes * 2)
+    assert install.size_mismatch([DISK, SECOND], "mirror") is None
+    assert install.size_mismatch([DISK, dataclasses.replace(SECOND, size_bytes=65 * 1024**3)],
+                                 "mirror") is None  # fmt: skip
+    mismatch = install.size_mismatch([DISK, big, THIRD], "raidz1")
+    assert mismatch is not None
+    assert "differ in size by more than 3%" in mismatch
+    assert "a raidz1 uses 64.0 GiB of each, and 64.0 GiB in all stays unused" in mismatch
+
+
+def test_mixed_sizes_are_refused_unless_allowed(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    machine.disks = [DISK, dataclasses.replace(SECOND, size_bytes=DISK.size_bytes * 2)]
+    args = ["plan", "--backend", "luks", "--disk", "ata-FAKE_S1", "--disk", "ata-FAKE_S2"]
+    args += ["--root", str(machine.root)]
+    status, stderr = run_cli(*args, monkeypatch=monkeypatch)
+    assert status == 2 and "give disks of one size, or --allow-mixed-sizes" in stderr
+    status, stderr = run_cli(*args, "--allow-mixed-sizes", monkeypatch=monkeypatch)
+    assert status == 0 and "warning: the disks differ in size" in stderr
+
+
+def test_every_disk_must_be_confirmed_by_its_id() -> None:
+    disks = [DISK, SECOND]
+    install.confirm(disks, ["ata-FAKE_S2", "ata-FAKE_S1"], None)  # any order
+    with pytest.raises(
+        UsageError, match="--yes-wipe names 1 of the 2 disks: add --yes-wipe ata-FAKE_S2"
+    ):
+        install.confirm(disks, ["ata-FAKE_S1"], None)
+    with pytest.raises(UsageError, match="--yes-wipe 'sdx' does not name a target disk"):
+        install.confirm(disks, ["ata-FAKE_S1", "sdx"], None)  # another name for it: no
+    with pytest.raises(UsageError, match="pass --yes-wipe ata-FAKE_S1 --yes-wipe ata-FAKE_S2"):
+        install.confirm(disks, [], None)
+    asked: list[str] = []
+
+    def ask(prompt: str) -> str:
+        asked.append(prompt)
+        return prompt.split("Type the id of disk ")[1].split(" ")[0]
+
+    install.confirm(disks, [], ask)
+    assert asked[0].startswith(
+        "These 2 disks will be erased: ata-FAKE_S1 (/dev/sdz, serial S1), ata-FAKE_S2 "
+        "(/dev/sdx, serial S2). Type the id of disk ata-FAKE_S1 to go on: "
+    )
+    assert asked[1] == "Type the id of disk ata-FAKE_S2 to go on: "
+    with pytest.raises(UsageError, match="the typed id does not match the disk"):
+        install.confirm(disks, [], lambda prompt: "ata-FAKE_S1")
+
+
+def test_a_mirror_spec_numbers_its_disks_and_names_their_containers(
+    machine: Machine, tmp_path: Path
+) -> None:
+    machine.disks = [DISK, SECOND]
+    request = install.InstallRequest(
+        backend="luks", settings=Settings(host_id="8f2a91c4"), root=str(machine.root),
+        swap_size="8G",
+    )  # fmt: skip
+    spec = install.new_spec(request, load_plugins(), [DISK, SECOND])
+    assert spec.topology == "mirror"
+    assert [(m.number, m.disk_id, m.luks_name) for m in spec.members] == [
+        (1, "ata-FAKE_S1", "cryptroot1"), (2, "ata-FAKE_S2", "cryptroot2"),
+    ]  # fmt: skip
+    guids = {g for m in spec.members for g in (m.esp_partuuid, m.data_partuuid, m.swap_partuuid)}
+    assert len(guids) == 6  # every partition its own GUID
+    # A saved spec is checked as a new one: an edited member is caught.
+    twice = dataclasses.replace(spec, members=(spec.members[0], dataclasses.replace(
+        spec.members[1], disk_id="ata-FAKE_S1")))  # fmt: skip
+    with pytest.raises(UsageError, match="a disk is given twice"):
+        install.validate_spec(twice, load_plugins())
+    with pytest.raises(UsageError, match="2 disks need a --topology"):
+        install.validate_spec(dataclasses.replace(spec, topology=None), load_plugins())
+    with pytest.raises(UsageError, match="--swap '8 G'"):
+        install.validate_spec(dataclasses.replace(spec, swap_size="8 G"), load_plugins())
+    with pytest.raises(UsageError, match="a swap partition GUID is given, but no --swap size"):
+        install.validate_spec(dataclasses.replace(spec, swap_size=None), load_plugins())
+
+
+def test_luks_detached_needs_a_header_and_a_backup_per_disk(
+    machine: Machine, tmp_path: Path
+) -> None:
+    machine.disks = [DISK, SECOND]
+    (tmp_path / "keys").mkdir()
+    headers = (str(tmp_path / "keys" / "h1"), str(tmp_path / "keys" / "h2"))
+    backups = ("/proc/b1", "/proc/b2")  # another file system than the headers'
+
+    def request(headers: tuple[str, ...], backups: tuple[str, ...]) -> install.InstallRequest:
+        return install.InstallRequest(
+            backend="luks-detached", settings=Settings(host_id="8f2a91c4", header=headers),
+            header_backup=backups, root=str(machine.root),
+        )  # fmt: skip
+
+    spec = install.new_spec(request(headers, backups), load_plugins(), [DISK, SECOND])
+    assert [(m.header, m.header_backup) for m in spec.members] == list(
+        zip(headers, backups, strict=True)
+    )
+    with pytest.raises(UsageError, match="--header-backup is given 1 times for 2 disks"):
+        install.new_spec(request(headers, backups[:1]), load_plugins(), [DISK, SECOND])
+    with pytest.raises(UsageError, match="for each disk, in the order of the disks: 2 of each"):
+        install.new_spec(request(headers[:1], ()), load_plugins(), [DISK, SECOND])
+    with pytest.raises(UsageError, match="--header: each disk needs its own"):
+        install.new_spec(request((headers[0],) * 2, backups), load_plugins(), [DISK, SECOND])
