@@ -216,6 +216,33 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert_no_canary(result.stdout, result.stderr)
 
 
+def test_a_mirror_is_configured_from_a_device_of_each_kind_per_disk(
+    run_cli: RunCli, tmp_path: Path, password_file: Path
+) -> None:
+    out = tmp_path / "o"
+    second = ["--data-device", DATA.replace("6d", "6e"), "--esp-device", ESP.replace("2c", "2d")]
+    swaps = [word for n in (1, 2) for word in ("--swap-device", f"{DATA[:-1]}{n}")]
+    result = run_cli(*config_args(out, password_file, *second, *swaps))
+    assert result.returncode == 0, result.stderr
+    nixeval.parse(out / "configuration.nix")
+    cfg = nixeval.eval_config(out / "configuration.nix")
+    assert set(cfg["boot"]["initrd"]["luks"]["devices"]) == {"cryptroot1", "cryptroot2"}
+    assert cfg["fileSystems"]["/boot-2"]["device"] == ESP.replace("2c", "2d")
+    assert [swap["device"] for swap in cfg["swapDevices"]] == [f"{DATA[:-1]}1", f"{DATA[:-1]}2"]
+    scripted = run_cli(*config_args(tmp_path / "s", password_file, *second, "--initrd",
+                                    "scripted"))  # fmt: skip
+    assert scripted.returncode == 2 and "--initrd scripted: the scripted initrd" in scripted.stderr
+    # One of each device per disk, each its own.
+    for extra, message in (
+        (second[:2], "--data-device is given 2 times and --esp-device 1"),
+        ([*second, swaps[0], swaps[1]], "--swap-device is given 1 times for 2 disks"),
+        ([second[0], second[1], "--esp-device", ESP], "--esp-device: each disk needs its own"),
+    ):
+        refused = run_cli(*config_args(tmp_path / "r", password_file, *extra))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "r").exists()
+
+
 def test_other_refusals(run_cli: RunCli, tmp_path: Path, password_file: Path) -> None:
     out = tmp_path / "o"
     detached = config_args(out, password_file, backend="luks-detached")
