@@ -562,7 +562,8 @@ result hostid "$(hostid)"
 
 def test_refusals_on_real_disks(vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk) -> None:
     """The same disk under two names, one member mounted, a wrong --yes-wipe for the second
-    disk, too few: each refused with exit status 2, and no disk touched."""
+    disk, too few, mixed sizes: each refused with exit status 2, and no disk touched; then
+    the disks left blank make a zfs-native mirror."""
     rw = vm_rwdir
     write_secrets(rw)
     disks: list[Disk] = [
@@ -573,7 +574,7 @@ def test_refusals_on_real_disks(vm_kernel: Path, vm_rwdir: Path, make_disk: Make
     ]
 
     def install(name: str, ids: list[str], confirm: list[str], *extra: str) -> str:
-        args = [*spec_args("luks", ids, *extra), *yes_wipe(confirm), *secrets_args(rw)]
+        args = [*spec_args("luks", ids), *extra, *yes_wipe(confirm), *secrets_args(rw)]
         args += ["--state-dir", f"{rw}/state-{name}"]
         return (
             f"$PYTHON -m advisor install {shlex.join(args)} > {name}.out 2> {name}.err; "
@@ -595,6 +596,18 @@ for n in 1 3 4; do
   result blank_$n "$(blkid -p /dev/disk/by-id/virtio-disk0$n > /dev/null; echo $?)"
 done
 $PYTHON -m advisor disks --json > disks.json
+# The two disks left blank make a zfs-native mirror (the raidz test boots one).
+{
+        install(
+            "mirror",
+            ["virtio-disk01", "virtio-disk03"],
+            ["virtio-disk01", "virtio-disk03"],
+            "--backend",
+            "zfs-native",
+        )
+    }
+zpool status -P rpool > zpool-status.txt
+result health "$(zpool list -H -o health rpool)"
 """
     result = run_in_vm(script, disks, rwdir=rw, timeout=TIMEOUT)
     assert result.returncode == 0, result.describe()
@@ -616,3 +629,11 @@ $PYTHON -m advisor disks --json > disks.json
     by_id = {d["disk_id"]: d for d in listing["disks"]}
     assert by_id["virtio-disk01"]["same_size_as"] == ["virtio-disk03"]
     assert by_id["virtio-disk04"]["same_size_as"] == []
+    assert result.results["mirror"] == "0", (rw / "mirror.err").read_text()
+    states = pool_states((rw / "zpool-status.txt").read_text())
+    assert states == [
+        ("rpool", "ONLINE"),
+        ("mirror-0", "ONLINE"),
+        ("/dev/disk/by-id/virtio-disk01-part2", "ONLINE"),
+        ("/dev/disk/by-id/virtio-disk03-part2", "ONLINE"),
+    ]
