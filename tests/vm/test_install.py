@@ -350,7 +350,7 @@ result table "$(blkid -p /dev/disk/by-id/virtio-disk01 > /dev/null; echo $?)"
     assert result.results["mounted"] == "2"
     assert "mounted at /tmp/m" in (rw / "mounted.err").read_text()
     assert result.results["wrong"] == "2"
-    assert "does not name the target disk" in (rw / "wrong.err").read_text()
+    assert "does not name a target disk" in (rw / "wrong.err").read_text()
     assert result.results["table"] == "2"  # the refused installs wrote nothing
     listing = json.loads((rw / "disks.json").read_text())
     by_name = {d["name"]: d for d in listing["disks"]}
