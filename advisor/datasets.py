@@ -127,3 +127,10 @@ def rolled_back_datasets(datasets: Sequence[Dataset] = DATASETS) -> tuple[Datase
     if not root.rolled_back:
         raise ValueError(f"the root dataset {root.name} is not rolled back")
     return (root, *(d for d in datasets if d.rolled_back and d is not root))
+
+
+#: Kept across reboots on ``/persist`` even though / is wiped (impermanence's bind mounts
+#: and links, written by :mod:`advisor.nixos.generate`); /etc/nixos holds the
+#: configuration. A layout file's dataset must not hide them (:mod:`advisor.layoutfile`).
+PERSISTED_DIRECTORIES = ("/etc/nixos", "/var/log", "/var/lib/nixos", "/var/lib/systemd/coredump")
+PERSISTED_FILES = ("/etc/machine-id",)

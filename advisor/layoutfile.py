@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from advisor import validate
-from advisor.datasets import DATASETS, FIXED_PROPERTIES, Dataset
+from advisor.datasets import DATASETS, FIXED_PROPERTIES, PERSISTED_DIRECTORIES, Dataset
 from advisor.errors import UsageError
 from advisor.models import Settings
 
@@ -59,10 +59,10 @@ _OTHER_ESP = re.compile(r"/boot-[0-9]+(?:/|$)")
 HIDDEN_PATHS: Mapping[str, str] = {
     "/bin/sh": "NixOS's activation creates it",
     "/usr/bin/env": "NixOS's activation creates it",
-    # The directories the configuration keeps on /persist (advisor.nixos.generate's
-    # PERSISTED_DIRECTORIES; its files are in /etc).
+    # The directories the configuration keeps on /persist (those in /etc, and the
+    # persisted files, are in a tree no dataset may be mounted in).
     **dict.fromkeys(
-        ("/var/log", "/var/lib/nixos", "/var/lib/systemd/coredump"),
+        (d for d in PERSISTED_DIRECTORIES if not d.startswith("/etc/")),
         "impermanence bind-mounts it from /persist",
     ),
 }

@@ -15,11 +15,10 @@ from helpers import PLAN_SPEC, RunCli
 
 from advisor import cli
 from advisor import settings as settings_options
-from advisor.datasets import DATASETS
+from advisor.datasets import DATASETS, PERSISTED_DIRECTORIES, PERSISTED_FILES
 from advisor.errors import UsageError
 from advisor.install.plan import build_plan, render_script
 from advisor.layoutfile import layout_datasets, read_layout
-from advisor.nixos.generate import PERSISTED_DIRECTORIES, PERSISTED_FILES
 from advisor_luks import LuksBackend
 
 DATA = "/dev/disk/by-partuuid/6a3d2c1b-5e4f-4a8b-9c0d-1e2f3a4b5c6d"

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import TypeGuard, cast
 
 from advisor import __version__, nix
-from advisor.datasets import DATASETS, Dataset, rolled_back_datasets
+from advisor.datasets import (
+    DATASETS,
+    PERSISTED_DIRECTORIES,
+    PERSISTED_FILES,
+    Dataset,
+    rolled_back_datasets,
+)
 from advisor.errors import PluginError
 from advisor.models import (
     ESP_MOUNTPOINT,
@@ -47,9 +53,6 @@ SECTION_ORDER = (
     "System",
 )
 
-#: Kept across reboots even though / is wiped. /etc/nixos holds this configuration.
-PERSISTED_DIRECTORIES = ("/etc/nixos", "/var/log", "/var/lib/nixos", "/var/lib/systemd/coredump")
-PERSISTED_FILES = ("/etc/machine-id",)
 SSH_HOST_KEY = "/persist/etc/ssh/ssh_host_ed25519_key"
 
 
