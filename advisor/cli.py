@@ -104,6 +104,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="a swap partition, encrypted with a new random key at each boot; once per "
         "disk, in the same order (default: no swap)",
     )
+    config.add_argument(
+        "--header-backup",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="where a disk's LUKS header is backed up, for 'advisor check' and 'advisor "
+        "rekey' to find; once per disk, in the same order (default: none)",
+    )
     if command in (None, "config"):
         _layout_arguments(config, "config")
     config.add_argument(
@@ -393,6 +401,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         data_devices=tuple(args.data_device),
         esp_devices=tuple(args.esp_device),
         swap_devices=tuple(args.swap_device),
+        header_backups=tuple(args.header_backup),
         password=_read_password(args.password_file, from_stdin=args.password_stdin),
         persist_root=args.persist_root,
         force=args.force,

@@ -338,6 +338,9 @@ class LayoutMember:
     luks_name: str = "cryptroot"
     #: Its detached header (``settings.header``), for a backend with ``detached_header``.
     header: str | None = None
+    #: Where its LUKS header is backed up (``--header-backup``), if it is: what
+    #: ``advisor check`` verifies and ``advisor rekey`` refreshes.
+    header_backup: str | None = None
 
 
 #: Where the first disk's ESP is mounted; disk n's is at ``/boot-n``.

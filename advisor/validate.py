@@ -130,14 +130,15 @@ def device_path(value: str, option: str) -> str:
     )
 
 
-def header_path(value: str) -> str:
-    """A detached LUKS header: a stable device path, or an absolute file path."""
+def header_path(value: str, option: str = "--header") -> str:
+    """A detached LUKS header (or its backup, ``option``): a stable device path, or an
+    absolute file path."""
     if value.startswith("/dev/"):
-        return device_path(value, "--header")
+        return device_path(value, option)
     parts = value.split("/")
     if not _FILE_PATH.fullmatch(value) or ".." in parts or "." in parts:
         raise UsageError(
-            f"--header {value!r}: give a /dev/disk/by-* device, or an absolute file path of "
+            f"{option} {value!r}: give a /dev/disk/by-* device, or an absolute file path of "
             "letters, digits and ._/+@,=- without '.' or '..' components"
         )
     return value

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.errors import UsageError
+from advisor.layoutrecord import RECORD_FILE, read_record
 from advisor.models import Settings
 from advisor.nixos.generate import generate
 from advisor.nixos.write import ConfigRequest, build_layout
@@ -60,7 +61,9 @@ def test_config_writes_files_that_parse_and_evaluate(
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["written"] == [str(out / "configuration.nix"), str(out / "flake.nix")]
+    assert report["written"] == [
+        str(out / name) for name in ("configuration.nix", "flake.nix", "advisor.json")
+    ]
     assert report["host_id"] == "8f2a91c4"
     assert report["hardware_configuration_missing"] is True
     for name in ("configuration.nix", "flake.nix"):
@@ -140,7 +143,7 @@ def test_remote_unlock_and_sops_keys(run_cli: RunCli, tmp_path: Path, password_f
     # Secrets never reach the output or the configuration.
     private_text = host_key.read_text() + age_key.read_text()
     secret_line = next(line for line in age_key.read_text().splitlines() if "SECRET" in line)
-    config_text = (out / "configuration.nix").read_text()
+    config_text = (out / "configuration.nix").read_text() + (out / "advisor.json").read_text()
     for text in (first.stdout, first.stderr, config_text):
         assert secret_line not in text
         assert "PRIVATE KEY" not in text
@@ -156,7 +159,7 @@ def test_remote_unlock_and_sops_keys(run_cli: RunCli, tmp_path: Path, password_f
     report_again = json.loads(again.stdout)
     assert report_again["secrets_written"] == []
     assert report_again["written"] == [str(out / "configuration.nix")]
-    assert report_again["unchanged"] == [str(out / "flake.nix")]
+    assert report_again["unchanged"] == [str(out / "flake.nix"), str(out / "advisor.json")]
     assert report_again["initrd_host_key_fingerprint"] == report["initrd_host_key_fingerprint"]
     assert report_again["age_public_key"] == report["age_public_key"]
 
@@ -361,7 +364,12 @@ def test_hostile_names_are_refused_or_inert(
     files = generate(layout, PLUGINS.backend(layout.backend)).files
     for name, content in files.items():
         (folder / name).write_text(content)
-        nixeval.parse(folder / name)
+        if name.endswith(".nix"):
+            nixeval.parse(folder / name)
+    # The record gives back the layout, but for what it leaves out (the hash, the keys).
+    assert read_record(folder / RECORD_FILE) == dataclasses.replace(
+        layout, hashed_password="", remote_unlock=None
+    )
     cfg = nixeval.eval_config(folder / "configuration.nix")
     flake = nixeval.eval_flake(folder / "flake.nix")
     # Whatever was accepted lands exactly where it belongs, as the same string.

@@ -40,13 +40,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, get_args, get_origin, get_type_hints
+from typing import Any, Protocol
 
 from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
 from advisor.install.plan import Plan, command_line
 from advisor.models import InstallSpec, Member, Settings, Step
+from advisor.records import check_fields, tuples_of
 
 SPEC_FILE = "spec.json"
 JOURNAL_FILE = "journal.jsonl"
@@ -149,48 +150,20 @@ def _spec_from_json(fields: Mapping[str, Any]) -> InstallSpec:
     settings = fields.get("settings")
     if not isinstance(settings, dict):
         raise TypeError("field 'settings' is not a table")
-    settings = _tuples(settings)
-    _check_fields(Settings, settings)
+    settings = tuples_of(settings)
+    check_fields(Settings, settings)
     members = fields.get("members")
     if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
         raise TypeError("field 'members' is not a list of tables")
     for member in members:
-        _check_fields(Member, member)
+        check_fields(Member, member)
     others = {name: value for name, value in fields.items() if name not in ("settings", "members")}
-    _check_fields(InstallSpec, others)
+    check_fields(InstallSpec, others)
     return InstallSpec(
         **others,
         settings=Settings(**settings),
         members=tuple(Member(**member) for member in members),
     )
-
-
-def _tuples(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``fields`` with each list (JSON's only sequence) made the tuple the record holds."""
-    return {name: tuple(v) if isinstance(v, list) else v for name, v in fields.items()}
-
-
-def _check_fields(record: type, fields: Mapping[str, Any]) -> None:
-    """Each of ``fields`` must be a field of the dataclass ``record`` with the type it
-    declares (a mapping: of strings to strings; a tuple: of strings)."""
-    hints = get_type_hints(record)
-    for name, value in fields.items():
-        if name not in hints:
-            raise KeyError(f"unknown field {name!r}")
-        allowed = get_args(hints[name]) or (hints[name],)
-        origin = get_origin(hints[name])
-        if origin is tuple:
-            if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
-                continue
-            raise TypeError(f"field {name!r} has the wrong type")
-        if any(t is type(value) for t in allowed if isinstance(t, type)):
-            continue
-        if value is None and type(None) in allowed:
-            continue
-        is_mapping = origin is Mapping and isinstance(value, dict)
-        if is_mapping and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            continue
-        raise TypeError(f"field {name!r} has the wrong type")
 
 
 def journal_events(state_dir: Path) -> list[dict[str, Any]]:

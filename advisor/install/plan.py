@@ -203,6 +203,8 @@ def build_plan(
         devices += ["--data-device", device, "--esp-device", member.esp_device]
         if member.swap_device is not None:
             devices += ["--swap-device", member.swap_device]
+        if member.header_backup is not None:
+            devices += ["--header-backup", member.header_backup]
     steps += [
         Step(
             "write-config",

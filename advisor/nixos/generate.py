@@ -26,6 +26,7 @@ from advisor.datasets import (
     rolled_back_datasets,
 )
 from advisor.errors import PluginError
+from advisor.layoutrecord import RECORD_FILE, record_text
 from advisor.models import (
     ESP_MOUNTPOINT,
     AttrPath,
@@ -495,8 +496,9 @@ def generate(
     extra: Sequence[Contribution] = (),
     datasets: Sequence[Dataset] = DATASETS,
 ) -> GeneratedConfig:
-    """Both files for ``layout``, with ``backend``'s fragments and any ``extra`` ones;
-    ``datasets`` are the layout's (:func:`core_fragments`)."""
+    """The files for ``layout`` (the configuration, the flake and the layout record),
+    with ``backend``'s fragments and any ``extra`` ones; ``datasets`` are the layout's
+    (:func:`core_fragments`)."""
     contributions = [Contribution("core", f) for f in core_fragments(layout, datasets)]
     fragments = call_backend(backend, "nix_fragments", layout)
     contributions += [
@@ -509,5 +511,6 @@ def generate(
         {
             "configuration.nix": render_configuration(layout, statements),
             "flake.nix": render_flake(layout),
+            RECORD_FILE: record_text(layout),
         }
     )

@@ -50,6 +50,9 @@ class ConfigRequest:
     password: str = field(repr=False)
     #: None, or one per disk, in the same order.
     swap_devices: tuple[str, ...] = ()
+    #: None, or one per disk, in the same order: where each LUKS header is backed up
+    #: (recorded for ``advisor check`` and ``advisor rekey``; not in the Nix files).
+    header_backups: tuple[str, ...] = ()
     persist_root: Path | None = None
     force: bool = False
 
@@ -131,6 +134,11 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
             f"--swap-device is given {len(request.swap_devices)} times for {count} disks: "
             "give one per disk, or none"
         )
+    if request.header_backups and len(request.header_backups) != count:
+        raise UsageError(
+            f"--header-backup is given {len(request.header_backups)} times for {count} "
+            "disks: give one per disk, or none"
+        )
     if backend.detached_header and len(settings.header) != count:
         raise UsageError(
             f"the {backend.name} backend needs --header PATH (device or file) for each disk: "
@@ -164,6 +172,11 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
             ),
             luks_name=names[number - 1],
             header=settings.header[number - 1] if settings.header else None,
+            header_backup=(
+                validate.header_path(request.header_backups[number - 1], "--header-backup")
+                if request.header_backups
+                else None
+            ),
         )
         for number, (data, esp) in enumerate(
             zip(request.data_devices, request.esp_devices, strict=True), start=1

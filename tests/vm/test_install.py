@@ -210,7 +210,11 @@ def test_install_then_boot(
     mounts = (rw / "mounts.txt").read_text()
     assert "/mnt/boot vfat" in mounts
     assert "fmask=0077" in mounts or "umask=0077" in mounts
-    assert (rw / "persist-config.txt").read_text().split() == ["configuration.nix", "flake.nix"]
+    assert (rw / "persist-config.txt").read_text().split() == [
+        "advisor.json",
+        "configuration.nix",
+        "flake.nix",
+    ]
 
     # Secrets: on stdin only. The trace holds every command line of the run.
     execs = (rw / "execve.log").read_text()
