@@ -166,6 +166,39 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             _install_arguments(install, plan=name == "plan")
         install.set_defaults(run=cmd_install, dry_run=name == "plan")
 
+    finish = commands.add_parser(
+        "finish",
+        help="after install: nixos-install, keep what must persist, check, export the pool",
+        description=(
+            "The steps between 'advisor install' and the first boot, journaled and "
+            "resumable: run nixos-install (when it is there), copy what it wrote that "
+            "must outlive the first rollback (flake.lock, the uid and gid maps) to "
+            "/persist, run 'advisor check', unmount, export the pool, and check again."
+        ),
+    )
+    finish.add_argument(
+        "--root", metavar="DIR", default="/mnt", help="where the install mounted the system"
+    )
+    finish.add_argument(
+        "--record", metavar="FILE", type=Path, help="the layout record (default: under --root)"
+    )
+    finish.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="journal and log (default: /var/lib/advisor/finish-<pool>)",
+    )
+    finish.add_argument("--resume", action="store_true", help="continue an interrupted finish")
+    finish.add_argument("--stop-after", metavar="STEP", help="stop after the step with this id")
+    finish.add_argument(
+        "--no-nixos-install",
+        action="store_true",
+        help="do not run nixos-install (you ran it): keep, check and export only",
+    )
+    finish.add_argument("--dry-run", action="store_true", help="print the steps, touch nothing")
+    finish.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    finish.set_defaults(run=cmd_finish)
+
     plugins = commands.add_parser(
         "plugins",
         help="list plugins with their status, hooks and backends",
@@ -780,6 +813,78 @@ def _resume_options(args: argparse.Namespace, plan: Plan, state_dir: Path) -> li
     if not destruction_started(state_dir, plan):
         options += [word for disk_id in args.yes_wipe for word in ("--yes-wipe", disk_id)]
     return options
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    import shutil
+
+    from advisor import validate
+    from advisor.console import line_printer, print_json
+    from advisor.install import finish as finishing
+    from advisor.install import session as install
+    from advisor.install.executor import Executor, StepFailed, journal_events
+    from advisor.install.plan import comment, script_lines
+    from advisor.install.progress import StepPrinter, finish_failure, finish_result
+    from advisor.layoutrecord import load_record
+
+    root = validate.root_path(args.root)
+    layout, record = load_record(Path(root), args.record)
+    state_dir = args.state_dir or Path(f"/var/lib/advisor/finish-{layout.settings.pool}")
+    nixos_install = not args.no_nixos_install and shutil.which("nixos-install") is not None
+    procedure = finishing.build_finish(
+        layout, root, str(state_dir / record.name), nixos_install=nixos_install
+    )
+    install.check_stop_after(procedure, args.stop_after)
+    if args.dry_run:
+        lines = [
+            "#!/bin/sh",
+            comment(f"advisor finish {procedure.fingerprint}: {layout.settings.hostname}"),
+            comment(f"layout record {record}, root {root}, pool {layout.settings.pool}"),
+            "set -eu",
+            "",
+            *script_lines(procedure.steps),
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return 0
+    if os.geteuid() != 0:
+        raise UsageError("advisor finish installs, unmounts and exports: run it as root")
+    events = journal_events(state_dir)
+    if events and not args.resume:
+        raise UsageError(
+            f"{state_dir} holds an earlier finish: continue it with --resume, or remove the "
+            "directory to start over"
+        )
+    if args.resume and not events:
+        raise UsageError(f"nothing to resume: {state_dir} holds no finish")
+    done = {e.get("step") for e in events if e.get("event") in ("done", "probed")}
+    finishing.check_target(layout, root, unmounted="unmount" in done)
+    installed = (Path(root) / "nix/var/nix/profiles/system").exists()
+    if not nixos_install and not args.no_nixos_install and not installed and "unmount" not in done:
+        # Without the command, the system must have been installed by hand already.
+        raise UsageError(
+            "nixos-install is not on PATH and the system is not installed: run this "
+            "from the NixOS installer, or run nixos-install yourself first"
+        )
+    install.prepare_state_dir(state_dir, resume=args.resume)
+    messages = line_printer(stderr=True)
+    executor = Executor(
+        procedure,
+        state_dir,
+        {},
+        StepPrinter(messages),
+        check_target=lambda: None,  # no step destroys data
+        stop_after=args.stop_after,
+    )
+    try:
+        outcome = executor.run()
+    except StepFailed as failure:
+        finish_failure(messages, failure, state_dir, root)
+        return 130 if failure.interrupted else 1
+    if args.json:
+        print_json(finishing.outcome_json(procedure, outcome, state_dir))
+    else:
+        finish_result(line_printer(stderr=False), procedure, outcome, state_dir)
+    return 130 if outcome.interrupted else 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

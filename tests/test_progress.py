@@ -74,8 +74,8 @@ def test_the_result_names_the_log_and_the_next_steps(tmp_path: Path) -> None:
     install_result(lines, Plan(SPEC, (STEP,)), outcome, tmp_path)
     assert "Installed luks on /dev/disk/by-id/virtio-disk01 in 61.0 s." in lines.text
     assert f"Log: {tmp_path / 'install.log'}" in lines.text
-    assert "  1. nixos-install --flake /mnt/etc/nixos#box --no-root-passwd" in lines.text
-    assert "  4. zpool export rpool" in lines.text  # this pool only, not -a
+    assert "  1. advisor finish --root /mnt" in lines.text
+    assert "  2. reboot" in lines.text
 
 
 def test_a_stop_says_how_to_resume(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_a_stop_says_how_to_resume(tmp_path: Path) -> None:
         f"{tmp_path} --allow-bios --passphrase-file '/root/my pass'",
         "yellow",
     )
-    assert "nixos-install" not in lines.text
+    assert "advisor finish" not in lines.text
 
 
 OPEN = Step("luks-open", "Open", ("cryptsetup", "open", "--key-file=-", "/dev/x", "cryptroot"))

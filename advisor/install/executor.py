@@ -71,6 +71,16 @@ class StepFailed(AdvisorError):
         self.interrupted = interrupted
 
 
+class Steps(Protocol):
+    """What the executor runs: an install's :class:`Plan`, or another journaled procedure
+    (``advisor finish``) with its own steps and their fingerprint."""
+
+    @property
+    def steps(self) -> tuple[Step, ...]: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
 class Progress(Protocol):
     """What the executor reports while it runs (see
     :class:`advisor.install.progress.StepPrinter`)."""
@@ -245,7 +255,7 @@ class Executor:
 
     def __init__(
         self,
-        plan: Plan,
+        plan: Steps,
         state_dir: Path,
         secrets: Mapping[str, str],
         progress: Progress,

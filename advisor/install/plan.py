@@ -59,14 +59,19 @@ class Plan:
     @property
     def fingerprint(self) -> str:
         """A hash of every step, so ``--resume`` can tell the plan has not changed."""
-        data = json.dumps([_fingerprinted(step) for step in self.steps], sort_keys=True)
-        return hashlib.sha256(data.encode()).hexdigest()[:16]
+        return fingerprint_of(self.steps)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+
+def fingerprint_of(steps: Sequence[Step]) -> str:
+    """A hash of ``steps``: the same steps, in the same order, give the same hash."""
+    data = json.dumps([_fingerprinted(step) for step in steps], sort_keys=True)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 def _fingerprinted(step: Step) -> dict[str, object]:
@@ -573,32 +578,41 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
             "--plan FILE'."
         )
     targets = [
-        _comment(
+        comment(
             f"{'target' if len(spec.members) == 1 else member.tag}: {member.disk} "
             f"(serial {member.disk_serial or 'none'}, {member.disk_size} bytes)"
         )
         for member in spec.members
     ]
     if spec.topology is not None:
-        targets.insert(0, _comment(f"pool: {spec.topology} of {len(spec.members)} disks"))
+        targets.insert(0, comment(f"pool: {spec.topology} of {len(spec.members)} disks"))
     lines = [
         "#!/bin/sh",
-        _comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
+        comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
         *targets,
-        _comment(f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"),
-        _comment(exact),
-        _comment(
+        comment(f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"),
+        comment(exact),
+        comment(
             "Secrets are read from: "
             + ", ".join(f"{var} ({name})" for name, var in SECRET_VARIABLES.items())
         ),
         "set -eu",
         "",
+        *script_lines(plan.steps),
     ]
-    for number, step in enumerate(plan.steps, start=1):
+    return "\n".join(lines) + "\n"
+
+
+def script_lines(steps: Sequence[Step]) -> list[str]:
+    """``steps`` as lines of a shell script: a comment naming each step, then its command,
+    its secret piped in from the variable :data:`SECRET_VARIABLES` names, and (as
+    comments) what a resume runs to restore it."""
+    lines = []
+    for number, step in enumerate(steps, start=1):
         note = " -- DESTROYS DATA" if step.destructive else ""
         if step.interactive:
             note += " -- needs you at the terminal"
-        lines.append(_comment(f"[{number}/{len(plan.steps)}] {step.id}: {step.title}{note}"))
+        lines.append(comment(f"[{number}/{len(steps)}] {step.id}: {step.title}{note}"))
         command = command_line(step, step.argv)
         if step.secret is not None:
             variable = SECRET_VARIABLES[step.secret]
@@ -608,10 +622,8 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
         # Not run here: what 'advisor install --resume' runs if a restart undid the step.
         for restore in step.restore:
             stdin = f" (stdin: {SECRET_VARIABLES[step.secret]})" if step.secret else ""
-            lines.append(
-                _comment(f"  on --resume, if undone: {command_line(step, restore)}{stdin}")
-            )
-    return "\n".join(lines) + "\n"
+            lines.append(comment(f"  on --resume, if undone: {command_line(step, restore)}{stdin}"))
+    return lines
 
 
 def command_line(step: Step, argv: Sequence[str]) -> str:
@@ -622,7 +634,7 @@ def command_line(step: Step, argv: Sequence[str]) -> str:
     return shlex.join(["env", *assignments, *argv] if assignments else argv)
 
 
-def _comment(text: str) -> str:
+def comment(text: str) -> str:
     """``text`` as one comment line of the script. A newline would end the comment and
     run the rest as a command (a serial, a --root, a saved plan's name, a plugin's
     words), so it and every other unprintable character is shown escaped."""

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from advisor.console import LinePrinter
     from advisor.install.executor import Outcome, StepFailed
+    from advisor.install.finish import Finish
     from advisor.install.plan import Plan
     from advisor.models import Step
 
@@ -71,16 +72,9 @@ def install_result(
     line("", "")
     line("Next:", "bold underline")
     root = shlex.quote(spec.root)
-    steps = [
-        f"nixos-install --flake {root}/etc/nixos#{spec.settings.hostname} --no-root-passwd",
-        # nixos-install writes flake.lock; / is wiped at boot, /persist is not.
-        f"cp {root}/etc/nixos/flake.lock {root}/persist/etc/nixos/",
-        f"umount -Rl {root}",
-        # Exported, the pool imports cleanly at first boot under the new host id. Only
-        # this pool: another one the live system imported is not the install's business.
-        f"zpool export {spec.settings.pool}",
-        "reboot",
-    ]
+    # nixos-install, what it wrote kept on /persist, the check, the export: see
+    # advisor.install.finish.
+    steps = [f"advisor finish --root {root}", "reboot"]
     for number, command in enumerate(steps, start=1):
         line(f"  {number}. {command}", "")
 
@@ -124,3 +118,45 @@ def clean_up_commands(plan: Plan) -> list[str]:
         f"zpool export {spec.settings.pool}",
         *(f"cryptsetup close {shlex.quote(name)}" for name in opened),
     ]
+
+
+def finish_resume_command(state_dir: Path, root: str) -> str:
+    """The shell command that continues the finish in ``state_dir``."""
+    return shlex.join(
+        ["advisor", "finish", "--root", root, "--resume", "--state-dir", str(state_dir)]
+    )
+
+
+def finish_result(line: LinePrinter, procedure: Finish, outcome: Outcome, state_dir: Path) -> None:
+    """The end of a finish (or of a stop): what was kept, the log, and what comes next."""
+    from advisor.install.finish import WRITTEN_BY_NIXOS_INSTALL
+
+    if not outcome.completed:
+        line(
+            f"Stopped after step {outcome.stopped_after}. Continue with: "
+            + finish_resume_command(state_dir, procedure.root),
+            "yellow",
+        )
+        line(f"Log: {outcome.log}", "")
+        return
+    line(f"Finished in {outcome.seconds:.1f} s: the pool {procedure.pool} is exported.", "bold")
+    line(f"Log: {outcome.log}", "")
+    line("What nixos-install wrote to the root, which the first boot rolls back:", "")
+    for written in WRITTEN_BY_NIXOS_INSTALL:
+        fate = "kept on /persist" if written.kept else "not kept"
+        line(f"  {written.path}: {fate} ({written.reason})", "")
+    line("", "")
+    line("Next: reboot", "bold underline")
+
+
+def finish_failure(line: LinePrinter, failure: StepFailed, state_dir: Path, root: str) -> None:
+    """Which step of a finish failed, the tail of its error output, the log, and how to
+    continue once the cause is fixed."""
+    line(f"advisor: error: {failure}", "bold red")
+    if failure.stderr_tail:
+        line("Its error output ended with:", "")
+        for text in failure.stderr_tail.splitlines():
+            line(f"  {text}", "")
+    line(f"Full log: {failure.log}", "")
+    first = "Continue" if failure.interrupted else "Fix the cause, then continue"
+    line(f"{first} with: {finish_resume_command(state_dir, root)}", "")

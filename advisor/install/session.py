@@ -35,6 +35,7 @@ from advisor.install.executor import (
     Executor,
     Outcome,
     Progress,
+    Steps,
     journal_events,
     load_spec,
     read_plan_file,
@@ -565,8 +566,8 @@ def check_terminal(plan: Plan, at_terminal: bool) -> None:
             )
 
 
-def check_stop_after(plan: Plan, stop_after: str | None) -> None:
-    """Refuse a ``--stop-after`` that names no step of ``plan``."""
+def check_stop_after(plan: Steps, stop_after: str | None) -> None:
+    """Refuse a ``--stop-after`` that names no step of ``plan`` (an install's, a finish's)."""
     if stop_after is not None and stop_after not in {step.id for step in plan.steps}:
         raise UsageError(f"--stop-after {stop_after!r}: no such step (see 'advisor plan')")
 

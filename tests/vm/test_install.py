@@ -184,7 +184,7 @@ def test_install_then_boot(
 
     # What the installer reports and leaves behind.
     summary = (rw / "install.out").read_text()
-    assert f"Installed {backend}" in summary and "zpool export rpool" in summary
+    assert f"Installed {backend}" in summary and "advisor finish --root /mnt" in summary
     # The live system's host id was a link into a read-only store: it was replaced.
     assert first.results["live_hostid"] == "8425e349"
     assert first.results["hostid"] == HOST_ID
