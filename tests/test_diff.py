@@ -19,14 +19,16 @@ from advisor.diff.classify import (
     DIRECTORY_ENTRY,
     ERASED,
     FILE_ENTRY,
+    NOISE,
     NOISE_STATUS,
     PERSISTED,
+    SUGGESTIONS,
     Classifier,
     Persisted,
     ancestors,
 )
 from advisor.diff.parse import Change, DiffFormatError, parse_line, relocate, unescape
-from advisor.diff.report import nix_fragment
+from advisor.diff.report import TABLE_ROWS, DiffResult, nix_fragment, render
 from advisor.diff.tally import EXAMPLES, MAX_GROUPS, Group, Tally
 from advisor.layoutrecord import RECORD_FILE, record_text
 from advisor.runner import CommandError, stream_lines
@@ -417,3 +419,27 @@ def test_a_layout_file_rolled_back_dataset_is_diffed_too(
 
 def test_the_core_table_has_one_root() -> None:
     assert [d.mountpoint for d in DATASETS if d.rolled_back] == ["/"]
+
+
+# --- the docs and the table's bound ----------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "diff.md"
+
+
+def test_every_rule_is_documented() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    missing = [path for path in (*NOISE, *SUGGESTIONS) if f"`{path}`" not in text]
+    assert missing == []
+
+
+def test_the_table_shows_the_first_entries_and_says_how_many_more() -> None:
+    from rich.console import Console
+
+    tally = Tally()
+    rules = Classifier(KEPT)
+    for n in range(TABLE_ROWS + 7):
+        tally.add(f"/f{n}", rules.classify(f"/f{n}", "F"))
+    console = Console(record=True, width=100)
+    render(console, DiffResult("advisor.json", (), tally), show_noise=False)
+    out = console.export_text()
+    assert "… and 7 more entries" in out and "/f0" in out

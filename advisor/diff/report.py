@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 #: The persistent storage the configuration's environment.persistence entries are under.
 PERSIST = "/persist"
+#: Entries a table shows per status: more is not read at a terminal (and rich takes a
+#: millisecond a row); --json and --nix give them all.
+TABLE_ROWS = 100
 #: The file the module is meant to be saved as, beside configuration.nix.
 MODULE_FILE = "persistence-extra.nix"
 
@@ -87,8 +90,8 @@ _STYLE = {ERASED: "bold red", PERSISTED: "green", NOISE_STATUS: "dim"}
 
 
 def render(console: Console, result: DiffResult, *, show_noise: bool) -> None:
-    """A table per status: each entry with its kind, its paths' count and examples;
-    then what to do."""
+    """A table per status: each entry (the first :data:`TABLE_ROWS`) with its kind, its
+    paths' count and examples (or, kept and noise, why); then what to do."""
     from rich.table import Table
     from rich.text import Text
 
@@ -113,7 +116,7 @@ def render(console: Console, result: DiffResult, *, show_noise: bool) -> None:
         table.add_column("Kind", no_wrap=True)
         table.add_column("Paths", justify="right", no_wrap=True)
         table.add_column("Examples" if status == ERASED else "Why", overflow="fold")
-        for group in groups:
+        for group in groups[:TABLE_ROWS]:
             shown = group.examples[:3]
             detail = "\n".join(p for p in shown if p != group.entry)
             if group.count > len(shown):
@@ -127,6 +130,10 @@ def render(console: Console, result: DiffResult, *, show_noise: bool) -> None:
                 Text(detail.strip() or "-"),
             )
         console.print(table)
+        if len(groups) > TABLE_ROWS:
+            console.print(
+                Text(f"… and {len(groups) - TABLE_ROWS} more entries: --json lists them all")
+            )
     if tally.not_grouped:
         console.print(
             Text(
