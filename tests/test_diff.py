@@ -443,3 +443,11 @@ def test_the_table_shows_the_first_entries_and_says_how_many_more() -> None:
     render(console, DiffResult("advisor.json", (), tally), show_noise=False)
     out = console.export_text()
     assert "… and 7 more entries" in out and "/f0" in out
+
+
+def test_output_that_is_not_zfs_diff_fails(
+    system: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "diff.txt").write_text("+\tF\t/mnt/ok\nsomething else\n")
+    assert main(["diff", "--root", str(system)]) == 1
+    assert "printed what it should not" in capsys.readouterr().err

@@ -10,6 +10,7 @@ otherwise); where, is read from ``/proc/self/mountinfo``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,9 +81,10 @@ def run_diff(
                 f"{_under(root, dataset.mountpoint)})"
             )
         snapshot = dataset.blank_snapshot(pool)
-        lines = stream_lines(["zfs", "diff", "-H", "-F", snapshot, name])
+        # closing(): an error or Ctrl-C in the middle stops the child at once.
         try:
-            tally_lines(lines, classifier, where, dataset, tally)
+            with closing(stream_lines(["zfs", "diff", "-H", "-F", snapshot, name])) as lines:
+                tally_lines(lines, classifier, where, dataset, tally)
         except DiffFormatError as error:
             raise AdvisorError(
                 f"'zfs diff {snapshot}' printed what it should not: {error}"
