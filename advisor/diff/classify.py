@@ -31,46 +31,58 @@ DIRECTORY_ENTRY = "directory"
 KEPT = "an environment.persistence entry keeps it"
 FILE_ENTRY = "file"
 
-_REGENERATED_USERS = (
+
+@dataclass(frozen=True)
+class Noise:
+    """What NixOS writes at a path at every boot or activation: the path alone, or with
+    ``tree`` everything below it too; ``why`` says what writes it."""
+
+    why: str
+    tree: bool = False
+
+
+_USERS = Noise(
     "written from the configuration at every activation (users.mutableUsers = false; "
     "update-users-groups.pl, with the ids kept in /var/lib/nixos)"
 )
+_STAMP = Noise("systemd-update-done's stamp, written at boot")
+_TEMPORARY = Noise("temporary files", tree=True)
 
-#: Paths every NixOS system writes again at every boot or activation, with why: the
-#: path itself and, for a tree, everything below it. Sources: nixpkgs
-#: nixos/modules/system/etc/setup-etc.pl (/etc/static, /etc/.clean, /etc/NIXOS),
-#: update-users-groups.pl (the user database), nixos/modules/config/shells-environment.nix
-#: and system/activation/activation-script.nix (/bin/sh, /usr/bin/env, /var/run,
-#: /var/lock, /var/empty), systemd-update-done.service (.updated), systemd-random-seed.
-NOISE: Mapping[str, tuple[bool, str]] = {
-    # path: (a whole tree?, why)
-    "/etc/static": (False, "the link to this generation's /etc, made at every activation"),
-    "/etc/.clean": (False, "setup-etc.pl's list of the /etc files it copied"),
-    "/etc/NIXOS": (False, "marks a NixOS root; made at every activation"),
-    "/etc/mtab": (False, "a link to /proc/mounts, made at every boot"),
-    "/etc/.updated": (False, "systemd-update-done's stamp, written at every boot"),
-    "/var/.updated": (False, "systemd-update-done's stamp, written at every boot"),
-    "/etc/.pwd.lock": (False, "the lock file of the user database's writers"),
+#: Paths every NixOS system writes again at every boot or activation, and what writes
+#: them. Sources: nixpkgs nixos/modules/system/etc/setup-etc.pl (/etc/static,
+#: /etc/.clean, /etc/NIXOS), update-users-groups.pl (the user database),
+#: config/shells-environment.nix (/bin/sh), system/activation/activation-script.nix
+#: (/usr/bin/env, /var/empty), config/nix-channel.nix (/root/.nix-channels); systemd's
+#: tmpfiles.d etc.conf (/etc/mtab: "mtab needs to be refreshed on every boot"), var.conf
+#: (/var/run) and legacy.conf (/var/lock); systemd-update-done.service (.updated). The
+#: same paths are in the ignore lists impermanence users keep (docs/diff.md).
+NOISE: Mapping[str, Noise] = {
+    "/etc/static": Noise("the link to this generation's /etc, made at every activation"),
+    "/etc/.clean": Noise("setup-etc.pl's list of the /etc files it copied"),
+    "/etc/NIXOS": Noise("marks a NixOS root; made at every activation"),
+    "/etc/mtab": Noise("a link to /proc/self/mounts, made at every boot (systemd-tmpfiles)"),
+    "/etc/.updated": _STAMP,
+    "/var/.updated": _STAMP,
+    "/etc/.pwd.lock": Noise("the lock file of the user database's writers"),
     **dict.fromkeys(
-        ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/subuid", "/etc/subgid"),
-        (False, _REGENERATED_USERS),
+        ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/subuid", "/etc/subgid"), _USERS
     ),
-    "/etc/resolv.conf": (False, "written by resolvconf (or linked by resolved) at every boot"),
-    "/etc/zfs/zpool.cache": (False, "rewritten when the pool is imported"),
-    "/bin/sh": (False, "made by the activation (environment.binsh)"),
-    "/usr/bin/env": (False, "made by the activation (environment.usrbinenv)"),
-    "/var/run": (False, "a link to /run, made at every boot"),
-    "/var/lock": (False, "a link to /run/lock, made at every boot"),
-    "/var/empty": (True, "sshd's empty directory, made by the activation"),
-    "/tmp": (True, "temporary files"),  # noqa: S108 (a name, not a file made here)
-    "/var/tmp": (True, "temporary files"),  # noqa: S108
-    "/var/lib/systemd/random-seed": (
-        False,
+    "/etc/resolv.conf": Noise("written by resolvconf (or linked by resolved) at every boot"),
+    "/etc/zfs/zpool.cache": Noise("rewritten when the pool is imported"),
+    "/bin/sh": Noise("made by the activation (environment.binsh)"),
+    "/usr/bin/env": Noise("made by the activation (environment.usrbinenv)"),
+    "/var/run": Noise("a link to /run, made at every boot (systemd-tmpfiles)"),
+    "/var/lock": Noise("a link to /run/lock, made at every boot (systemd-tmpfiles)"),
+    "/var/empty": Noise("sshd's empty directory, made by the activation", tree=True),
+    "/tmp": _TEMPORARY,  # noqa: S108 (a name, not a file made here)
+    "/var/tmp": _TEMPORARY,  # noqa: S108
+    "/var/lib/systemd/random-seed": Noise(
         "systemd-random-seed writes a new seed at every boot; the kernel's generator "
-        "does not depend on it",
+        "does not depend on it"
     ),
-    "/var/lib/systemd/catalog": (True, "journalctl --update-catalog rebuilds it at boot"),
-    "/root/.cache": (True, "a cache: rebuilt when needed"),
+    "/var/lib/systemd/catalog": Noise("journalctl --update-catalog rebuilds it at boot", tree=True),
+    "/root/.nix-channels": Noise("written by the activation when missing (nix.channel)"),
+    "/root/.cache": Noise("a cache: rebuilt when needed", tree=True),
 }
 #: File systems that are not on the root and whose mount points the boot makes.
 SYSTEM_MOUNTS = ("/boot", "/proc", "/sys", "/dev", "/run")
@@ -210,9 +222,9 @@ class Classifier:
     def _noise(self, path: str, chain: list[str], file_type: str) -> Verdict | None:
         for place in chain:
             rule = NOISE.get(place)
-            if rule is not None and (place == path or rule[0]):
-                kind = DIRECTORY_ENTRY if rule[0] else FILE_ENTRY
-                return Verdict(NOISE_STATUS, place, kind, rule[1])
+            if rule is not None and (place == path or rule.tree):
+                kind = DIRECTORY_ENTRY if rule.tree else FILE_ENTRY
+                return Verdict(NOISE_STATUS, place, kind, rule.why)
         if path in self._mount_points or _OTHER_ESP.fullmatch(path):
             return Verdict(NOISE_STATUS, path, DIRECTORY_ENTRY, "a mount point the boot makes")
         if path in self._copied:
