@@ -58,7 +58,21 @@ def test_libzfs_escapes_are_undone() -> None:
     assert unescape(r"/etc/my\0040file") == "/etc/my file"
     assert unescape(r"/a\0011b\0134c") == "/a\tb\\c"
     assert unescape(r"/caf\0303\0251") == "/café"
-    assert unescape(r"/bad\0377") == "/bad\udcff"  # not UTF-8: kept as os.fsdecode does
+    assert unescape(r"/bad\0377") == "/bad\\xff"  # not UTF-8: printable all the same
+
+
+def test_mountinfo_gives_where_each_dataset_is_mounted_whole() -> None:
+    mountinfo = (
+        "22 1 0:21 / / rw - ext4 /dev/sda1 rw\n"
+        "90 22 0:50 / /mnt rw - zfs rpool/local/root rw\n"
+        "91 22 0:50 / /my\\040root rw - zfs rpool/local/root rw\n"
+        "92 22 0:51 /var/log /var/log rw - zfs rpool/safe/persist rw\n"  # a bind mount
+        "93 22 0:52 / /persist rw shared:5 - zfs rpool/safe/persist rw\n"
+    )
+    assert command.mount_points(mountinfo) == {
+        "rpool/local/root": ["/mnt", "/my root"],
+        "rpool/safe/persist": ["/persist"],
+    }
 
 
 def test_paths_are_moved_to_where_the_booted_system_has_them() -> None:

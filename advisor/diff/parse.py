@@ -45,12 +45,13 @@ class Change:
 
 
 def unescape(field: str) -> str:
-    """``field`` with libzfs's ``\\ooo`` escapes turned back into bytes, decoded as UTF-8
-    (a byte that is not UTF-8 stays as a surrogate escape, as ``os.fsdecode`` does)."""
+    """``field`` with libzfs's ``\\ooo`` escapes turned back into bytes, decoded as UTF-8;
+    a byte that is not UTF-8 is written ``\\xNN`` (text that JSON, Nix and a terminal
+    take, where a surrogate escape would fail to print)."""
     if "\\" not in field:
         return field
     raw = _ESCAPE.sub(lambda match: bytes([int(match[1], 8) & 0xFF]), field.encode())
-    return raw.decode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def parse_line(line: str) -> Change:
