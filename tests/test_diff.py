@@ -405,7 +405,7 @@ def test_zfs_failing_fails(
     [
         (["--persisted", "var/lib/x"], "absolute"),
         (["--record", "/nonexistent/advisor.json"], "does not exist"),
-        (["--layout", "/nonexistent/layout.toml"], "--layout FILE"),
+        (["--layout", "/nonexistent/layout.toml"], "--layout '/nonexistent/layout.toml'"),
     ],
 )
 def test_bad_input_is_exit_2(
@@ -465,3 +465,15 @@ def test_output_that_is_not_zfs_diff_fails(
     (tmp_path / "diff.txt").write_text("+\tF\t/mnt/ok\nsomething else\n")
     assert main(["diff", "--root", str(system)]) == 1
     assert "printed what it should not" in capsys.readouterr().err
+
+
+def test_a_layout_file_gone_from_where_the_record_says_asks_for_a_copy(
+    system: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    layout = VARIANTS["zfs-native-systemd"]
+    gone = replace(layout, settings=replace(layout.settings, layout="/installer/layout.toml"))
+    (system / "etc" / "nixos" / RECORD_FILE).write_text(record_text(gone))
+    assert main(["diff", "--root", str(system)]) == 2
+    assert "give a copy with --layout FILE" in capsys.readouterr().err

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from advisor.diff.parse import DIRECTORY
+from advisor.diff.parse import DIRECTORY, SYMLINK
 
 NOISE_STATUS = "noise"
 PERSISTED = "persisted"
@@ -231,7 +231,7 @@ class Classifier:
             return Verdict(
                 NOISE_STATUS, path, FILE_ENTRY, "copied into /etc by NixOS at every activation"
             )
-        if file_type == "@" and below(path, "/etc"):
+        if file_type == SYMLINK and below(path, "/etc"):
             target = self._link_target(path)
             if target is not None and target.startswith("/etc/static/"):
                 return Verdict(
@@ -253,4 +253,5 @@ class Classifier:
             entry = chain[max(depth_index - depth, 0)]
             kind = DIRECTORY_ENTRY if entry != path or directory else FILE_ENTRY
             return Verdict(ERASED, entry, kind, "")
-        raise AssertionError("'/' is a suggestion rule: every path has one")  # pragma: no cover
+        # Only / itself has no prefix above it (zfs diff never lists it as created).
+        return Verdict(ERASED, path, DIRECTORY_ENTRY if directory else FILE_ENTRY, "")

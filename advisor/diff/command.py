@@ -53,6 +53,8 @@ def run_diff(
     try:
         datasets = layout_datasets(settings)
     except UsageError as error:
+        if layout_file is not None:
+            raise
         raise UsageError(
             f"{error} (the layout record {record_path} names it): give a copy with --layout FILE"
         ) from None
