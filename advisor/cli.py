@@ -199,6 +199,53 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     finish.add_argument("--json", action="store_true", help="print the outcome as JSON")
     finish.set_defaults(run=cmd_finish)
 
+    diff = commands.add_parser(
+        "diff",
+        help="list what the next boot will erase, with the environment.persistence entry "
+        "that would keep it",
+        description=(
+            "Compare the rolled-back datasets with their @blank snapshot (zfs diff) and "
+            "list what the next boot will erase, grouped by the environment.persistence "
+            "entry that would keep it; what is kept already is marked, and the noise every "
+            "NixOS system writes at each boot is left out (docs/diff.md lists it). Needs "
+            "root, or 'zfs allow' of diff."
+        ),
+    )
+    diff.add_argument(
+        "--root",
+        metavar="DIR",
+        type=Path,
+        default=Path("/"),
+        help="the installed system's root (default: /, the running system; /mnt from the "
+        "installer)",
+    )
+    diff.add_argument(
+        "--record",
+        metavar="FILE",
+        type=Path,
+        help="the layout record (default: found under --root)",
+    )
+    diff.add_argument(
+        "--persisted",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a path kept by an environment.persistence entry of your own (repeatable)",
+    )
+    diff.add_argument(
+        "--layout",
+        metavar="FILE",
+        type=Path,
+        help="a copy of the layout file the record names, if it is no longer at that path",
+    )
+    diff.add_argument("--all", action="store_true", help="list the noise too")
+    output = diff.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument(
+        "--nix", action="store_true", help="print the suggested entries as a NixOS module"
+    )
+    diff.set_defaults(run=cmd_diff)
+
     plugins = commands.add_parser(
         "plugins",
         help="list plugins with their status, hooks and backends",
@@ -885,6 +932,22 @@ def cmd_finish(args: argparse.Namespace) -> int:
     else:
         finish_result(line_printer(stderr=False), procedure, outcome, state_dir)
     return 130 if outcome.interrupted else 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from advisor.console import print_json, stdout_console
+    from advisor.diff.classify import ERASED
+    from advisor.diff.command import run_diff
+    from advisor.diff.report import nix_fragment, render, to_json
+
+    result = run_diff(args.root, args.record, args.persisted, args.layout)
+    if args.nix:
+        sys.stdout.write(nix_fragment(result.tally.result(ERASED)))
+    elif args.json:
+        print_json(to_json(result, show_noise=args.all))
+    else:
+        render(stdout_console(), result, show_noise=args.all)
+    return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

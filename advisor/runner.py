@@ -5,6 +5,8 @@ on stdin and nowhere else: not in argv, not in the environment, not in an except
 message. Output is captured; the locale is fixed so messages can be matched. A command
 that needs the person (a PIN prompt, a touch of a security key) runs at the terminal
 instead (``terminal=True``): with this process's stdin, stdout and stderr, uncaptured.
+A command whose output is too long to hold (``zfs diff`` of a busy root) is read line by
+line as it writes (:func:`stream_lines`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 
 from advisor.errors import AdvisorError
@@ -107,3 +110,51 @@ def _run_at_terminal(argv: Sequence[str], env: Mapping[str, str], timeout: float
     sys.stderr.flush()
     completed = subprocess.run(list(argv), env=env, timeout=timeout, check=False, close_fds=True)
     return completed.returncode
+
+
+def stream_lines(
+    argv: Sequence[str], *, env: Mapping[str, str] | None = None
+) -> Generator[str, None, None]:
+    """The lines ``argv`` writes on stdout (each with its newline), as it writes them:
+    none is held once the caller has taken it, so memory stays flat however long the
+    output. Its stdin is empty; stderr goes to a temporary file, so a child that writes
+    much of it cannot block. After the last line, a non-zero exit is a
+    :class:`CommandError` with the tail of stderr (as :func:`run`'s ``check``); a
+    program that is missing is one before the first. Closing the iterator early (or an
+    exception in the caller) kills the child. ``env`` is added after ``LC_ALL=C``.
+    """
+    child_env = {**os.environ, "LC_ALL": "C", **(env or {})}
+    with tempfile.TemporaryFile() as errors:
+        try:
+            child = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                env=child_env,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise CommandError(argv, f"{argv[0]}: command not found") from None
+        stdout = child.stdout
+        if stdout is None:  # pragma: no cover (stdout=PIPE always gives one)
+            raise CommandError(argv, f"{argv[0]}: no output pipe")
+        finished = False
+        try:
+            yield from stdout
+            finished = True
+        finally:
+            if not finished:
+                child.kill()
+            stdout.close()
+            child.wait()
+        if child.returncode != 0:
+            errors.seek(0)
+            text = errors.read().decode("utf-8", "replace")
+            tail = "\n".join(text.strip().splitlines()[-10:])
+            raise CommandError(
+                argv, f"{argv[0]} exited with status {child.returncode}: {tail}", tail
+            )

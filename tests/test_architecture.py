@@ -1,7 +1,8 @@
 """The import rules the layout stands for, checked on the source (docs/architecture.md).
 
-- A command family (``advisor/assess``, ``advisor/nixos``, ``advisor/install``) imports
-  the top level (the contract and the shared pieces) and itself, never another family.
+- A command family (``advisor/assess``, ``advisor/nixos``, ``advisor/install``,
+  ``advisor/diff``) imports the top level (the contract and the shared pieces) and
+  itself, never another family.
 - The top level imports no family, except the edges that wire them: ``advisor/cli.py``,
   and ``advisor/plugincheck.py``, which runs a plugin through every command's code.
 - A plugin in ``plugins/`` imports only ``advisor.plugin`` of the core (and, to build on
@@ -20,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "advisor"
-FAMILIES = ("assess", "nixos", "install")
+FAMILIES = ("assess", "nixos", "install", "diff")
 EDGES = {"cli.py", "__main__.py", "plugincheck.py"}
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 
