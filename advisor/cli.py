@@ -851,8 +851,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from advisor.console import print_json, stdout_console
     from advisor.layoutrecord import load_record
 
-    layout, _ = load_record(args.root, args.record)
     target = backups.parse_target(args.target, "--target")
+    layout, _ = load_record(args.root, args.record)
     trust = args.trust
     if trust is None and args.from_assessment is not None:
         trust = read_trust(args.from_assessment)
