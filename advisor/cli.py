@@ -199,8 +199,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     backup.add_argument(
         "--target",
         metavar="TARGET",
-        required=True,
-        help="user@host:pool/path (over SSH) or pool/path (a pool of this machine)",
+        help="user@host:pool/path (over SSH) or pool/path (a pool of this machine) "
+        "(default: the configuration's --backup-target, from the layout record)",
     )
     trust = backup.add_mutually_exclusive_group()
     trust.add_argument(
@@ -216,7 +216,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action="store_const",
         const="untrusted",
         help="the target must never read it: raw sends only (the default, unless "
-        "--from-assessment says otherwise)",
+        "--from-assessment or the configuration's --backup-trust says otherwise)",
     )
     backup.add_argument(
         "--from-assessment",
@@ -851,11 +851,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from advisor.console import print_json, stdout_console
     from advisor.layoutrecord import load_record
 
-    target = backups.parse_target(args.target, "--target")
+    if args.target is not None:
+        backups.parse_target(args.target, "--target")  # bad input first, before any file
     layout, _ = load_record(args.root, args.record)
+    # What the configuration was written with (advisor config --backup-target), unless
+    # the command line or an assessment says otherwise.
+    configured = layout.settings
+    if args.target is None and configured.backup_target is None:
+        raise UsageError(
+            "give --target user@host:pool/path (or pool/path): the layout record names no "
+            "backup target (advisor config --backup-target)"
+        )
+    target = backups.parse_target(args.target or configured.backup_target or "", "--target")
     trust = args.trust
     if trust is None and args.from_assessment is not None:
         trust = read_trust(args.from_assessment)
+    if trust is None and args.target in (None, configured.backup_target):
+        trust = configured.backup_trust
     trusted = backups.trust(trust, "--trusted/--untrusted")
     pool = layout.settings.pool
     if args.nix:

@@ -424,3 +424,17 @@ def test_a_record_with_a_target_generates_by_what_the_backend_declares() -> None
     assert backup_fragments(layout, ZfsNativeBackend())[0].section == "Backups"
     with pytest.raises(BackupRefused):
         backup_fragments(replace(layout, backend="luks"), LuksBackend())
+
+
+def test_backup_takes_the_configured_target_and_trust(run_cli: RunCli, tmp_path: Path) -> None:
+    """``advisor config --backup-target`` wrote them into the layout record."""
+    record = _record(tmp_path, "luks-systemd", backup_target=REMOTE, backup_trust="trusted")
+    result = run_cli("backup", "--record", str(record), "--nix", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["target"], data["trusted"]) == (REMOTE, True)
+    # Another target on the command line does not inherit the configured one's trust.
+    other = run_cli("backup", "--record", str(record), "--nix", "--target", "vault:tank/x")
+    assert other.returncode == 2 and "refused" in other.stderr
+    none = run_cli("backup", "--record", str(_record(tmp_path, "luks-systemd")), "--nix")
+    assert none.returncode == 2 and "give --target" in none.stderr
