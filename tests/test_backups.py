@@ -438,3 +438,23 @@ def test_backup_takes_the_configured_target_and_trust(run_cli: RunCli, tmp_path:
     assert other.returncode == 2 and "refused" in other.stderr
     none = run_cli("backup", "--record", str(_record(tmp_path, "luks-systemd")), "--nix")
     assert none.returncode == 2 and "give --target" in none.stderr
+
+
+def test_the_report_shows_each_send_and_the_dry_run_commands() -> None:
+    from rich.console import Console
+
+    from advisor.backup.report import render_backup
+
+    target = backups.parse_target(REMOTE)
+    held = {"tank/atlas": (), "tank/atlas/safe": ("a",)}
+    result = back_up(
+        "rpool", target, trusted=False, dry_run=True,
+        now=datetime(2026, 12, 5, 2, 15, tzinfo=UTC),
+        sources=parse_sources(LISTING, SNAPSHOTS), held=held,
+    )  # fmt: skip
+    console = Console(record=True, width=200)
+    render_backup(console, result)
+    text = console.export_text()
+    assert "Would back up rpool to backup@vault.example:tank/atlas (untrusted)" in text
+    assert "raw (-w)" in text and "@a" in text and "full" in text
+    assert "zfs snapshot -r rpool/safe@advisor-20261205-021500" in text
