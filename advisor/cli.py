@@ -264,6 +264,63 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         ),
     )
     plugins.set_defaults(run=cmd_plugins)
+
+    backup = commands.add_parser(
+        "backup",
+        help="back up <pool>/safe to another pool now, or print its sanoid/syncoid fragment",
+        description=(
+            "Snapshot <pool>/safe (home, persist and your own safe/ datasets) and send it "
+            "to TARGET, incrementally when the target holds an earlier snapshot. Natively "
+            "encrypted datasets go raw (zfs send -w: the target never holds the key); a "
+            "plaintext one (a LUKS pool) only to a trusted target. --nix prints the NixOS "
+            "fragment that does it on a schedule instead. See docs/backup.md."
+        ),
+    )
+    backup.add_argument(
+        "--target",
+        metavar="TARGET",
+        help="user@host:pool/path (over SSH) or pool/path (a pool of this machine) "
+        "(default: the configuration's --backup-target, from the layout record)",
+    )
+    trust = backup.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--trusted",
+        dest="trust",
+        action="store_const",
+        const="trusted",
+        help="the target may read what it stores (plaintext sends are allowed)",
+    )
+    trust.add_argument(
+        "--untrusted",
+        dest="trust",
+        action="store_const",
+        const="untrusted",
+        help="the target must never read it: raw sends only (the default, unless "
+        "--from-assessment or the configuration's --backup-trust says otherwise)",
+    )
+    backup.add_argument(
+        "--from-assessment",
+        metavar="FILE",
+        type=Path,
+        help="an 'advisor assess --save' file: its offsite_backups answer says the trust",
+    )
+    backup.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="the installed system's root: / when running (default), /mnt from the installer",
+    )
+    backup.add_argument(
+        "--record", metavar="FILE", type=Path, help="the layout record (default: under --root)"
+    )
+    backup.add_argument(
+        "--nix", action="store_true", help="print the sanoid/syncoid NixOS fragment, do nothing"
+    )
+    backup.add_argument(
+        "--dry-run", action="store_true", help="print the commands a backup would run, run none"
+    )
+    backup.add_argument("--json", action="store_true", help="print JSON")
+    backup.set_defaults(run=cmd_backup)
     return parser
 
 
@@ -476,7 +533,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     plugins = _load_plugins()
     request = ConfigRequest(
         backend=backend,
-        settings=settings.from_arguments(args, trim=defaults.get("trim"), ssd=defaults.get("ssd")),
+        settings=settings.from_arguments(
+            args,
+            trim=defaults.get("trim"),
+            ssd=defaults.get("ssd"),
+            backup_trust=defaults.get("backup_trust"),
+        ),
         out_dir=args.out,
         data_devices=tuple(args.data_device),
         esp_devices=tuple(args.esp_device),
@@ -776,6 +838,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             settings=settings.from_arguments(
                 args,
                 trim=defaults.get("trim"),
+                backup_trust=defaults.get("backup_trust"),
                 # The kernel says whether the disks spin.
                 ssd=all(disk.rotational is False for disk in disks),
             ),
@@ -947,6 +1010,52 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print_json(to_json(result, show_noise=args.all))
     else:
         render(stdout_console(), result, show_noise=args.all)
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from advisor import backups
+    from advisor.backup.run import back_up, read_trust
+    from advisor.console import print_json, stdout_console
+    from advisor.layoutrecord import load_record
+
+    if args.target is not None:
+        backups.parse_target(args.target, "--target")  # bad input first, before any file
+    layout, _ = load_record(args.root, args.record)
+    # What the configuration was written with (advisor config --backup-target), unless
+    # the command line or an assessment says otherwise.
+    configured = layout.settings
+    if args.target is None and configured.backup_target is None:
+        raise UsageError(
+            "give --target user@host:pool/path (or pool/path): the layout record names no "
+            "backup target (advisor config --backup-target)"
+        )
+    target = backups.parse_target(args.target or configured.backup_target or "", "--target")
+    trust = args.trust
+    if trust is None and args.from_assessment is not None:
+        trust = read_trust(args.from_assessment)
+    if trust is None and args.target in (None, configured.backup_target):
+        trust = configured.backup_trust
+    trusted = backups.trust(trust, "--trusted/--untrusted")
+    pool = layout.settings.pool
+    if args.nix:
+        backend = _load_plugins().backend(layout.backend)
+        fragments = backups.nix_fragments(
+            pool, target, trusted=trusted, native=bool(backend.native_encryption)
+        )
+        text = backups.fragment_text(fragments)
+        if args.json:
+            print_json({"pool": pool, "target": target.spec(), "trusted": trusted, "nix": text})
+        else:
+            sys.stdout.write(text)
+        return 0
+    result = back_up(pool, target, trusted=trusted, dry_run=args.dry_run)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    from advisor.backup.report import render_backup
+
+    render_backup(stdout_console(), result)
     return 0
 
 

@@ -182,6 +182,13 @@ class Backend:
         ``True`` when the design keeps its LUKS header off the disk: ``install`` and
         ``plan`` then require ``--header`` and ``--header-backup``, ``config`` requires
         ``--header`` (``settings.header``), and every other backend refuses them.
+    ``native_encryption``
+        ``True`` when ZFS itself encrypts the pool's datasets (its ``pool_encryption``
+        sets ``encryption``): ``zfs send -w`` then sends ciphertext, so a backup may go
+        to a host that must never read it (:mod:`advisor.backups`). ``False`` (the
+        default): ZFS sees plaintext (a LUKS container below it), a send is plaintext,
+        and a backup to an untrusted target is refused. ``plugins --check`` checks that
+        it agrees with ``pool_encryption``.
 
     Every method gets validated input and may refuse what it cannot serve by raising
     :class:`advisor.plugin.PluginRefusal` (a message for the user, exit status 2); any
@@ -195,6 +202,7 @@ class Backend:
     installable: ClassVar[bool] = False
     partition_type: ClassVar[str] = "8300"
     detached_header: ClassVar[bool] = False
+    native_encryption: ClassVar[bool] = False
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
         """Return why this backend must not be used with these answers, or ``None``.
@@ -318,6 +326,15 @@ class Settings:
     #: An absolute path to a TOML layout file: datasets of the user's own, created and
     #: mounted beside the core's (:mod:`advisor.layoutfile`), or ``None``.
     layout: str | None = None
+    #: Where ``services.syncoid`` replicates the kept datasets (``<pool>/safe``), as
+    #: ``[user@]host:pool/path`` over SSH or ``pool/path`` on a local pool, with
+    #: ``services.sanoid`` taking their snapshots (:mod:`advisor.backups`); ``None``: no
+    #: backup is configured.
+    backup_target: str | None = None
+    #: Whether ``backup_target`` may read what it stores: ``"untrusted"`` takes raw sends
+    #: of natively encrypted datasets only, ``"trusted"`` also plaintext ones; ``None``
+    #: (not said) is untrusted, the safe default.
+    backup_trust: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ backend may refuse a sample (the scripted initrd, say) as it would refuse a user
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
 from advisor.assess.assessment import assess
-from advisor.errors import AdvisorError, PluginRefusal
+from advisor.errors import AdvisorError, PluginError, PluginRefusal
 from advisor.install.plan import build_plan
 from advisor.layoutfile import layout_datasets
 from advisor.models import (
@@ -30,6 +30,7 @@ from advisor.models import (
     luks_names,
 )
 from advisor.nixos.generate import Contribution, generate
+from advisor.plugincall import call_backend
 from advisor.pluginmanager import LoadedPlugins, PluginRecord, Status
 from advisor.settings import check_settings
 
@@ -61,6 +62,11 @@ def samples(backend: Backend) -> list[tuple[Layout, InstallSpec]]:
                 user="alice",
                 initrd=initrd,
                 header=headers if backend.detached_header else (),
+                # The mirror samples are backed up to a trusted target, so the backup
+                # fragments run for every backend (an untrusted one would refuse a
+                # backend that does not encrypt natively before anything else runs).
+                backup_target="backup@vault.example:tank/check" if count == 2 else None,
+                backup_trust="trusted",
             )
             names = luks_names(settings.luks_name, count)
             members = tuple(
@@ -149,6 +155,8 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
             answers=answers,
             system=SystemFacts(),
         )
+    if not isinstance(backend.native_encryption, bool):
+        raise PluginError(f"backend {backend.name}: native_encryption must be True or False")
     if not backend.installable:
         return  # config and plan refuse it before calling it
     for layout, spec in samples(backend):
@@ -161,6 +169,25 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
         with _refusal_allowed():
             datasets = layout_datasets(spec.settings)
             build_plan(spec, backend, generate_hardware_config=True, datasets=datasets)
+        with _refusal_allowed():
+            _check_native_encryption(backend, spec)
+
+
+def _check_native_encryption(backend: Backend, spec: InstallSpec) -> None:
+    """Raise :class:`PluginError` when ``backend`` says ZFS encrypts its pool
+    (``native_encryption``) but its ``pool_encryption`` does not set the pool's
+    encryption: the backups' policy would let plaintext go to an untrusted target. The
+    other way round is safe (such backups are refused) and not checked, so a backend
+    written before the attribute existed still passes."""
+    if not backend.native_encryption:
+        return
+    encryption = call_backend(backend, "pool_encryption", spec)
+    if not isinstance(encryption, Mapping) or encryption.get("encryption", "off") == "off":
+        raise PluginError(
+            f"backend {backend.name}: native_encryption is True but its pool_encryption "
+            "does not set the pool's encryption: backups to an untrusted target would be "
+            "plaintext"
+        )
 
 
 def _run_hook(plugins: LoadedPlugins, record: PluginRecord, backends: list[Backend]) -> None:

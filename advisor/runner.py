@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -158,3 +159,82 @@ def stream_lines(
             raise CommandError(
                 argv, f"{argv[0]} exited with status {child.returncode}: {tail}", tail
             )
+
+
+def run_pipeline(
+    producer: Sequence[str],
+    consumer: Sequence[str],
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Run ``producer | consumer`` without a shell (``zfs send ... | zfs receive ...``):
+    the producer's stdout is the consumer's stdin, both stderrs are captured, and both
+    exit statuses are checked, so a failed send is never taken for a finished receive.
+
+    Takes no secret (nothing here needs one; a secret would go to a single :func:`run`).
+    Raises :class:`CommandError` naming the command that failed (the producer's failure
+    first, unless the consumer's exit killed it), or that is missing, or
+    that outlasted ``timeout`` seconds (both are killed then). The result's ``argv`` is
+    both commands joined by ``|``, its stdout the consumer's, its stderr both.
+    """
+    child_env = {**os.environ, "LC_ALL": "C", **(env or {})}
+    argv = (*producer, "|", *consumer)
+    with tempfile.TemporaryFile() as first_err, tempfile.TemporaryFile() as second_err:
+        try:
+            first = subprocess.Popen(
+                list(producer),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=first_err,
+                env=child_env,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise CommandError(producer, f"{producer[0]}: command not found") from None
+        try:
+            second = subprocess.Popen(
+                list(consumer),
+                stdin=first.stdout,
+                stdout=subprocess.PIPE,
+                stderr=second_err,
+                env=child_env,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            first.kill()
+            first.wait()
+            raise CommandError(consumer, f"{consumer[0]}: command not found") from None
+        finally:
+            # Only the consumer reads the pipe now: if it exits early, the producer gets
+            # EPIPE instead of blocking forever.
+            if first.stdout is not None:
+                first.stdout.close()
+        try:
+            stdout, _ = second.communicate(timeout=timeout)
+            first.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for process in (first, second):
+                process.kill()
+                process.wait()
+            raise CommandError(
+                argv, f"{producer[0]} | {consumer[0]} did not finish within {timeout:g} s"
+            ) from None
+        errors = []
+        for err in (first_err, second_err):
+            err.seek(0)
+            errors.append(err.read().decode("utf-8", errors="replace"))
+    out = stdout.decode("utf-8", errors="replace")
+    result = Result(argv, second.returncode, out, "".join(errors))
+    # The producer's failure first (a receive of a broken stream fails because of it),
+    # unless it died of the consumer's exit (SIGPIPE): then the consumer's says why.
+    order = [(first, producer, errors[0]), (second, consumer, errors[1])]
+    if first.returncode == -signal.SIGPIPE:
+        order.reverse()
+    for process, command, text in order:
+        if process.returncode != 0:
+            tail = "\n".join(text.strip().splitlines()[-10:])
+            raise CommandError(
+                command, f"{command[0]} exited with status {process.returncode}: {tail}", tail
+            )
+    return result

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor import validate
+from advisor.backups import TRUST_CHOICES, nix_fragments, parse_target, trust
 from advisor.errors import UsageError
 from advisor.layoutfile import read_layout
 from advisor.models import Backend, Settings
@@ -94,6 +95,20 @@ OPTIONS: tuple[Option, ...] = (
         "a TOML file of datasets of your own, created and mounted beside the core's "
         "(default: none)",
         metavar="FILE",
+    ),
+    Option(
+        "backup_target",
+        "--backup-target",
+        "back up <pool>/safe there with sanoid and syncoid: user@host:pool/path over SSH "
+        "or pool/path on this machine (default: none; see docs/backup.md)",
+        metavar="TARGET",
+    ),
+    Option(
+        "backup_trust",
+        "--backup-trust",
+        "whether the backup target may read what it stores (default: the assessment's "
+        "offsite_backups answer, else untrusted)",
+        choices=TRUST_CHOICES,
     ),
 )
 
@@ -180,6 +195,7 @@ def check_settings(
         read_authorized_keys(settings.remote_unlock_keys)
     if settings.layout is not None:
         read_layout(settings.layout)
+    check_backup(settings, backend)
     checked = replace(
         settings,
         host_id=validate.host_id(settings.host_id),
@@ -192,6 +208,17 @@ def check_settings(
     )
     call_backend(backend, "check_settings", checked)
     return checked
+
+
+def check_backup(settings: Settings, backend: Backend) -> None:
+    """Raise :class:`UsageError` for a backup target that is no target, or that the
+    backend's pool may not be sent to: plaintext to an untrusted target
+    (:func:`advisor.backups.nix_fragments` says why, and the ways out)."""
+    trusted = trust(settings.backup_trust)
+    if settings.backup_target is None:
+        return
+    target = parse_target(settings.backup_target)
+    nix_fragments(settings.pool, target, trusted=trusted, native=bool(backend.native_encryption))
 
 
 def check_installable(backend: Backend) -> None:

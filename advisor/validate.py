@@ -229,3 +229,36 @@ def authorized_key(line: str, origin: str) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in line):
         raise UsageError(f"{origin}: a key line contains control characters")
     return " ".join(fields)
+
+
+# A backup target: [user@]host:pool/path over SSH, or pool/path on a local pool. The
+# user is an SSH login (POSIX portable names), the host a DNS name or an IPv4 address:
+# both go to ssh(1) as one word, and the whole target into a Nix string and syncoid's
+# command line.
+_SSH_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+_SSH_HOST = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+# A dataset: a pool name, then parts of the characters ZFS allows (no @, # or %).
+_DATASET_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+
+
+def backup_target(value: str, option: str = "--backup-target") -> str:
+    """A backup target, ``[user@]host:pool/path`` (SSH) or ``pool/path`` (a local pool);
+    ``option`` names the flag in the message."""
+    rule = (
+        f"{option} {value!r}: give user@host:pool/path (a pool on another host, over SSH) "
+        "or pool/path (a pool on this one); the user and host of letters, digits and ._-, "
+        "the dataset's parts of letters, digits and _.:-"
+    )
+    login, sep, dataset = value.rpartition(":")
+    if sep:
+        user, at, host = login.rpartition("@")
+        if (at and not _SSH_USER.fullmatch(user)) or not _SSH_HOST.fullmatch(host):
+            raise UsageError(rule)
+    pool, *parts = dataset.split("/")
+    if not _POOL.fullmatch(pool) or not all(_DATASET_PART.fullmatch(part) for part in parts):
+        raise UsageError(rule)
+    if len(dataset) > 200:
+        raise UsageError(f"{option} {value!r}: the dataset's name is too long for ZFS")
+    return value

@@ -97,12 +97,23 @@ def remote_sops_layout() -> Layout:
     )
 
 
+def backup_layout(backend: str, target: str, trust: str) -> Layout:
+    """The golden layout of ``backend`` backed up to ``target``."""
+    layout = golden_layout(backend, "systemd")
+    settings = replace(layout.settings, backup_target=target, backup_trust=trust)
+    return replace(layout, settings=settings)
+
+
 VARIANTS: dict[str, Layout] = {
     f"{backend}-{initrd}": golden_layout(backend, initrd)
     for backend in BACKENDS
     for initrd in ("systemd", "scripted")
 }
 VARIANTS["luks-systemd-remote-sops"] = remote_sops_layout()
+VARIANTS["zfs-native-systemd-backup"] = backup_layout(
+    "zfs-native", "backup@vault.example:tank/atlas", "untrusted"
+)
+VARIANTS["luks-systemd-backup-trusted"] = backup_layout("luks", "backup/atlas", "trusted")
 
 
 def write_variant(name: str, folder: Path) -> dict[str, Path]:
@@ -175,7 +186,9 @@ def test_shared_content(name: str, evaluated: dict[str, tuple[Any, Any, Path]]) 
         "neededForBoot": True,
     }
     persistence = cfg["environment"]["persistence"]["/persist"]
-    assert {"/etc/nixos", "/var/log", "/var/lib/nixos"} <= set(persistence["directories"])
+    assert {"/etc/nixos", "/var/log", "/var/lib/nixos"} <= {
+        d for d in persistence["directories"] if isinstance(d, str)
+    }
     assert persistence["files"] == ["/etc/machine-id"]
     assert cfg["services"]["openssh"]["hostKeys"] == [
         {"path": "/persist/etc/ssh/ssh_host_ed25519_key", "type": "ed25519"}

@@ -19,13 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor import settings as settings_options
+from advisor.backups import TRUST_CHOICES
 from advisor.cli import build_parser
 from advisor.errors import UsageError
 from advisor.install.executor import read_plan_file, write_plan_file
 from advisor.install.plan import build_plan
-from advisor.models import Settings
+from advisor.models import Backend, Settings
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_zfs_native import ZfsNativeBackend
 
 _word = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True)
 _path = st.from_regex(r"/[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True)
@@ -50,6 +52,11 @@ STRATEGIES: dict[str, st.SearchStrategy[object]] = {
     "nixos_release": st.from_regex(r"[0-9]{2}\.(05|11)", fullmatch=True),
     "luks_name": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True),
     "layout": st.one_of(st.none(), _path),
+    "backup_target": st.one_of(
+        st.none(),
+        st.builds(lambda user, name: f"{user}@vault.example:tank/{name}", _word, _word),
+    ),
+    "backup_trust": st.sampled_from((None, *TRUST_CHOICES)),
 }
 all_settings = st.builds(Settings, **STRATEGIES)
 _SLOW = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
@@ -110,7 +117,12 @@ def test_settings_round_trip_through_a_saved_plan(
 def test_valid_settings_pass_their_checks_unchanged(chosen: Settings) -> None:
     # Files that are read: tested below, and in test_layoutfile.py.
     chosen = dataclasses.replace(chosen, remote_unlock_keys=None, layout=None)
-    backend = LuksDetachedBackend() if chosen.header else LuksBackend()
+    backend: Backend = LuksDetachedBackend() if chosen.header else LuksBackend()
+    if chosen.backup_target is not None and chosen.backup_trust != "trusted":
+        # Plaintext to an untrusted target is refused (tests/test_backups.py); ZFS
+        # native encryption sends raw.
+        backend = ZfsNativeBackend() if not chosen.header else backend
+        chosen = dataclasses.replace(chosen, backup_trust="trusted") if chosen.header else chosen
     assert settings_options.check_settings(chosen, backend) == chosen
 
 

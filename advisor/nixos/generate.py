@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeGuard, cast
 
-from advisor import __version__, nix
+from advisor import __version__, backups, nix
 from advisor.datasets import (
     DATASETS,
     PERSISTED_DIRECTORIES,
@@ -51,6 +51,7 @@ SECTION_ORDER = (
     "Users",
     "Remote unlock",
     "Secrets",
+    "Backups",
     "System",
 )
 
@@ -490,6 +491,22 @@ def render_flake(layout: Layout) -> str:
     return header + nix.value(flake) + "\n"
 
 
+def backup_fragments(layout: Layout, backend: Backend) -> list[NixFragment]:
+    """sanoid and syncoid for ``layout.settings.backup_target``, if any: raw sends when
+    ``backend`` encrypts natively (:attr:`Backend.native_encryption`), refused
+    (:class:`~advisor.backups.BackupRefused`) for plaintext to an untrusted target."""
+    settings = layout.settings
+    target = None
+    if settings.backup_target is not None:
+        target = backups.parse_target(settings.backup_target)
+    return backups.nix_fragments(
+        settings.pool,
+        target,
+        trusted=backups.trust(settings.backup_trust),
+        native=bool(backend.native_encryption),
+    )
+
+
 def generate(
     layout: Layout,
     backend: Backend,
@@ -500,6 +517,7 @@ def generate(
     with ``backend``'s fragments and any ``extra`` ones; ``datasets`` are the layout's
     (:func:`core_fragments`)."""
     contributions = [Contribution("core", f) for f in core_fragments(layout, datasets)]
+    contributions += [Contribution("core", f) for f in backup_fragments(layout, backend)]
     fragments = call_backend(backend, "nix_fragments", layout)
     contributions += [
         Contribution(f"backend {backend.name}", f)

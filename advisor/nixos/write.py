@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor import secrets, validate
+from advisor.backups import trust_from_answers
 from advisor.errors import UsageError
 from advisor.files import write_atomically
 from advisor.layoutfile import layout_datasets
@@ -107,8 +108,10 @@ def read_assessment(path: Path) -> Mapping[str, Any]:
 
 
 def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
-    """What an assessment decides: the backend, and the TRIM and SSD settings."""
+    """What an assessment decides: the backend, the TRIM and SSD settings, and how far a
+    backup target is trusted (its ``offsite_backups`` answer)."""
     defaults: dict[str, Any] = {
+        "backup_trust": trust_from_answers(assessment["answers"]),
         "trim": assessment["answers"].get("ssd_trim") == "yes",
         "ssd": assessment["system"].get("solid_state_disk") is True,
     }

@@ -30,6 +30,9 @@ class ZfsNativeBackend(Backend):
     summary = "OpenZFS native encryption: per-dataset keys, authenticated, raw-send backups"
     api_version = 3
     installable = True
+    # The pool's datasets are encrypted by ZFS (pool_encryption): raw sends carry
+    # ciphertext, so backups may go to a host that never holds the key.
+    native_encryption = True
     partition_type = "BF00"  # Solaris/ZFS: the pool labels say as much anyway
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(
