@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "advisor"
-FAMILIES = ("assess", "nixos", "install")
+FAMILIES = ("assess", "nixos", "install", "check")
 EDGES = {"cli.py", "__main__.py", "plugincheck.py"}
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 
