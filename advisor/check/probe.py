@@ -171,15 +171,21 @@ def _label(device: str) -> Label:
     result = _run(["zdb", "-l", device])
     if result is None:
         return Label(device, problem="zdb could not run")
-    text = result.stdout
+    return parse_label(device, result.returncode, result.stdout, result.stderr)
+
+
+def parse_label(device: str, returncode: int, text: str, errors: str = "") -> Label:
+    """The :class:`Label` ``zdb -l DEVICE`` printed (``text``, with its exit status and
+    error output): the first label's pool name, state, host id (decimal there) and host
+    name, and every vdev path it records."""
 
     def first(name: str) -> str | None:
         match = re.search(rf"^\s+{name}: '?([^'\n]*)'?$", text, re.MULTILINE)
         return match[1] if match else None
 
     pool = first("name")
-    if result.returncode != 0 or pool is None:
-        tail = " ".join(result.stderr.strip().splitlines()[-2:])
+    if returncode != 0 or pool is None:
+        tail = " ".join(errors.strip().splitlines()[-2:])
         return Label(device, problem=f"zdb -l found no ZFS label on {device} {tail}".strip())
     state, hostid = first("state"), first("hostid")
     return Label(
