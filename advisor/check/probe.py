@@ -72,7 +72,7 @@ def gather(
         snapshots=_snapshots(pool) if health is not None else None,
         mounts=mounts,
         system_hostid=_system_hostid() if stage is Stage.RUNNING else None,
-        headers=tuple(_header(member) for member in layout.members if member.header_backup),
+        headers=tuple(header_fact(member) for member in layout.members if member.header_backup),
         assessment_trim=assessment_trim,
         assessment=assessment,
     )
@@ -255,7 +255,7 @@ def _system_hostid() -> str | None:
     return None
 
 
-def _header(member: LayoutMember) -> HeaderFact:
+def header_fact(member: LayoutMember) -> HeaderFact:
     """``member``'s LUKS header (detached, or at the start of its partition) and its
     backup, compared byte for byte, then by ``luksDump`` when they differ."""
     header = member.header or member.data_device
