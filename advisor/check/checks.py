@@ -197,8 +197,8 @@ def check_devnodes(facts: Facts) -> CheckResult:
 def check_pool(facts: Facts) -> CheckResult:
     """Exported before the reboot; imported cleanly on the running system."""
     pool = facts.layout.settings.pool
-    title = (
-        f"the pool {pool} is {'imported cleanly' if facts.stage is Stage.RUNNING else 'exported'}"
+    title = f"the pool {pool} is " + (
+        "imported cleanly" if facts.stage is Stage.RUNNING else "exported for the reboot"
     )
     looked = [f"zpool list {pool}", *(f"zdb -l {label.device}" for label in facts.labels)]
     if facts.stage is Stage.RUNNING:
