@@ -517,3 +517,15 @@ def test_the_runner_gives_the_terminal_no_secret() -> None:
         runner.run(("true",), secret=CANARY, terminal=True)
     with pytest.raises(ValueError, match="no new session"):
         runner.run(("true",), start_new_session=True, terminal=True)
+
+
+def test_the_outcome_keeps_what_each_step_printed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    echo = Step("say", "say it", ("sh", "-c", f"echo 'checks: 1 pass'; echo {CANARY}"))
+    plan = Plan(SPEC, (*touch_steps(tmp_path, 1), echo))
+    outcome, _ = execute(plan, state)
+    assert outcome.outputs == {"s1": "", "say": "checks: 1 pass\n<redacted>\n"}
+    # A resume runs nothing again: nothing printed this time.
+    again, _ = execute(plan, state)
+    assert again.completed and again.outputs == {}
