@@ -438,3 +438,11 @@ def test_a_zdb_label_is_read() -> None:
     assert label.paths == ("/dev/disk/by-id/virtio-disk01-part1",)
     empty = parse_label("/dev/vda1", 2, "", "failed to unpack label 0")
     assert empty.problem.startswith("zdb -l found no ZFS label on /dev/vda1")
+
+
+def test_options_set_through_mk_force_are_read() -> None:
+    facts = healthy("luks-systemd")
+    config = copy.deepcopy(dict(facts.config or {}))
+    entry = config["fileSystems"]["/persist"]
+    config["fileSystems"]["/persist"] = {"_override": 50, "content": entry}
+    assert results(replace(facts, config=config))["persist-boot"].status is Status.PASS

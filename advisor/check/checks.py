@@ -35,6 +35,7 @@ def get(config: Mapping[str, Any] | None, *path: str) -> Any:
     """The option at ``path`` in the evaluated ``config``, or ``None`` where it is unset."""
     node: Any = config
     for key in path:
+        node = content(node)  # a set given through lib.mkForce and the like
         if not isinstance(node, Mapping) or key not in node:
             return None
         node = node[key]
@@ -54,14 +55,14 @@ def content(value: Any) -> Any:
 
 
 def _result(
-    facts_id: str,
+    check_id: str,
     title: str,
     status: Status,
     detail: str,
     looked_at: Sequence[str] = (),
     fix: str = "",
 ) -> CheckResult:
-    return CheckResult(facts_id, title, status, detail, tuple(looked_at), fix)
+    return CheckResult(check_id, title, status, detail, tuple(looked_at), fix)
 
 
 def _not_evaluated(check_id: str, title: str, facts: Facts) -> CheckResult:
