@@ -80,16 +80,13 @@ mount /dev/disk/by-id/virtio-backup /tmp/backup
 check left-imported --root {ROOT} --before-reboot
 
 # Exported (the configuration kept aside: it was on the root), then imported once under
-# another host id: its labels keep that id. Then put right.
+# another host id: its labels keep that id. (Exported under the right one, the check
+# passes: test_install.py.)
 cp -a {ROOT}/etc/nixos /tmp/nixos
 umount -R {ROOT}; zpool export rpool
-check exported --root {ROOT} --before-reboot --record /tmp/nixos/advisor.json
 zgenhostid -f 0badc0de
 zpool import -d /dev/mapper -N rpool; zpool export rpool
 check hostid-changed --root {ROOT} --before-reboot --record /tmp/nixos/advisor.json
-zgenhostid -f {HOST_ID}
-zpool import -d /dev/mapper -N rpool; zpool export rpool
-check mended --root {ROOT} --before-reboot --record /tmp/nixos/advisor.json
 """
 
 
@@ -126,6 +123,10 @@ def test_each_check_fails_for_its_reason(
     out = (rw / "install.out").read_text()
     assert "Checked (advisor check --root /mnt):" in out
     assert "rpool is still imported" in out and " 0 fail" in out
+    # The pool exported, what needs its datasets is skipped, saying why.
+    exported = statuses(rw, "hostid-changed")
+    assert exported["pool"] == "pass" and exported["blank"] == "skip"
+    assert exported["file-sops-age-key"] == "skip"
 
     # Right after the install: every check passes, the pool still imported only warns.
     assert results["installed"] == "0", failed(rw, "installed")
@@ -137,12 +138,6 @@ def test_each_check_fails_for_its_reason(
     # sshd makes its host key at its first start: not there yet, and that is fine.
     host_key = next(c for c in load(rw, "installed")["checks"] if c["id"] == "file-ssh-host-key")
     assert "not there yet" in host_key["detail"]
-
-    # Exported: the pool and the labels' host id pass; what needs the datasets is skipped.
-    exported = statuses(rw, "exported")
-    assert results["exported"] == "0" and results["mended"] == "0"
-    assert exported["pool"] == "pass" and exported["hostid"] == "pass"
-    assert exported["file-sops-age-key"] == "skip" and exported["blank"] == "skip"
 
     # Each breakage: exit 1, the check that names it failed, and no other.
     expected = {
@@ -161,4 +156,3 @@ def test_each_check_fails_for_its_reason(
         assert set(found) == set(checks), (name, found)
         for check, words in checks.items():
             assert words in found[check], (name, found)
-        assert "advisor: check" in (rw / f"{name}.err").read_text()

@@ -269,6 +269,7 @@ def test_install_then_boot(
         c["id"]: c["status"] for c in json.loads((rw / "check-before.json").read_text())["checks"]
     }
     assert before["pool"] == "pass" and before["hostid"] == "pass"
+    assert before["blank"] == "skip"  # the pool exported: its snapshots are not listed
     after = {
         c["id"]: c["status"] for c in json.loads((rw / "check-after.json").read_text())["checks"]
     }
