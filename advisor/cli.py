@@ -246,6 +246,49 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     diff.set_defaults(run=cmd_diff)
 
+    check = commands.add_parser(
+        "check",
+        help="is the installed system going to boot, and does it match its threat model?",
+        description=(
+            "Check the system under --root against its layout record (advisor.json) and "
+            "its configuration.nix: device paths, boot.zfs.devNodes, the host id, the pool "
+            "exported or imported cleanly, @blank and the rollback's order, /persist "
+            "neededForBoot, the keys on /persist and their modes, the LUKS header backup, "
+            "TRIM against the assessment. Each check says what it looked at and how to fix "
+            "a failure. Exit 0 when none failed, 1 when one did, 2 for bad input. "
+            "See docs/check.md."
+        ),
+    )
+    check.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="the installed system's root: / when running it (default), /mnt from the installer",
+    )
+    check.add_argument(
+        "--record",
+        type=Path,
+        help="the layout record (advisor.json) to read; by default the one under --root",
+    )
+    check.add_argument(
+        "--before-reboot",
+        action="store_true",
+        help="from the installer, just before the reboot: the pool must be exported now",
+    )
+    check.add_argument(
+        "--from-assessment",
+        type=Path,
+        metavar="FILE",
+        help="a saved assessment (advisor assess --save): TRIM must be as it answered",
+    )
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.add_argument(
+        "--summary",
+        action="store_true",
+        help="print only the warnings and failures, with their fixes, and the counts",
+    )
+    check.set_defaults(run=cmd_check)
+
     plugins = commands.add_parser(
         "plugins",
         help="list plugins with their status, hooks and backends",
@@ -518,13 +561,9 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     from advisor import settings
+    from advisor.assessmentfile import read_assessment
     from advisor.console import print_json, stdout_console
-    from advisor.nixos.write import (
-        ConfigRequest,
-        assessment_defaults,
-        read_assessment,
-        write_configuration,
-    )
+    from advisor.nixos.write import ConfigRequest, assessment_defaults, write_configuration
 
     defaults = {}
     if args.from_assessment is not None:
@@ -818,7 +857,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     else:
         defaults = {}
         if args.from_assessment is not None:
-            from advisor.nixos.write import assessment_defaults, read_assessment
+            from advisor.assessmentfile import read_assessment
+            from advisor.nixos.write import assessment_defaults
 
             defaults = assessment_defaults(read_assessment(args.from_assessment))
         backend = _chosen_backend(args, defaults)
@@ -1057,6 +1097,33 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     render_backup(stdout_console(), result)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from advisor.check import report
+    from advisor.check.command import check, failed
+    from advisor.console import print_json
+
+    facts, results = check(
+        args.root,
+        args.record,
+        before_reboot=args.before_reboot,
+        assessment=args.from_assessment,
+    )
+    if args.json:
+        print_json(report.to_json(facts, results))
+    elif sys.stdout.isatty() and not args.summary:
+        from advisor.console import stdout_console
+
+        report.render(stdout_console(), facts, results)
+    else:
+        sys.stdout.write("\n".join(report.plain_lines(results, summary=args.summary)) + "\n")
+    bad = failed(results)
+    if bad and not args.json:
+        # On stderr too: a step that runs the check (advisor install) shows its error tail.
+        for result in bad:
+            sys.stderr.write(f"advisor: check {result.id} failed: {result.detail}\n")
+    return 1 if bad else 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 HARNESS = Path(__file__).resolve().parent / "nix"
+#: The configuration's harness is the package's own (advisor.nixeval), which check uses.
+CONFIG_HARNESS = Path(__file__).resolve().parent.parent / "advisor" / "eval-config.nix"
 
 
 def nix_instantiate() -> str:
@@ -35,15 +37,15 @@ def parse(path: Path) -> None:
     _run("--parse", str(path))
 
 
-def eval_file(harness: str, path: Path) -> Any:
-    return json.loads(
-        _run("--eval", "--strict", "--json", "--arg", "file", str(path), str(HARNESS / harness))
-    )
+def eval_file(harness: str | Path, path: Path) -> Any:
+    """``path`` evaluated by ``harness`` (a file name in tests/nix, or a path)."""
+    where = harness if isinstance(harness, Path) else HARNESS / harness
+    return json.loads(_run("--eval", "--strict", "--json", "--arg", "file", str(path), str(where)))
 
 
 def eval_config(path: Path) -> Any:
     """A generated configuration.nix evaluated against stand-in module arguments."""
-    return eval_file("eval-config.nix", path)
+    return eval_file(CONFIG_HARNESS, path)
 
 
 def eval_flake(path: Path) -> Any:

@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "advisor"
-FAMILIES = ("assess", "nixos", "install", "diff", "backup")
+FAMILIES = ("assess", "nixos", "install", "check", "diff", "backup")
 EDGES = {"cli.py", "__main__.py", "plugincheck.py"}
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 

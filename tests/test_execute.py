@@ -224,7 +224,7 @@ def test_a_saved_plan_reads_back_as_the_same_spec(tmp_path: Path) -> None:
     assert read_plan_file(path) == (SPEC, plan.fingerprint)
 
 
-@pytest.mark.parametrize("version", [1, 99])
+@pytest.mark.parametrize("version", [1, 3, 99])
 def test_a_plan_of_another_advisor_version_says_to_make_it_again(
     tmp_path: Path, version: int
 ) -> None:
@@ -246,7 +246,7 @@ def test_a_plan_of_another_advisor_version_says_to_make_it_again(
         (lambda d: d["spec"].update(extra="x"), "unknown field 'extra'"),
         (lambda d: d["spec"]["settings"].pop("host_id"), "host_id"),
         (lambda d: d["spec"]["members"][0].pop("disk_id"), "disk_id"),
-        (lambda d: d.pop("version"), "version 3"),
+        (lambda d: d.pop("version"), "version 4"),
         (lambda d: d.update(spec=[]), "'spec' is not a table"),
         (lambda d: d.pop("fingerprint"), "fingerprint"),
     ],
@@ -517,3 +517,15 @@ def test_the_runner_gives_the_terminal_no_secret() -> None:
         runner.run(("true",), secret=CANARY, terminal=True)
     with pytest.raises(ValueError, match="no new session"):
         runner.run(("true",), start_new_session=True, terminal=True)
+
+
+def test_the_outcome_keeps_what_each_step_printed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    echo = Step("say", "say it", ("sh", "-c", f"echo 'checks: 1 pass'; echo {CANARY}"))
+    plan = Plan(SPEC, (*touch_steps(tmp_path, 1), echo))
+    outcome, _ = execute(plan, state)
+    assert outcome.outputs == {"s1": "", "say": "checks: 1 pass\n<redacted>\n"}
+    # A resume runs nothing again: nothing printed this time.
+    again, _ = execute(plan, state)
+    assert again.completed and again.outputs == {}

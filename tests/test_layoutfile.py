@@ -270,7 +270,7 @@ def test_the_plan_creates_snapshots_and_mounts_the_files_datasets(tmp_path: Path
         "-o", "com.sun:auto-snapshot=true", "-o", "copies=2", "rpool/safe/postgres",
     )  # fmt: skip
     assert argv["snapshot-local-cache"] == ("zfs", "snapshot", "rpool/local/cache@blank")
-    assert ids[-6:-3] == ["mount-persist", "mount-safe-postgres", "mount-local-cache"]
+    assert ids[-7:-4] == ["mount-persist", "mount-safe-postgres", "mount-local-cache"]
     mount = ("mount", "-t", "zfs", "rpool/local/cache", "/mnt/var/cache")
     assert argv["mount-local-cache"] == mount
     assert argv["mount-points"] == (

@@ -36,8 +36,10 @@ def test_luks_plan_order_and_commands() -> None:
         "dataset-root", "snapshot-blank", "dataset-nix", "dataset-home", "dataset-persist",
         "root-dir", "mount-root", "mount-points", "mount-esp",
         "mount-nix", "mount-home", "mount-persist",
-        "write-config", "persist-config", "copy-config",
+        "write-config", "persist-config", "copy-config", "check",
     ]  # fmt: skip
+    # Last, the installed system is checked under the root, its warnings printed.
+    assert plan.step("check").argv[-4:] == ("check", "--root", "/mnt", "--summary")
     fmt = plan.step("luks-format")
     assert fmt.argv == (
         "cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--sector-size", "4096",
@@ -152,12 +154,12 @@ def test_trim_opens_luks_with_discards() -> None:
 
 
 def test_a_plan_keeps_its_fingerprint() -> None:
-    # Pinned for plan format 3: a change to it makes every saved plan and every install
+    # Pinned for plan format 4: a change to it makes every saved plan and every install
     # under way refuse to go on, so it must be a deliberate one (with a new format).
     plan = build_plan(
         SPEC, LuksBackend(), generate_hardware_config=True, advisor_command=("advisor",)
     )
-    assert plan.fingerprint == "d5a9941b672ec8ce"
+    assert plan.fingerprint == "152ab03cfbda17ba"
 
 
 def test_fingerprint_includes_env_and_interactive() -> None:

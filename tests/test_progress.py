@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,21 @@ def test_the_result_names_the_log_and_the_next_steps(tmp_path: Path) -> None:
     assert f"Log: {tmp_path / 'install.log'}" in lines.text
     assert "  1. advisor finish --root /mnt" in lines.text
     assert "  2. reboot" in lines.text
+
+
+def test_the_result_prints_what_the_check_step_said(tmp_path: Path) -> None:
+    lines = Lines()
+    said = "warn  pool: still imported\n      fix: zpool export rpool\nchecks: 1 warn, 0 fail\n"
+    outcome = Outcome(True, None, tmp_path / "install.log", 1.0, outputs={"check": said})
+    install_result(lines, Plan(SPEC, (STEP,)), outcome, tmp_path)
+    assert ("Checked (advisor check --root /mnt):", "bold underline") in lines.lines
+    assert ("  warn  pool: still imported", "yellow") in lines.lines
+    assert ("  checks: 1 warn, 0 fail", "") in lines.lines
+    # Before the next steps, which come last.
+    assert lines.text.index("Checked") < lines.text.index("Next:")
+    resumed = Lines()  # a resume after the check ran: nothing to print of it
+    install_result(resumed, Plan(SPEC, (STEP,)), replace(outcome, outputs={}), tmp_path)
+    assert "Checked" not in resumed.text
 
 
 def test_a_stop_says_how_to_resume(tmp_path: Path) -> None:

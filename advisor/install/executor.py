@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -52,7 +52,8 @@ from advisor.records import check_fields, tuples_of
 SPEC_FILE = "spec.json"
 JOURNAL_FILE = "journal.jsonl"
 LOG_FILE = "install.log"
-STATE_VERSION = 3  # 2: the settings shared with the configuration are one table; 3: disks
+STATE_VERSION = 4  # 2: the settings shared with the configuration are one table; 3: disks;
+# 4: the plan ends with advisor check
 
 
 class StepFailed(AdvisorError):
@@ -97,6 +98,9 @@ class Outcome:
     log: Path
     seconds: float
     interrupted: bool = False  # stopped by Ctrl-C rather than --stop-after
+    #: What each step run by this invocation printed on stdout (redacted), by step id:
+    #: the install's summary shows the last step's (``advisor check --summary``).
+    outputs: Mapping[str, str] = field(default_factory=dict)
 
 
 def save_spec(state_dir: Path, plan: Plan) -> None:
@@ -272,6 +276,7 @@ class Executor:
         self.log_path = state_dir / LOG_FILE
         self._interrupt = _Interrupt()
         self._plan_recorded = False
+        self._outputs: dict[str, str] = {}
 
     def run(self) -> Outcome:
         """Run every step not yet done; return when all are done or a stop was asked."""
@@ -312,10 +317,17 @@ class Executor:
                 if self._interrupt.requested or step.id == self.stop_after:
                     seconds = time.monotonic() - begin
                     return Outcome(
-                        False, step.id, self.log_path, seconds, self._interrupt.requested
+                        False,
+                        step.id,
+                        self.log_path,
+                        seconds,
+                        self._interrupt.requested,
+                        dict(self._outputs),
                     )
         self._record({"event": "complete"})
-        return Outcome(True, None, self.log_path, time.monotonic() - begin)
+        return Outcome(
+            True, None, self.log_path, time.monotonic() - begin, outputs=dict(self._outputs)
+        )
 
     def _probe(self, step: Step, probe: tuple[str, ...]) -> bool:
         """Whether ``step``'s effect is in place. Always captured, even for an
@@ -366,6 +378,8 @@ class Executor:
             raise StepFailed(step, number, "", self.log_path, interrupted=True) from None
         seconds = time.monotonic() - begin
         stdout, stderr = self._redact(result.stdout), self._redact(result.stderr)
+        if kind == "step":
+            self._outputs[step.id] = stdout
         self._log(f"  exit {result.returncode} after {seconds:.2f} s")
         for name, text in (("stdout", stdout), ("stderr", stderr)):
             for line in text.rstrip().splitlines():

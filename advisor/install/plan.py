@@ -130,7 +130,8 @@ def build_plan(
     """Every step of the install, in order.
 
     ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
-    installer). ``advisor_command`` runs ``advisor config`` for the configuration step.
+    installer). ``advisor_command`` runs ``advisor config`` for the configuration step and
+    ``advisor check`` for the last one.
     ``datasets`` are created and mounted (the layout's, :data:`~advisor.datasets.DATASETS`).
     Raises :class:`UsageError` for a backend that is not ``installable`` and for
     options :func:`check_overrides` refuses, :class:`PluginError` when the backend adds
@@ -240,6 +241,13 @@ def build_plan(
             "copy-config",
             "Copy the configuration to /persist/etc/nixos",
             ("cp", "-a", f"{root}/etc/nixos/.", f"{root}/persist/etc/nixos/"),
+        ),
+        # Last: is the result going to boot? (docs/check.md) It only reads, so a resume
+        # runs it again; the install's summary prints what it says.
+        Step(
+            "check",
+            "Check that the installed system will boot (advisor check)",
+            (*advisor_command, "check", "--root", root, "--summary"),
         ),
     ]
     _check_unique(steps, backend)

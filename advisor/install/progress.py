@@ -69,6 +69,13 @@ def install_result(
     shape = f" ({spec.topology})" if spec.topology else ""
     line(f"Installed {spec.backend} on {disks}{shape} in {outcome.seconds:.1f} s.", "bold")
     line(f"Log: {outcome.log}", "")
+    check = outcome.outputs.get("check")
+    if check is not None:
+        # advisor check --summary: its warnings and failures with their fixes, the counts.
+        line("", "")
+        line(f"Checked (advisor check --root {shlex.quote(spec.root)}):", "bold underline")
+        for text in check.rstrip().splitlines():
+            line(f"  {text}", "yellow" if text.startswith("warn") else "")
     line("", "")
     line("Next:", "bold underline")
     root = shlex.quote(spec.root)

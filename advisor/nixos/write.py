@@ -8,7 +8,6 @@ generate the files and write them atomically. ``advisor install`` calls
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -84,27 +83,6 @@ class ConfigResult:
             "age_public_key": self.age_public_key,
             "hardware_configuration_missing": self.hardware_configuration_missing,
         }
-
-
-def read_assessment(path: Path) -> Mapping[str, Any]:
-    """A file written by ``advisor assess --save``; a :class:`UsageError` if it is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"--from-assessment {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"--from-assessment {str(path)!r} cannot be read: {error}") from None
-    if (
-        not isinstance(data, dict)
-        or data.get("schema") != 1
-        or not isinstance(data.get("answers"), dict)
-        or not isinstance(data.get("system"), dict)
-    ):
-        raise UsageError(
-            f"--from-assessment {str(path)!r} is not an assessment saved by "
-            "'advisor assess --save' (schema 1)"
-        )
-    return data
 
 
 def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:

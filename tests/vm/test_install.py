@@ -116,6 +116,9 @@ echo kept > /mnt/persist/kept-canary
 sync
 umount -R /mnt
 zpool export rpool
+# Just before the reboot: exported, and still what the configuration says (docs/check.md).
+if $PYTHON -m advisor check --root /mnt --before-reboot --record etc-nixos/advisor.json \
+  --json > check-before.json; then result check_before 0; else result check_before $?; fi
 {close}
 result phase1 ok
 """
@@ -149,6 +152,18 @@ def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
         f"mount -t {root['fsType']} {root['device']} /mnt",
         "if [ -e /mnt/etc/rollback-canary ]; then result rollback failed;"
         " else result rollback ok; fi",
+        # After the reboot: advisor check on the rolled-back root, /persist mounted in it
+        # (and the header's backup medium, which the check compares with the header).
+        f"mkdir -p /mnt/persist && mount -t {persist['fsType']} {persist['device']} /mnt/persist",
+        *(
+            ["mkdir -p /tmp/backup", "mount -o ro /dev/disk/by-id/virtio-backup /tmp/backup"]
+            if backend == "luks-detached"
+            else []
+        ),
+        "if $PYTHON -m advisor check --root /mnt --json > check-after.json;"
+        " then result check_after 0; else result check_after $?; fi",
+        "umount /mnt/persist",
+        *(["umount /tmp/backup"] if backend == "luks-detached" else []),
         "mkdir -p /tmp/persist /tmp/esp",
         f"mount -t {persist['fsType']} {persist['device']} /tmp/persist",
         "result persist $(cat /tmp/persist/kept-canary)",
@@ -240,10 +255,25 @@ def test_install_then_boot(
         assert first.results["header_isluks"] == "yes"
         backup = (rw / "header.backup").read_bytes()
         assert backup and (rw / "header.head").read_bytes()[: len(backup)] == backup
-    # The next boot: the installed disk (and the header's), not the backup medium.
-    second = run_in_vm(phase_two(backend, rw, cfg), disks[:2], rwdir=rw, timeout=TIMEOUT)
+    # The next boot: the installed disk (and the header's); the backup medium is there for
+    # advisor check only, the unlock does not use it.
+    second = run_in_vm(phase_two(backend, rw, cfg), disks, rwdir=rw, timeout=TIMEOUT)
     assert second.returncode == 0, second.describe()
     results = second.results
+    # advisor check passed before the reboot (the pool exported) and after it.
+    for stage in ("check_before", "check_after"):
+        report = json.loads((rw / f"{stage.replace('_', '-')}.json").read_text())
+        failed = [c for c in report["checks"] if c["status"] == "fail"]
+        assert (first if stage == "check_before" else second).results[stage] == "0", failed
+    before = {
+        c["id"]: c["status"] for c in json.loads((rw / "check-before.json").read_text())["checks"]
+    }
+    assert before["pool"] == "pass" and before["hostid"] == "pass"
+    assert before["blank"] == "skip"  # the pool exported: its snapshots are not listed
+    after = {
+        c["id"]: c["status"] for c in json.loads((rw / "check-after.json").read_text())["checks"]
+    }
+    assert after["root-dataset"] == "pass" and after["blank"] == "pass"
     assert results["keystatus"] in ("available", "-")  # "-": not encrypted by ZFS
     assert results["rollback"] == "ok"
     assert results["persist"] == "kept"

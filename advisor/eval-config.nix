@@ -1,6 +1,7 @@
 # Evaluates a generated configuration.nix against minimal stand-ins for the NixOS module
 # arguments, so tests can assert on option paths and values as data (JSON).
 # nix-instantiate --eval --strict --json --arg file ./configuration.nix eval-config.nix
+# (advisor/nixeval.py runs it for advisor check; tests/nixeval.py for the tests)
 { file }:
 let
   # lib.mk* wrap a value the way the module system does, in a shape JSON can show.
@@ -18,4 +19,4 @@ let
   module = import file { config = { }; inherit lib pkgs; };
 in
   # Paths would be copied to the store by --json: show them as strings instead.
-  module // { imports = map toString module.imports; }
+  module // (if module ? imports then { imports = map toString module.imports; } else { })
