@@ -71,6 +71,16 @@ class StepFailed(AdvisorError):
         self.interrupted = interrupted
 
 
+class Runnable(Protocol):
+    """What the executor runs: an install's :class:`~advisor.install.plan.Plan`, or the
+    steps of another journaled command (``advisor rekey``)."""
+
+    @property
+    def steps(self) -> tuple[Step, ...]: ...
+    @property
+    def fingerprint(self) -> str: ...
+
+
 class Progress(Protocol):
     """What the executor reports while it runs (see
     :class:`advisor.install.progress.StepPrinter`)."""
@@ -245,13 +255,14 @@ class Executor:
 
     def __init__(
         self,
-        plan: Plan,
+        plan: Runnable,
         state_dir: Path,
         secrets: Mapping[str, str],
         progress: Progress,
         *,
         check_target: Callable[[], None],
         stop_after: str | None = None,
+        log_name: str = LOG_FILE,
     ) -> None:
         self.plan = plan
         self.state_dir = state_dir
@@ -259,7 +270,7 @@ class Executor:
         self.progress = progress
         self.check_target = check_target
         self.stop_after = stop_after
-        self.log_path = state_dir / LOG_FILE
+        self.log_path = state_dir / log_name
         self._interrupt = _Interrupt()
         self._plan_recorded = False
 
@@ -289,7 +300,7 @@ class Executor:
             for number, step in enumerate(self.plan.steps, start=1):
                 if step.id in done:
                     self._restore_if_gone(number, total, step)
-                elif step.id in started and step.probe and self._probe(step, step.probe):
+                elif step.id in started and step.probe and self.probe(step, step.probe):
                     # Interrupted after its effect was in place, before it was journaled.
                     self._record({"event": "probed", "step": step.id})
                     self.progress.skipped(number, total, step, "already in place")
@@ -307,16 +318,23 @@ class Executor:
         self._record({"event": "complete"})
         return Outcome(True, None, self.log_path, time.monotonic() - begin)
 
-    def _probe(self, step: Step, probe: tuple[str, ...]) -> bool:
-        """Whether ``step``'s effect is in place. Always captured, even for an
-        interactive step: a resume decides without asking the person."""
-        result = runner.run(probe, check=False, start_new_session=True, env=step.env)
-        self._log(f"probe {step.id}: {command_line(step, probe)} -> exit {result.returncode}")
+    def probe(self, step: Step, probe: tuple[str, ...]) -> bool:
+        """Whether ``step``'s effect is in place (``probe`` exits 0), its
+        ``probe_secret`` on stdin; logged. Always captured, even for an interactive step:
+        a resume decides without asking the person."""
+        secret = None
+        if step.probe_secret is not None:
+            secret = self.secrets[step.probe_secret] + ("\n" if step.secret_newline else "")
+        result = runner.run(probe, secret=secret, check=False, start_new_session=True, env=step.env)
+        stdin_note = f" (stdin: <{step.probe_secret}>)" if step.probe_secret else ""
+        self._log(
+            f"probe {step.id}: {command_line(step, probe)}{stdin_note} -> exit {result.returncode}"
+        )
         return result.returncode == 0
 
     def _restore_if_gone(self, number: int, total: int, step: Step) -> None:
         """A step finished earlier: bring its effect back if a restart undid it."""
-        if not step.restore or (step.probe and self._probe(step, step.probe)):
+        if not step.restore or (step.probe and self.probe(step, step.probe)):
             self.progress.skipped(number, total, step, "done earlier")
             return
         for argv in step.restore:
