@@ -166,6 +166,79 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             _install_arguments(install, plan=name == "plan")
         install.set_defaults(run=cmd_install, dry_run=name == "plan")
 
+    rekey = commands.add_parser(
+        "rekey",
+        help="change the disk passphrase of an installed system, on every disk",
+        description=(
+            "Change the disk passphrase on every disk of the installed layout (read from "
+            "its record, advisor.json), never leaving a moment where no passphrase opens "
+            "it: LUKS adds the new passphrase everywhere, tests it, then removes the old "
+            "one and takes the header backups anew; zfs-native runs zfs change-key. "
+            "Journaled: --resume continues an interrupted rekey. The passphrases are read "
+            "from files, or asked at a terminal. See docs/rekey.md."
+        ),
+    )
+    rekey.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="the installed system's root (default: /, the running system; /mnt from the "
+        "installer)",
+    )
+    rekey.add_argument(
+        "--record",
+        metavar="FILE",
+        type=Path,
+        help="the layout record (default: found under --root)",
+    )
+    rekey.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help="the current passphrase: FILE's first line (default: asked)",
+    )
+    rekey.add_argument(
+        "--new-passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help="the new passphrase: FILE's first line (default: asked twice)",
+    )
+    rekey.add_argument(
+        "--recovery-key",
+        action="store_true",
+        help="also add a generated recovery key to every disk (LUKS), shown once",
+    )
+    rekey.add_argument(
+        "--recovery-key-file",
+        metavar="FILE",
+        type=Path,
+        help="with --recovery-key: write it to this new file (0600) instead of showing it; "
+        "a resume reads it back from there",
+    )
+    rekey.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="journal and log (default: ROOT/persist/var/lib/advisor/rekey, which survives "
+        "a reboot)",
+    )
+    rekey.add_argument(
+        "--resume", action="store_true", help="continue the interrupted rekey in --state-dir"
+    )
+    rekey.add_argument(
+        "--dry-run", action="store_true", help="print the steps as a shell script, touch nothing"
+    )
+    rekey.add_argument(
+        "--stop-after", metavar="STEP", help="stop after the step with this id (see --dry-run)"
+    )
+    rekey.add_argument(
+        "--insecure-fast-kdf",
+        action="store_true",
+        help="cheap key derivation for the new keys, for tests only: never for a real disk",
+    )
+    rekey.add_argument("--json", action="store_true", help="print the result as JSON")
+    rekey.set_defaults(run=cmd_rekey)
+
     plugins = commands.add_parser(
         "plugins",
         help="list plugins with their status, hooks and backends",
@@ -780,6 +853,26 @@ def _resume_options(args: argparse.Namespace, plan: Plan, state_dir: Path) -> li
     if not destruction_started(state_dir, plan):
         options += [word for disk_id in args.yes_wipe for word in ("--yes-wipe", disk_id)]
     return options
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    from advisor.install.rekey import RekeyRequest, rekey_command
+
+    request = RekeyRequest(
+        root=args.root,
+        record=args.record,
+        passphrase_file=args.passphrase_file,
+        new_passphrase_file=args.new_passphrase_file,
+        recovery_key=args.recovery_key,
+        recovery_key_file=args.recovery_key_file,
+        state_dir=args.state_dir,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        stop_after=args.stop_after,
+        fast_kdf=args.insecure_fast_kdf,
+        json=args.json,
+    )
+    return rekey_command(request, _load_plugins())
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -78,10 +78,17 @@ def write_secret_file(path: Path, data: bytes) -> None:
 
 
 def read_secret(
-    path: Path | None, what: str, *, option: str, interactive: bool, minimum: int = 1
+    path: Path | None,
+    what: str,
+    *,
+    option: str,
+    interactive: bool,
+    minimum: int = 1,
+    confirm: bool = True,
 ) -> str:
     """A secret from the first line of the file ``option`` names, or asked twice, hidden,
-    at a terminal. ``what`` names it in messages ("disk passphrase")."""
+    at a terminal (once without ``confirm``: a secret that is checked against the disk,
+    such as the current passphrase). ``what`` names it in messages ("disk passphrase")."""
     if path is not None:
         try:
             # utf-8-sig: an editor's byte-order mark is not part of the secret.
@@ -95,7 +102,7 @@ def read_secret(
         import getpass
 
         value = getpass.getpass(f"{what.capitalize()}: ")
-        if value != getpass.getpass(f"{what.capitalize()} again: "):
+        if confirm and value != getpass.getpass(f"{what.capitalize()} again: "):
             raise UsageError(f"the two {what}s differ")
     else:
         raise UsageError(f"no terminal to ask the {what} on: give {option} FILE")

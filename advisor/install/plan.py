@@ -608,20 +608,24 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
             "--plan FILE'."
         )
     targets = [
-        _comment(
+        comment_line(
             f"{'target' if len(spec.members) == 1 else member.tag}: {member.disk} "
             f"(serial {member.disk_serial or 'none'}, {member.disk_size} bytes)"
         )
         for member in spec.members
     ]
     if spec.topology is not None:
-        targets.insert(0, _comment(f"pool: {spec.topology} of {len(spec.members)} disks"))
+        targets.insert(0, comment_line(f"pool: {spec.topology} of {len(spec.members)} disks"))
     lines = [
         "#!/bin/sh",
-        _comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
+        comment_line(
+            f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"
+        ),
         *targets,
-        _comment(f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"),
-        _comment(exact),
+        comment_line(
+            f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"
+        ),
+        comment_line(exact),
         secrets_comment(INSTALL_SECRETS),
         "set -eu",
         "",
@@ -633,7 +637,7 @@ def secrets_comment(names: Sequence[str]) -> str:
     """The script's comment line saying which variable holds each of the secrets
     ``names`` (those of :data:`SECRET_VARIABLES`; the others are made of them)."""
     named = [name for name in names if name in SECRET_VARIABLES]
-    return _comment(
+    return comment_line(
         "Secrets are read from: "
         + ", ".join(f"{SECRET_VARIABLES[name]} ({name})" for name in named)
     )
@@ -647,7 +651,7 @@ def script_steps(steps: Sequence[Step]) -> list[str]:
         note = " -- DESTROYS DATA" if step.destructive else ""
         if step.interactive:
             note += " -- needs you at the terminal"
-        lines.append(_comment(f"[{number}/{len(steps)}] {step.id}: {step.title}{note}"))
+        lines.append(comment_line(f"[{number}/{len(steps)}] {step.id}: {step.title}{note}"))
         command = command_line(step, step.argv)
         if step.secret is not None:
             command = f"{_printf(step.secret, step.secret_newline)} | {command}"
@@ -656,7 +660,7 @@ def script_steps(steps: Sequence[Step]) -> list[str]:
         for restore in step.restore:
             stdin = f" (stdin: {_variables(step.secret)})" if step.secret else ""
             lines.append(
-                _comment(f"  on --resume, if undone: {command_line(step, restore)}{stdin}")
+                comment_line(f"  on --resume, if undone: {command_line(step, restore)}{stdin}")
             )
     return lines
 
@@ -683,7 +687,7 @@ def command_line(step: Step, argv: Sequence[str]) -> str:
     return shlex.join(["env", *assignments, *argv] if assignments else argv)
 
 
-def _comment(text: str) -> str:
+def comment_line(text: str) -> str:
     """``text`` as one comment line of the script. A newline would end the comment and
     run the rest as a command (a serial, a --root, a saved plan's name, a plugin's
     words), so it and every other unprintable character is shown escaped."""
