@@ -217,6 +217,9 @@ def test_state_round_trip_and_what_a_resume_needs_of_the_recovery_key(tmp_path: 
     with pytest.raises(UsageError, match="would differ now"):
         rekey.rebuild_plan(state, LuksBackend(), spec, "0" * 16)
     assert rekey.recovery_key_needed(plan, state) == "new"
+    # Begun: the key was shown before the first step, and is asked for again.
+    _journal(state, {"event": "started", "step": "disk1-test-old"})
+    assert rekey.recovery_key_needed(plan, state) == "given"
     _journal(state, {"event": "done", "step": "disk1-add-recovery"})
     assert rekey.recovery_key_needed(plan, state) == "given"  # disk 2 still lacks it
     recovery = [s.id for s in plan.steps if rekey.uses_recovery_key(s)]

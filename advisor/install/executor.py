@@ -23,6 +23,11 @@ in its foreground, so the Ctrl-C reaches it as it reaches any program the person
 if it then fails, it counts as stopped by Ctrl-C. Its output is not captured: the log
 records its command and exit status, and says the output went to the terminal.
 One run at a time holds the state directory (an exclusive ``flock`` on it).
+
+``advisor rekey`` runs its steps with the same executor (any :class:`Runnable`: steps and
+their fingerprint), in a state directory of its own with its own files and log name
+(:mod:`advisor.install.rekey`). A probe can be fed a secret (``Step.probe_secret``): "the
+new passphrase opens the disk" is how a resume knows a key was added.
 """
 
 from __future__ import annotations

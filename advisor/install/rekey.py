@@ -229,18 +229,18 @@ def uses_recovery_key(step: Step) -> bool:
 
 
 def recovery_key_needed(plan: RekeyPlan, state_dir: Path | None) -> str | None:
-    """What the run needs of the recovery key: ``"new"`` (none of its steps began: make
-    one), ``"given"`` (some began, not all are done: the one shown then), or ``None``
-    (the rekey adds none, or every step that uses it is done)."""
+    """What the run needs of the recovery key: ``"new"`` (the rekey has not begun: make
+    one), ``"given"`` (it began, so the key was shown, and a step that uses it is not
+    done: that key again), or ``None`` (the rekey adds none, or every step that uses it
+    is done). The key is shown before the first step runs, so once the journal has an
+    event the person has it."""
     steps = [step.id for step in plan.steps if uses_recovery_key(step)]
     if not steps:
         return None
     done, started = step_states(state_dir) if state_dir is not None else (set(), set())
     if all(step in done for step in steps):
         return None
-    if any(step in done or step in started for step in steps):
-        return "given"
-    return "new"
+    return "given" if done or started else "new"
 
 
 def new_recovery_key() -> str:

@@ -1,17 +1,20 @@
 """``advisor rekey`` on a real kernel, with real dm-crypt and OpenZFS, in one boot.
 
-The three backends are installed side by side (each its own disk, pool, container name
-and root), then each is rekeyed twice: once whole under strace, and once killed with
-SIGKILL between adding the new passphrase and removing the old one (luks, zfs-native:
-a wrapper around the real tool kills advisor as the add returns) or stopped there
-(luks-detached, ``--stop-after``), then resumed. After each: the new passphrase opens
-every disk and the header backup, the old one neither, and no passphrase is in any
-command line, log, journal or file.
+The three backends side by side, each on its own disk with its own pool, container name
+and root, encrypted as the install encrypts, with the layout record ``advisor config``
+writes (tests/vm/test_install.py runs whole installs). Each is rekeyed under strace and
+interrupted between adding the new passphrase and removing the old one: killed with
+SIGKILL as the add returns (luks, zfs-native: a wrapper around the real tool kills
+advisor) or stopped there (luks-detached, ``--stop-after``); then ``--resume`` finishes
+it. Both passphrases open each LUKS disk in between; afterwards the new one opens every
+disk and the header backup, the old one neither, the recovery key still opens, no key
+slot is left over, and no secret is in any command line, log, journal or file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import time
@@ -29,33 +32,61 @@ HEADER = "/dev/disk/by-id/virtio-usbkey"
 BACKUP = "/tmp/backup/header.backup"
 #: Each backend: its disk, pool, container name (LUKS) and root.
 SYSTEMS = {
-    "luks": ("virtio-diska", "poola", "crypta", "/mnta"),
-    "zfs-native": ("virtio-diskb", "poolb", None, "/mntb"),
-    "luks-detached": ("virtio-diskc", "poolc", "cryptc", "/mntc"),
+    "luks": ("virtio-diska", "poola", "crypta", "/tmp/roota"),
+    "zfs-native": ("virtio-diskb", "poolb", None, "/tmp/rootb"),
+    "luks-detached": ("virtio-diskc", "poolc", "cryptc", "/tmp/rootc"),
 }
 
 
-def install(backend: str, rw: Path) -> str:
+#: luksFormat as the install runs it (advisor_luks.format_options, --insecure-fast-kdf).
+FORMAT = "cryptsetup luksFormat --type luks2 --batch-mode --sector-size 4096 --pbkdf pbkdf2"
+FORMAT += " --pbkdf-force-iterations 1000 --key-file=-"
+#: zpool create -O as the install runs it for zfs-native (pool_encryption, fast KDF).
+ENCRYPTION = "-O encryption=aes-256-gcm -O keyformat=passphrase -O keylocation=prompt"
+ENCRYPTION += " -O pbkdf2iters=100000 -O mountpoint=none"
+
+
+def setup(backend: str, rw: Path) -> str:
+    """The backend's encryption on its disk, made as the install makes it (the whole disk
+    for speed), and its layout record written by ``advisor config``, which is how a
+    layout gets one (the install runs it too; tests/vm/test_install.py installs)."""
     disk, pool, name, root = SYSTEMS[backend]
+    data = f"/dev/disk/by-id/{disk}"
+    old = 'printf %s "$(head -n1 passphrase)"'  # as the install feeds luksFormat
+    if backend == "luks":
+        made = f"{old} | {FORMAT} {data}\n"
+        made += f"cryptsetup luksHeaderBackup {data} --header-backup-file /tmp/backup/{pool}.backup"
+    elif backend == "luks-detached":
+        made = f"{old} | {FORMAT} --header {HEADER} {data}\n"
+        made += f"cryptsetup luksHeaderBackup {HEADER} --header-backup-file {BACKUP}"
+    else:
+        made = f"head -n1 passphrase | zpool create {ENCRYPTION} {pool} {data}"
     args = [
-        "--backend", backend, "--disk", disk, "--root", root, "--insecure-fast-kdf",
-        "--hostname", "vmtest", "--user", "alice", "--host-id", HOST_ID, "--pool", pool,
-        "--yes-wipe", disk, "--passphrase-file", f"{rw}/passphrase",
-        "--password-file", f"{rw}/password", "--state-dir", f"{rw}/install-{pool}",
-        "--allow-bios",
+        "config", "--out", f"{root}/etc/nixos", "--backend", backend, "--data-device", data,
+        "--esp-device", "/dev/disk/by-partuuid/0b5e1f2c-3d4e-4f5a-8b6c-7d8e9f0a1b2c",
+        "--user", "alice", "--password-file", f"{rw}/password", "--host-id", HOST_ID,
+        "--pool", pool,
     ]  # fmt: skip
     if name is not None:
-        args += ["--luks-name", name]
+        backup = BACKUP if backend == "luks-detached" else f"/tmp/backup/{pool}.backup"
+        args += ["--luks-name", name, "--header-backup", backup]
     if backend == "luks-detached":
-        args += ["--header", HEADER, "--header-backup", BACKUP]
-    return f"$PYTHON -m advisor install {shlex.join(args)} > install-{pool}.out 2>&1\n"
+        args += ["--header", HEADER]
+    config = f"$PYTHON -m advisor {shlex.join(args)} > config-{pool}.out"
+    return f"{made}\n{config}\nmkdir -p {root}/persist\n"
+
+
+def status(command: str, key: str) -> str:
+    """``command``, its exit status recorded as ``KEY`` (the script goes on either way)."""
+    return f"{command} && result {key} 0 || result {key} $?"
 
 
 def opens(backend: str, secret: str, key: str, *, backup: bool = False) -> str:
     """Record whether ``secret`` (a file in $RWDIR, its first line) opens the system's
-    disk, or with ``backup`` its data with the header backup: ``result KEY 0`` if so."""
+    disk, or with ``backup`` its data with the header backup: ``result KEY 0`` if so,
+    else the exit status (cryptsetup: 2 for "no key available with this passphrase")."""
     disk, pool, _, _ = SYSTEMS[backend]
-    data = f"/dev/disk/by-id/{disk}-part2"
+    data = f"/dev/disk/by-id/{disk}"
     if backend == "zfs-native":
         check = f"zfs load-key -n {pool}"
     elif backup:
@@ -66,11 +97,6 @@ def opens(backend: str, secret: str, key: str, *, backup: bool = False) -> str:
     else:
         check = f"cryptsetup open --test-passphrase {data}"
     return status(f"head -n1 {secret} | {check} >/dev/null 2>&1", key)
-
-
-def status(command: str, key: str) -> str:
-    """``command``, its exit status recorded as ``KEY`` (the script goes on either way)."""
-    return f"{command} && result {key} 0 || result {key} $?"
 
 
 def rekey(backend: str, rw: Path, old: str, new: str, *extra: str, trace: str = "") -> str:
@@ -107,17 +133,8 @@ def script(rw: Path) -> str:
         "mkfs.ext4 -q /dev/disk/by-id/virtio-backup",
         "mkdir -p /tmp/backup && mount /dev/disk/by-id/virtio-backup /tmp/backup",
         "start=$(date +%s)",
-        *(install(backend, rw) for backend in SYSTEMS),
-        "result installs_seconds $(( $(date +%s) - start ))",
-        # luks has its header on the disk: give its record a header backup, as
-        # 'advisor config --header-backup' would have.
-        "cryptsetup luksHeaderBackup /dev/disk/by-id/virtio-diska-part2"
-        " --header-backup-file /tmp/backup/poola.backup",
-        "for f in /mnta/etc/nixos/advisor.json /mnta/persist/etc/nixos/advisor.json; do",
-        "  $PYTHON -c 'import json,sys; p=sys.argv[1]; d=json.load(open(p));"
-        ' d["members"][0]["header_backup"]="/tmp/backup/poola.backup";'
-        ' json.dump(d, open(p, "w"))\' $f',
-        "done",
+        *(setup(backend, rw) for backend in SYSTEMS),
+        "result setup_seconds $(( $(date +%s) - start ))",
         "chmod +x bin/cryptsetup bin/zfs",
         "start=$(date +%s)",
     ]
@@ -128,10 +145,24 @@ def script(rw: Path) -> str:
             ["--recovery-key", "--recovery-key-file", f"{rw}/recovery-{pool}"] if luks else []
         )
         state = f"{root}/persist/var/lib/advisor/rekey"
-        first = rekey(backend, rw, "passphrase", "new1", "--insecure-fast-kdf", "--json",
-                      *recovery, trace=f"execve-{pool}.log")  # fmt: skip
+        # The rekey, killed with SIGKILL as the first add returns (luks, zfs-native) or
+        # stopped once the recovery key is added (luks-detached): between add and remove.
+        first = rekey(backend, rw, "passphrase", "new1", "--insecure-fast-kdf", *recovery,
+                      trace=f"execve-{pool}.log")  # fmt: skip
+        if backend == "luks-detached":
+            first += " --stop-after add-recovery"
+        else:
+            first = f"touch kill-after; PATH=$RWDIR/bin:$PATH {first}"
         lines += [
-            status(f"{first} > rekey1-{pool}.json 2> rekey1-{pool}.err", f"rekey1_{pool}"),
+            status(f"{first} > rekey-{pool}.out 2>&1", f"stop_{pool}"),
+            opens(backend, "passphrase", f"mid_old_{pool}"),
+            opens(backend, "new1", f"mid_new1_{pool}"),
+            f"cp {state}/journal.jsonl journal-mid-{pool}.jsonl",
+        ]
+        resume = rekey(backend, rw, "passphrase", "new1", "--resume", "--json",
+                       *recovery[1:], trace=f"execve-resume-{pool}.log")  # fmt: skip
+        lines += [
+            status(f"{resume} > resume-{pool}.json 2> resume-{pool}.err", f"resume_{pool}"),
             opens(backend, "new1", f"new1_{pool}"),
             opens(backend, "passphrase", f"old_{pool}"),
         ]
@@ -141,40 +172,24 @@ def script(rw: Path) -> str:
                 opens(backend, "passphrase", f"backup_old_{pool}", backup=True),
                 opens(backend, f"recovery-{pool}", f"recovery_{pool}"),
             ]
-        # The second rekey, interrupted between adding new2 and removing new1.
-        second = rekey(backend, rw, "new1", "new2", "--insecure-fast-kdf")
-        if backend == "luks-detached":
-            lines.append(
-                f"{second} --stop-after test-new > rekey2-{pool}.out 2>&1"
-                f" && result stop_{pool} 0 || result stop_{pool} $?"
-            )
-        else:
-            lines.append(
-                f"touch kill-after; PATH=$RWDIR/bin:$PATH {second} > rekey2-{pool}.out 2>&1"
-                f" && result stop_{pool} 0 || result stop_{pool} $?"
-            )
-        lines += [
-            opens(backend, "new1", f"mid_new1_{pool}"),
-            opens(backend, "new2", f"mid_new2_{pool}"),
-            f"cp {state}/journal.jsonl journal-mid-{pool}.jsonl",
-        ]
-        resume = rekey(backend, rw, "new1", "new2", "--resume", "--json",
-                       trace=f"execve-resume-{pool}.log")  # fmt: skip
-        lines += [
-            status(f"{resume} > resume-{pool}.json 2> resume-{pool}.err", f"resume_{pool}"),
-            opens(backend, "new2", f"end_new2_{pool}"),
-            opens(backend, "new1", f"end_new1_{pool}"),
-            opens(backend, "passphrase", f"end_old_{pool}"),
-        ]
-        if luks:
-            disk = SYSTEMS[backend][0]
-            header = HEADER if backend == "luks-detached" else f"/dev/disk/by-id/{disk}-part2"
+        if backend == "luks":
+            # Once more, whole: a finished rekey's state gives way to the next one.
+            again = rekey(backend, rw, "new1", "new2", "--insecure-fast-kdf", "--json")
             lines += [
-                opens(backend, "new2", f"end_backup_new2_{pool}", backup=True),
-                opens(backend, "new1", f"end_backup_new1_{pool}", backup=True),
-                opens(backend, f"recovery-{pool}", f"end_recovery_{pool}"),
-                f'result slots_{pool} "$(cryptsetup luksDump {header} | grep -c ": luks2$")"',
+                status(f"{again} > again-{pool}.json 2> again-{pool}.err", f"again_{pool}"),
+                opens(backend, "new2", f"again_new2_{pool}"),
+                opens(backend, "new1", f"again_new1_{pool}"),
+                opens(backend, "new2", f"again_backup_new2_{pool}", backup=True),
+                opens(backend, "new1", f"again_backup_new1_{pool}", backup=True),
+                opens(backend, f"recovery-{pool}", f"again_recovery_{pool}"),
             ]
+        if luks:
+            header = (
+                HEADER if backend == "luks-detached" else f"/dev/disk/by-id/{SYSTEMS[backend][0]}"
+            )
+            lines.append(
+                f'result slots_{pool} "$(cryptsetup luksDump {header} | grep -c ": luks2$")"'
+            )
         lines.append(f"cp -r {state} state-{pool}")
     lines.append("result rekeys_seconds $(( $(date +%s) - start ))")
     return "\n".join(lines) + "\n"
@@ -187,63 +202,63 @@ def test_rekey_every_backend(vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDis
     (rw / "new1").write_text(NEW1 + "\n")
     (rw / "new2").write_text(NEW2 + "\n")
     disks = [
-        make_disk("8G", serial="diska"),
-        make_disk("8G", serial="diskb"),
-        make_disk("8G", serial="diskc"),
+        make_disk("1G", serial="diska"),
+        make_disk("1G", serial="diskb"),
+        make_disk("1G", serial="diskc"),
         make_disk("64M", serial="usbkey"),
         make_disk("256M", serial="backup"),
     ]
     begin = time.monotonic()
-    result = run_in_vm(script(rw), disks, rwdir=rw, timeout=TIMEOUT * 2)
+    result = run_in_vm(script(rw), disks, rwdir=rw, timeout=TIMEOUT)
     seconds = time.monotonic() - begin
     print(f"rekey VM run: {seconds:.0f} s, {result.results}")
     assert result.returncode == 0, result.describe()
     r = result.results
-    for backend, (_, pool, _, _) in SYSTEMS.items():
-        err = (rw / f"rekey1-{pool}.err").read_text()
-        assert r[f"rekey1_{pool}"] == "0", err
-        report = json.loads((rw / f"rekey1-{pool}.json").read_text())
-        assert report["completed"] and report["backend"] == backend
-        # After the first rekey: the new passphrase opens, the old one does not.
-        refused = "2" if backend != "zfs-native" else r[f"old_{pool}"]
-        assert refused != "0"  # zfs exits non-zero for a wrong key; cryptsetup 2
-        assert (r[f"new1_{pool}"], r[f"old_{pool}"]) == ("0", refused), backend
+    for backend, (_, pool, name, _) in SYSTEMS.items():
+        luks = name is not None
+        out = (rw / f"rekey-{pool}.out").read_text()
         # Killed (137) or stopped (0) between the add and the removal.
-        assert r[f"stop_{pool}"] == ("0" if backend == "luks-detached" else "137"), backend
+        assert r[f"stop_{pool}"] == ("0" if backend == "luks-detached" else "137"), out
         mid = [
             json.loads(line) for line in (rw / f"journal-mid-{pool}.jsonl").read_text().splitlines()
         ]
-        assert not any(e["event"] == "done" and "remove" in e.get("step", "") for e in mid)
-        assert r[f"mid_new2_{pool}"] == "0", backend
+        assert not any(e.get("step") == "remove-old" for e in mid), backend
+        assert r[f"mid_new1_{pool}"] == "0", backend
         resumed = (rw / f"resume-{pool}.err").read_text()
         assert r[f"resume_{pool}"] == "0", resumed
-        assert json.loads((rw / f"resume-{pool}.json").read_text())["completed"]
-        assert (r[f"end_new2_{pool}"], r[f"end_new1_{pool}"], r[f"end_old_{pool}"]) == (
-            "0",
-            refused,
-            refused,
-        ), backend
+        report = json.loads((rw / f"resume-{pool}.json").read_text())
+        assert report["completed"] and report["backend"] == backend
+        assert report["recovery_key_added"] is luks
+        # Afterwards: the new passphrase opens, the old one does not (cryptsetup: 2, no
+        # key available with this passphrase; zfs: an error).
+        assert r[f"new1_{pool}"] == "0", backend
+        assert r[f"old_{pool}"] == "2" if luks else r[f"old_{pool}"] != "0", backend
         log = (rw / f"state-{pool}" / "rekey.log").read_text()
-        if backend == "zfs-native":
-            # change-key replaces the wrapping at once: killed as it returned, the new
-            # passphrase opens already, and the resume finds it in place (its probe).
-            assert r[f"mid_new1_{pool}"] == refused
-            assert "probe change-key" in log and "-> exit 0" in log
+        if not luks:
+            # change-key replaces the wrapping at once: killed as it returned, only the
+            # new passphrase opens, and the resume's probe finds it in place.
+            assert r[f"mid_old_{pool}"] != "0"
+            assert re.search(r"probe change-key: .* -> exit 0", log), log
             continue
-        # LUKS: killed or stopped between add and remove, both passphrases work.
-        assert r[f"mid_new1_{pool}"] == "0", backend
+        # LUKS: killed or stopped between add and remove, both passphrases open.
+        assert r[f"mid_old_{pool}"] == "0", backend
+        # The header backup was taken anew: it opens with the new passphrase only.
         assert (r[f"backup_new1_{pool}"], r[f"backup_old_{pool}"]) == ("0", "2"), backend
-        assert r[f"recovery_{pool}"] == "0"
-        assert (r[f"end_backup_new2_{pool}"], r[f"end_backup_new1_{pool}"]) == ("0", "2")
-        assert r[f"end_recovery_{pool}"] == "0"
-        assert r[f"slots_{pool}"] == "2"  # new2 and the recovery key: nothing left over
+        assert r[f"recovery_{pool}"] == "0", backend
+        assert r[f"slots_{pool}"] == "2", backend  # the new passphrase and the recovery key
         if backend == "luks":
-            # The kill came after luksAddKey returned, before the journal said so: the
-            # resume's probe found the new key slot and did not add it again.
-            assert "probe add-new" in log
+            # Killed after luksAddKey returned, before the journal said so: the resume's
+            # probe found the new key slot and did not add it again.
+            assert re.search(r"probe add-new: .* -> exit 0", log), log
+            again = json.loads((rw / f"again-{pool}.json").read_text())
+            assert r[f"again_{pool}"] == "0" and again["completed"]
+            assert (r[f"again_new2_{pool}"], r[f"again_new1_{pool}"]) == ("0", "2")
+            assert (r[f"again_backup_new2_{pool}"], r[f"again_backup_new1_{pool}"]) == ("0", "2")
+            assert r[f"again_recovery_{pool}"] == "0"
     # No secret in any command line, log, journal or file (the secrets' own files aside).
     execs = "".join(path.read_text() for path in rw.glob("execve-*.log"))
-    assert "luksAddKey" in execs and "change-key" in execs and "luksRemoveKey" in execs
+    for command in ("luksAddKey", "luksRemoveKey", "change-key", "refresh-header-backup"):
+        assert command in execs, command
     recovery = [
         (rw / f"recovery-{pool}").read_text().strip()
         for _, pool, name, _ in SYSTEMS.values()
