@@ -806,7 +806,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         install.confirm(
             disks, args.yes_wipe, input if interactive else None, headers=plan.spec.settings.header
         )
-    from advisor.secrets import read_secret
+    from advisor.secrets import MIN_PASSPHRASE, read_secret
 
     secrets = {
         "passphrase": read_secret(
@@ -814,7 +814,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             "disk passphrase",
             option="--passphrase-file",
             interactive=interactive,
-            minimum=install.MIN_PASSPHRASE,
+            minimum=MIN_PASSPHRASE,
         ),
         "password": read_secret(
             args.password_file, "user password", option="--password-file", interactive=interactive

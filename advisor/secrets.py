@@ -14,7 +14,11 @@ from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
 
-__all__ = ["hash_password", "read_secret", "write_secret_file"]
+__all__ = ["MIN_PASSPHRASE", "hash_password", "read_secret", "write_secret_file"]
+
+#: The shortest disk passphrase advisor takes: ZFS refuses shorter ones, and the same
+#: floor applies to LUKS for consistency (``install`` and ``rekey``).
+MIN_PASSPHRASE = 8
 
 # --------------------------------------------------------------------------- passwords
 

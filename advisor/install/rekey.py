@@ -439,8 +439,10 @@ def rekey_command(request: RekeyRequest, plugins: LoadedPlugins) -> int:
     from advisor.console import line_printer, print_json
     from advisor.install.executor import StepFailed
     from advisor.install.progress import StepPrinter
-    from advisor.install.session import MIN_PASSPHRASE, interactive
-    from advisor.secrets import read_secret
+
+    # Not install.session: it loads the disk probe (pyudev), which a rekey does not need,
+    # and every import costs seconds on a slow machine.
+    from advisor.secrets import MIN_PASSPHRASE, read_secret
 
     plan, record, state_dir = _plan_of(request, plugins)
     check_stop_after(plan, request.stop_after)
@@ -450,7 +452,7 @@ def rekey_command(request: RekeyRequest, plugins: LoadedPlugins) -> int:
     if os.geteuid() != 0:
         raise UsageError("advisor rekey changes the disks' key slots and must run as root")
     check_devices(plan.spec.layout)
-    at_terminal = interactive()
+    at_terminal = sys.stdin.isatty() and sys.stderr.isatty()  # a person to ask and show
     check_terminal(plan, at_terminal)
     recovery = recovery_key_needed(plan, state_dir if request.resume else None)
     _check_recovery_options(request, recovery, at_terminal)

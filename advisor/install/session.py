@@ -46,9 +46,6 @@ from advisor.models import TOPOLOGIES, InstallSpec, Member, Settings, luks_names
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import check_header_given, check_settings
 
-#: ZFS refuses shorter passphrases; the same floor applies to LUKS for consistency.
-MIN_PASSPHRASE = 8
-
 
 @dataclass(frozen=True)
 class InstallRequest:
