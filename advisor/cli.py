@@ -289,6 +289,79 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     check.set_defaults(run=cmd_check)
 
+    rekey = commands.add_parser(
+        "rekey",
+        help="change the disk passphrase of an installed system, on every disk",
+        description=(
+            "Change the disk passphrase on every disk of the installed layout (read from "
+            "its record, advisor.json), never leaving a moment where no passphrase opens "
+            "it: LUKS adds the new passphrase everywhere, tests it, then removes the old "
+            "one and takes the header backups anew; zfs-native runs zfs change-key. "
+            "Journaled: --resume continues an interrupted rekey. The passphrases are read "
+            "from files, or asked at a terminal. See docs/rekey.md."
+        ),
+    )
+    rekey.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="the installed system's root (default: /, the running system; /mnt from the "
+        "installer)",
+    )
+    rekey.add_argument(
+        "--record",
+        metavar="FILE",
+        type=Path,
+        help="the layout record (default: found under --root)",
+    )
+    rekey.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help="the current passphrase: FILE's first line (default: asked)",
+    )
+    rekey.add_argument(
+        "--new-passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help="the new passphrase: FILE's first line (default: asked twice)",
+    )
+    rekey.add_argument(
+        "--recovery-key",
+        action="store_true",
+        help="also add a generated recovery key to every disk (LUKS), shown once",
+    )
+    rekey.add_argument(
+        "--recovery-key-file",
+        metavar="FILE",
+        type=Path,
+        help="with --recovery-key: write it to this new file (0600) instead of showing it; "
+        "a resume reads it back from there",
+    )
+    rekey.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        type=Path,
+        help="journal and log (default: ROOT/persist/var/lib/advisor/rekey, which survives "
+        "a reboot)",
+    )
+    rekey.add_argument(
+        "--resume", action="store_true", help="continue the interrupted rekey in --state-dir"
+    )
+    rekey.add_argument(
+        "--dry-run", action="store_true", help="print the steps as a shell script, touch nothing"
+    )
+    rekey.add_argument(
+        "--stop-after", metavar="STEP", help="stop after the step with this id (see --dry-run)"
+    )
+    rekey.add_argument(
+        "--insecure-fast-kdf",
+        action="store_true",
+        help="cheap key derivation for the new keys, for tests only: never for a real disk",
+    )
+    rekey.add_argument("--json", action="store_true", help="print the result as JSON")
+    rekey.set_defaults(run=cmd_rekey)
+
     plugins = commands.add_parser(
         "plugins",
         help="list plugins with their status, hooks and backends",
@@ -916,7 +989,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         install.confirm(
             disks, args.yes_wipe, input if interactive else None, headers=plan.spec.settings.header
         )
-    from advisor.secrets import read_secret
+    from advisor.secrets import MIN_PASSPHRASE, read_secret
 
     secrets = {
         "passphrase": read_secret(
@@ -924,7 +997,7 @@ def cmd_install(args: argparse.Namespace) -> int:
             "disk passphrase",
             option="--passphrase-file",
             interactive=interactive,
-            minimum=install.MIN_PASSPHRASE,
+            minimum=MIN_PASSPHRASE,
         ),
         "password": read_secret(
             args.password_file, "user password", option="--password-file", interactive=interactive
@@ -973,7 +1046,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     from advisor.install import finish as finishing
     from advisor.install import session as install
     from advisor.install.executor import Executor, StepFailed, journal_events
-    from advisor.install.plan import comment, script_lines
+    from advisor.install.plan import comment_line, script_steps
     from advisor.install.progress import StepPrinter, finish_failure, finish_result
     from advisor.layoutrecord import load_record
 
@@ -988,11 +1061,11 @@ def cmd_finish(args: argparse.Namespace) -> int:
     if args.dry_run:
         lines = [
             "#!/bin/sh",
-            comment(f"advisor finish {procedure.fingerprint}: {layout.settings.hostname}"),
-            comment(f"layout record {record}, root {root}, pool {layout.settings.pool}"),
+            comment_line(f"advisor finish {procedure.fingerprint}: {layout.settings.hostname}"),
+            comment_line(f"layout record {record}, root {root}, pool {layout.settings.pool}"),
             "set -eu",
             "",
-            *script_lines(procedure.steps),
+            *script_steps(procedure.steps),
         ]
         sys.stdout.write("\n".join(lines) + "\n")
         return 0
@@ -1124,6 +1197,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         for result in bad:
             sys.stderr.write(f"advisor: check {result.id} failed: {result.detail}\n")
     return 1 if bad else 0
+
+
+def cmd_rekey(args: argparse.Namespace) -> int:
+    from advisor.install.rekey import RekeyRequest, rekey_command
+
+    request = RekeyRequest(
+        root=args.root,
+        record=args.record,
+        passphrase_file=args.passphrase_file,
+        new_passphrase_file=args.new_passphrase_file,
+        recovery_key=args.recovery_key,
+        recovery_key_file=args.recovery_key_file,
+        state_dir=args.state_dir,
+        resume=args.resume,
+        dry_run=args.dry_run,
+        stop_after=args.stop_after,
+        fast_kdf=args.insecure_fast_kdf,
+        json=args.json,
+    )
+    return rekey_command(request, _load_plugins())
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

@@ -265,6 +265,22 @@ class Backend:
         """
         return {}
 
+    def rekey_steps(self, spec: RekeySpec) -> Sequence[Step]:
+        """The steps that change the disk passphrase of an installed layout
+        (``advisor rekey``), for every disk of ``spec.layout`` at once, in the order they
+        run; empty (the default): this backend cannot rekey, and ``advisor rekey`` says so.
+
+        The steps must never leave a moment where no passphrase opens the pool: add the
+        new passphrase everywhere and test it before the old one is removed anywhere.
+        Each step's ``secret`` (and ``probe_secret``) is one of :data:`REKEY_SECRETS`;
+        give a step that changes keys a ``probe`` that says when its effect is already
+        there, so a resume after a crash does not do it twice. Ids are kebab-case and
+        unique among the steps (the backend names the disks in them: ``disk2-add-new``).
+        ``spec.recovery_key`` asks for a recovery key too: refuse it
+        (:class:`advisor.plugin.PluginRefusal`) if the design has no second key.
+        """
+        return ()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
 
@@ -469,6 +485,10 @@ class Step:
     #: A command that exits 0 when the step's effect is already there: on ``--resume`` it
     #: decides whether an interrupted step must run again.
     probe: tuple[str, ...] | None = None
+    #: The name of the secret fed on the probe's stdin (ended with a newline when
+    #: ``secret_newline``), for a probe that needs one: "the new passphrase opens the
+    #: disk". ``None``: the probe's stdin is empty.
+    probe_secret: str | None = None
     #: The step destroys data on the target disk: the disk is checked again just before
     #: the first such step, and the script marks it.
     destructive: bool = False
@@ -488,6 +508,33 @@ class Step:
     #: it). It cannot take a ``secret``; ``advisor install`` refuses a plan with one when
     #: it has no terminal. Its probe still runs captured.
     interactive: bool = False
+
+
+#: The secrets ``advisor rekey`` feeds its steps, by name (a step's ``secret`` and
+#: ``probe_secret``): the old passphrase, the new one, both on two lines (old first, as
+#: ``cryptsetup luksAddKey`` asks for them), the recovery key, and the new passphrase then
+#: the recovery key (to add the recovery key with the new passphrase).
+REKEY_SECRETS = (
+    "passphrase",
+    "new-passphrase",
+    "old-and-new-passphrase",
+    "recovery-key",
+    "new-passphrase-and-recovery-key",
+)
+
+
+@dataclass(frozen=True)
+class RekeySpec:
+    """What ``advisor rekey`` changes: the installed layout (its record, ``advisor.json``)
+    and the options of the change, fixed before the first step and saved for
+    ``--resume``."""
+
+    #: The installed system's layout, as its record says (no password hash).
+    layout: Layout
+    #: Also add a generated recovery key to every disk (``--recovery-key``).
+    recovery_key: bool = False
+    #: Tests only: cheap key derivation for the new key slots, never for a real disk.
+    fast_kdf: bool = False
 
 
 #: The pool layouts a several-disk install can have (``--topology``): the ``zpool

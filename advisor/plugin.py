@@ -11,6 +11,7 @@ from advisor.errors import PluginRefusal
 from advisor.hookspecs import PROJECT_NAME
 from advisor.models import (
     PLUGIN_API_VERSION,
+    REKEY_SECRETS,
     Answers,
     AttrPath,
     Axis,
@@ -25,6 +26,7 @@ from advisor.models import (
     Note,
     Question,
     Rating,
+    RekeySpec,
     RemoteUnlock,
     Settings,
     Step,
@@ -41,6 +43,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
     "PLUGIN_API_VERSION",
+    "REKEY_SECRETS",
     "Answers",
     "Apply",
     "AttrPath",
@@ -58,6 +61,7 @@ __all__ = [
     "Question",
     "Rating",
     "Raw",
+    "RekeySpec",
     "RemoteUnlock",
     "Settings",
     "Step",

@@ -3,7 +3,8 @@
 Loading a plugin calls only its discovery hooks. A backend's ``nix_fragments``,
 ``provision_steps``, ``pool_device`` and ``pool_encryption`` and the
 ``advisor_nix_fragments`` hook run only in ``config``, ``plan`` and ``install``, and
-``gate``, ``warnings`` and ``mitigations`` in ``assess``: a plugin broken there would pass
+``gate``, ``warnings`` and ``mitigations`` in ``assess``, and ``rekey_steps`` in
+``rekey``: a plugin broken there would pass
 a plain listing. The check runs all of them against sample layouts and install specs,
 one per initrd flavour, through the same code the commands use, and marks a plugin that
 fails broken with the reason. A :class:`~advisor.errors.PluginRefusal` is no failure: a
@@ -18,6 +19,7 @@ from contextlib import contextmanager, suppress
 from advisor.assess.assessment import assess
 from advisor.errors import AdvisorError, PluginError, PluginRefusal
 from advisor.install.plan import build_plan
+from advisor.install.rekey import rekey_steps_of
 from advisor.layoutfile import layout_datasets
 from advisor.models import (
     Backend,
@@ -25,6 +27,7 @@ from advisor.models import (
     Layout,
     LayoutMember,
     Member,
+    RekeySpec,
     Settings,
     SystemFacts,
     luks_names,
@@ -96,6 +99,7 @@ def samples(backend: Backend) -> list[tuple[Layout, InstallSpec]]:
                         esp_device=member.esp_device,
                         luks_name=member.luks_name,
                         header=member.header,
+                        header_backup=member.header_backup,
                     )
                     for member in members
                 ),
@@ -171,6 +175,10 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
             build_plan(spec, backend, generate_hardware_config=True, datasets=datasets)
         with _refusal_allowed():
             _check_native_encryption(backend, spec)
+        for recovery_key in (False, True):
+            # What 'rekey' asks of it; none (it cannot rekey) and a refusal are answers.
+            with _refusal_allowed():
+                rekey_steps_of(RekeySpec(layout, recovery_key=recovery_key), backend)
 
 
 def _check_native_encryption(backend: Backend, spec: InstallSpec) -> None:

@@ -14,7 +14,11 @@ from advisor import runner
 from advisor.errors import AdvisorError, UsageError
 from advisor.files import make_private_dirs, write_atomically
 
-__all__ = ["hash_password", "read_secret", "write_secret_file"]
+__all__ = ["MIN_PASSPHRASE", "hash_password", "read_secret", "write_secret_file"]
+
+#: The shortest disk passphrase advisor takes: ZFS refuses shorter ones, and the same
+#: floor applies to LUKS for consistency (``install`` and ``rekey``).
+MIN_PASSPHRASE = 8
 
 # --------------------------------------------------------------------------- passwords
 
@@ -78,10 +82,17 @@ def write_secret_file(path: Path, data: bytes) -> None:
 
 
 def read_secret(
-    path: Path | None, what: str, *, option: str, interactive: bool, minimum: int = 1
+    path: Path | None,
+    what: str,
+    *,
+    option: str,
+    interactive: bool,
+    minimum: int = 1,
+    confirm: bool = True,
 ) -> str:
     """A secret from the first line of the file ``option`` names, or asked twice, hidden,
-    at a terminal. ``what`` names it in messages ("disk passphrase")."""
+    at a terminal (once without ``confirm``: a secret that is checked against the disk,
+    such as the current passphrase). ``what`` names it in messages ("disk passphrase")."""
     if path is not None:
         try:
             # utf-8-sig: an editor's byte-order mark is not part of the secret.
@@ -95,7 +106,7 @@ def read_secret(
         import getpass
 
         value = getpass.getpass(f"{what.capitalize()}: ")
-        if value != getpass.getpass(f"{what.capitalize()} again: "):
+        if confirm and value != getpass.getpass(f"{what.capitalize()} again: "):
             raise UsageError(f"the two {what}s differ")
     else:
         raise UsageError(f"no terminal to ask the {what} on: give {option} FILE")

@@ -177,6 +177,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "member_fields": lambda: fields_table(models.Member),
     "nixfragment_fields": lambda: fields_table(models.NixFragment),
     "step_fields": lambda: fields_table(models.Step),
+    "rekeyspec_fields": lambda: fields_table(models.RekeySpec),
     "axes": axes_table,
     "weights": weights_table,
     "ratings": rating_matrix,

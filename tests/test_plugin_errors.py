@@ -231,6 +231,10 @@ def test_assess_names_the_failing_backend(
             "--check: backend 'odd': mitigations returned NoneType, not Note",
         ),
         (
+            {"method": "rekey_steps", "body": "return [None] if args[0].recovery_key else []"},
+            "--check: backend 'odd': rekey_steps returned NoneType, not Step",
+        ),
+        (
             {"hook_body": "return [NixFragment('X', {('networking', 'hostId'): 'deadbeef'})]"},
             '--check: conflicting values for networking.hostId: "8f2a91c4" from core and '
             '"deadbeef" from plugin odd',

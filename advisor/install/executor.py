@@ -23,6 +23,11 @@ in its foreground, so the Ctrl-C reaches it as it reaches any program the person
 if it then fails, it counts as stopped by Ctrl-C. Its output is not captured: the log
 records its command and exit status, and says the output went to the terminal.
 One run at a time holds the state directory (an exclusive ``flock`` on it).
+
+``advisor rekey`` runs its steps with the same executor (any :class:`Runnable`: steps and
+their fingerprint), in a state directory of its own with its own files and log name
+(:mod:`advisor.install.rekey`). A probe can be fed a secret (``Step.probe_secret``): "the
+new passphrase opens the disk" is how a resume knows a key was added.
 """
 
 from __future__ import annotations
@@ -72,9 +77,9 @@ class StepFailed(AdvisorError):
         self.interrupted = interrupted
 
 
-class Steps(Protocol):
-    """What the executor runs: an install's :class:`Plan`, or another journaled procedure
-    (``advisor finish``) with its own steps and their fingerprint."""
+class Runnable(Protocol):
+    """What the executor runs: an install's :class:`~advisor.install.plan.Plan`, or the
+    steps of another journaled command (``advisor rekey``)."""
 
     @property
     def steps(self) -> tuple[Step, ...]: ...
@@ -259,13 +264,14 @@ class Executor:
 
     def __init__(
         self,
-        plan: Steps,
+        plan: Runnable,
         state_dir: Path,
         secrets: Mapping[str, str],
         progress: Progress,
         *,
         check_target: Callable[[], None],
         stop_after: str | None = None,
+        log_name: str = LOG_FILE,
     ) -> None:
         self.plan = plan
         self.state_dir = state_dir
@@ -273,7 +279,7 @@ class Executor:
         self.progress = progress
         self.check_target = check_target
         self.stop_after = stop_after
-        self.log_path = state_dir / LOG_FILE
+        self.log_path = state_dir / log_name
         self._interrupt = _Interrupt()
         self._plan_recorded = False
         self._outputs: dict[str, str] = {}
@@ -304,7 +310,7 @@ class Executor:
             for number, step in enumerate(self.plan.steps, start=1):
                 if step.id in done:
                     self._restore_if_gone(number, total, step)
-                elif step.id in started and step.probe and self._probe(step, step.probe):
+                elif step.id in started and step.probe and self.probe(step, step.probe):
                     # Interrupted after its effect was in place, before it was journaled.
                     self._record({"event": "probed", "step": step.id})
                     self.progress.skipped(number, total, step, "already in place")
@@ -329,16 +335,23 @@ class Executor:
             True, None, self.log_path, time.monotonic() - begin, outputs=dict(self._outputs)
         )
 
-    def _probe(self, step: Step, probe: tuple[str, ...]) -> bool:
-        """Whether ``step``'s effect is in place. Always captured, even for an
-        interactive step: a resume decides without asking the person."""
-        result = runner.run(probe, check=False, start_new_session=True, env=step.env)
-        self._log(f"probe {step.id}: {command_line(step, probe)} -> exit {result.returncode}")
+    def probe(self, step: Step, probe: tuple[str, ...]) -> bool:
+        """Whether ``step``'s effect is in place (``probe`` exits 0), its
+        ``probe_secret`` on stdin; logged. Always captured, even for an interactive step:
+        a resume decides without asking the person."""
+        secret = None
+        if step.probe_secret is not None:
+            secret = self.secrets[step.probe_secret] + ("\n" if step.secret_newline else "")
+        result = runner.run(probe, secret=secret, check=False, start_new_session=True, env=step.env)
+        stdin_note = f" (stdin: <{step.probe_secret}>)" if step.probe_secret else ""
+        self._log(
+            f"probe {step.id}: {command_line(step, probe)}{stdin_note} -> exit {result.returncode}"
+        )
         return result.returncode == 0
 
     def _restore_if_gone(self, number: int, total: int, step: Step) -> None:
         """A step finished earlier: bring its effect back if a restart undid it."""
-        if not step.restore or (step.probe and self._probe(step, step.probe)):
+        if not step.restore or (step.probe and self.probe(step, step.probe)):
             self.progress.skipped(number, total, step, "done earlier")
             return
         for argv in step.restore:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.install.executor import Outcome
-from advisor.install.plan import fingerprint_of
+from advisor.install.plan import steps_fingerprint
 from advisor.models import Layout, Step
 
 #: Run the checks that need no passphrase: ``python -m advisor.install.verify``.
@@ -87,7 +87,7 @@ class Finish:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint_of(self.steps)
+        return steps_fingerprint(self.steps)
 
 
 def build_finish(

@@ -37,7 +37,20 @@ FILESYSTEM_PROPERTIES: Mapping[str, str] = {
     "mountpoint": "none",
 }
 #: Environment variables the dry-run script reads the secrets from.
-SECRET_VARIABLES = {"passphrase": "ADVISOR_PASSPHRASE", "password": "ADVISOR_PASSWORD"}
+SECRET_VARIABLES = {
+    "passphrase": "ADVISOR_PASSPHRASE",
+    "password": "ADVISOR_PASSWORD",
+    "new-passphrase": "ADVISOR_NEW_PASSPHRASE",
+    "recovery-key": "ADVISOR_RECOVERY_KEY",
+}
+#: Secrets made of others, one a line in this order (``cryptsetup luksAddKey`` without
+#: ``--key-file`` reads the passphrase that opens the disk, then the one to add).
+SECRET_LINES: Mapping[str, tuple[str, ...]] = {
+    "old-and-new-passphrase": ("passphrase", "new-passphrase"),
+    "new-passphrase-and-recovery-key": ("new-passphrase", "recovery-key"),
+}
+#: The secrets an install feeds its steps: the disk passphrase and the user's password.
+INSTALL_SECRETS = ("passphrase", "password")
 #: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
 _STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 #: A name a step's ``env`` may set: the portable shell variable names, upper case.
@@ -59,7 +72,7 @@ class Plan:
     @property
     def fingerprint(self) -> str:
         """A hash of every step, so ``--resume`` can tell the plan has not changed."""
-        return fingerprint_of(self.steps)
+        return steps_fingerprint(self.steps)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -68,16 +81,20 @@ class Plan:
         raise KeyError(step_id)
 
 
-def fingerprint_of(steps: Sequence[Step]) -> str:
-    """A hash of ``steps``: the same steps, in the same order, give the same hash."""
+def steps_fingerprint(steps: Sequence[Step]) -> str:
+    """A hash of ``steps`` (every field of each), so a resume can tell they are the same."""
     data = json.dumps([_fingerprinted(step) for step in steps], sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 def _fingerprinted(step: Step) -> dict[str, object]:
     """``step`` as the plain data its plan's fingerprint hashes: every field, ``env`` as
-    a dict (JSON has no other mapping)."""
-    return {**asdict(step), "env": dict(step.env)}
+    a dict (JSON has no other mapping). ``probe_secret`` only when set: it came after
+    plans were saved, and a plan whose steps do not use it keeps its fingerprint."""
+    data = {**asdict(step), "env": dict(step.env)}
+    if step.probe_secret is None:
+        del data["probe_secret"]
+    return data
 
 
 def _properties(flag: str, values: Mapping[str, str]) -> list[str]:
@@ -456,9 +473,18 @@ def _provision_steps(backend: Backend, spec: InstallSpec, member: Member) -> tup
     steps = sequence(
         owner, "provision_steps", call_backend(backend, "provision_steps", spec, member)
     )
+    return checked_steps(owner, "provision_steps", steps, INSTALL_SECRETS)
+
+
+def checked_steps(
+    owner: str, method: str, steps: Sequence[object], secrets: Sequence[str]
+) -> tuple[Step, ...]:
+    """``steps`` a backend's ``method`` returned, each checked (:func:`_step_problem`)
+    with ``secrets`` the names its steps may take; a :class:`PluginError` naming
+    ``owner`` for the first that cannot go into a plan."""
     checked = []
     for step in steps:
-        problem = _step_problem(step)
+        problem = _step_problem(step, method, secrets)
         if problem is not None:
             raise PluginError(blame(owner, problem))
         # A Step (_step_problem checked it); its env a plain dict, whatever mapping the
@@ -468,23 +494,27 @@ def _provision_steps(backend: Backend, spec: InstallSpec, member: Member) -> tup
     return tuple(checked)
 
 
-def _step_problem(step: object) -> str | None:
-    """Why ``step`` cannot go into a plan, or ``None``."""
+def _step_problem(
+    step: object, method: str = "provision_steps", secrets: Sequence[str] = INSTALL_SECRETS
+) -> str | None:
+    """Why ``step`` (from the backend's ``method``, whose steps may take ``secrets``)
+    cannot go into a plan, or ``None``."""
     if not isinstance(step, Step):
-        return f"provision_steps returned {type(step).__name__}, not Step"
+        return f"{method} returned {type(step).__name__}, not Step"
     if not isinstance(step.id, str) or not _STEP_ID.fullmatch(step.id):
         return f"step id {step.id!r} is not kebab-case (a-z, 0-9, single hyphens)"
     where = f"step {step.id!r}"
     if not isinstance(step.title, str) or not step.title or not step.title.isprintable():
         # The title becomes a comment line of the script: a newline would end it there.
         return f"{where}: the title must be one line of printable text, not {step.title!r}"
-    if step.secret is not None and step.secret not in SECRET_VARIABLES:
-        known = ", ".join(SECRET_VARIABLES)
-        return f"{where}: secret {step.secret!r} is none of the secrets there are ({known})"
+    for field, name in (("secret", step.secret), ("probe_secret", step.probe_secret)):
+        if name is not None and name not in secrets:
+            known = ", ".join(secrets)
+            return f"{where}: {field} {name!r} is none of the secrets there are ({known})"
     interactive: object = step.interactive  # typed, but a plugin's object may be anything
     if not isinstance(interactive, bool):
         return f"{where}: interactive must be True or False, not {interactive!r}"
-    if step.interactive and step.secret is not None:
+    if step.interactive and (step.secret is not None or step.probe_secret is not None):
         # Its stdin is the terminal: there is no other stdin to feed the secret on.
         return f"{where}: an interactive step reads the terminal and cannot take a secret"
     problem = _env_problem(step.env)
@@ -586,52 +616,75 @@ def render_script(plan: Plan, runs_as: str | None = None) -> str:
             "--plan FILE'."
         )
     targets = [
-        comment(
+        comment_line(
             f"{'target' if len(spec.members) == 1 else member.tag}: {member.disk} "
             f"(serial {member.disk_serial or 'none'}, {member.disk_size} bytes)"
         )
         for member in spec.members
     ]
     if spec.topology is not None:
-        targets.insert(0, comment(f"pool: {spec.topology} of {len(spec.members)} disks"))
+        targets.insert(0, comment_line(f"pool: {spec.topology} of {len(spec.members)} disks"))
     lines = [
         "#!/bin/sh",
-        comment(f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"),
-        *targets,
-        comment(f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"),
-        comment(exact),
-        comment(
-            "Secrets are read from: "
-            + ", ".join(f"{var} ({name})" for name, var in SECRET_VARIABLES.items())
+        comment_line(
+            f"advisor {__version__} install plan {plan.fingerprint}: backend {spec.backend}"
         ),
+        *targets,
+        comment_line(
+            f"host id {spec.settings.host_id}, pool {spec.settings.pool}, root {spec.root}"
+        ),
+        comment_line(exact),
+        secrets_comment(INSTALL_SECRETS),
         "set -eu",
         "",
-        *script_lines(plan.steps),
     ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *script_steps(plan.steps)]) + "\n"
 
 
-def script_lines(steps: Sequence[Step]) -> list[str]:
-    """``steps`` as lines of a shell script: a comment naming each step, then its command,
-    its secret piped in from the variable :data:`SECRET_VARIABLES` names, and (as
-    comments) what a resume runs to restore it."""
+def secrets_comment(names: Sequence[str]) -> str:
+    """The script's comment line saying which variable holds each of the secrets
+    ``names`` (those of :data:`SECRET_VARIABLES`; the others are made of them)."""
+    named = [name for name in names if name in SECRET_VARIABLES]
+    return comment_line(
+        "Secrets are read from: "
+        + ", ".join(f"{SECRET_VARIABLES[name]} ({name})" for name in named)
+    )
+
+
+def script_steps(steps: Sequence[Step]) -> list[str]:
+    """The lines of the script that run ``steps``: a comment with each one's number, id
+    and title, then its command, its secret read from the variables."""
     lines = []
     for number, step in enumerate(steps, start=1):
         note = " -- DESTROYS DATA" if step.destructive else ""
         if step.interactive:
             note += " -- needs you at the terminal"
-        lines.append(comment(f"[{number}/{len(steps)}] {step.id}: {step.title}{note}"))
+        lines.append(comment_line(f"[{number}/{len(steps)}] {step.id}: {step.title}{note}"))
         command = command_line(step, step.argv)
         if step.secret is not None:
-            variable = SECRET_VARIABLES[step.secret]
-            fmt = "%s\\n" if step.secret_newline else "%s"
-            command = f"printf '{fmt}' \"${variable}\" | {command}"
+            command = f"{_printf(step.secret, step.secret_newline)} | {command}"
         lines.append(command)
         # Not run here: what 'advisor install --resume' runs if a restart undid the step.
         for restore in step.restore:
-            stdin = f" (stdin: {SECRET_VARIABLES[step.secret]})" if step.secret else ""
-            lines.append(comment(f"  on --resume, if undone: {command_line(step, restore)}{stdin}"))
+            stdin = f" (stdin: {_variables(step.secret)})" if step.secret else ""
+            lines.append(
+                comment_line(f"  on --resume, if undone: {command_line(step, restore)}{stdin}")
+            )
     return lines
+
+
+def _variables(secret: str) -> str:
+    """The variables ``secret`` is read from, as the script names them."""
+    return " ".join(SECRET_VARIABLES[part] for part in SECRET_LINES.get(secret, (secret,)))
+
+
+def _printf(secret: str, newline: bool) -> str:
+    """The ``printf`` that writes ``secret`` as the executor feeds it: its parts one a
+    line, the last one ended by a newline when ``newline``."""
+    parts = SECRET_LINES.get(secret, (secret,))
+    fmt = "\\n".join("%s" for _ in parts) + ("\\n" if newline else "")
+    variables = " ".join(f'"${SECRET_VARIABLES[part]}"' for part in parts)
+    return f"printf '{fmt}' {variables}"
 
 
 def command_line(step: Step, argv: Sequence[str]) -> str:
@@ -642,7 +695,7 @@ def command_line(step: Step, argv: Sequence[str]) -> str:
     return shlex.join(["env", *assignments, *argv] if assignments else argv)
 
 
-def comment(text: str) -> str:
+def comment_line(text: str) -> str:
     """``text`` as one comment line of the script. A newline would end the comment and
     run the rest as a command (a serial, a --root, a saved plan's name, a plugin's
     words), so it and every other unprintable character is shown escaped."""

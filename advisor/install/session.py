@@ -35,7 +35,7 @@ from advisor.install.executor import (
     Executor,
     Outcome,
     Progress,
-    Steps,
+    Runnable,
     journal_events,
     load_spec,
     read_plan_file,
@@ -46,9 +46,6 @@ from advisor.layoutfile import layout_datasets
 from advisor.models import TOPOLOGIES, InstallSpec, Member, Settings, luks_names
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import check_header_given, check_settings
-
-#: ZFS refuses shorter passphrases; the same floor applies to LUKS for consistency.
-MIN_PASSPHRASE = 8
 
 
 @dataclass(frozen=True)
@@ -566,7 +563,7 @@ def check_terminal(plan: Plan, at_terminal: bool) -> None:
             )
 
 
-def check_stop_after(plan: Steps, stop_after: str | None) -> None:
+def check_stop_after(plan: Runnable, stop_after: str | None) -> None:
     """Refuse a ``--stop-after`` that names no step of ``plan`` (an install's, a finish's)."""
     if stop_after is not None and stop_after not in {step.id for step in plan.steps}:
         raise UsageError(f"--stop-after {stop_after!r}: no such step (see 'advisor plan')")

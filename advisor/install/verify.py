@@ -1,24 +1,40 @@
-"""Checks the installer runs as plan steps, or as their probes (``advisor finish``'s
-unmount and export): ``python -m advisor.install.verify CHECK ARGS``.
+"""Checks (and the header backup's refresh) that run as plan steps, or as their probes
+(``advisor finish``'s unmount and export): ``python -m advisor.install.verify CHECK ARGS``.
 
 They are separate commands (not code inside the engine) so that the dry-run script shows
 them and a reviewer can run them by hand. A passphrase comes on stdin, as the executor
-feeds every step's secret, and goes on to cryptsetup on its stdin only.
+feeds every step's secret, and goes on to cryptsetup (or the command checked) on its
+stdin only.
+
+- ``header-backup HEADER BACKUP DATA``: the backup is sound (:func:`header_backup`);
+- ``refresh-header-backup HEADER BACKUP DATA``: take a new backup beside the old one,
+  check it, and only then put it in the old one's place (:func:`refresh_header_backup`);
+- ``refused (--exit N | --message TEXT) -- COMMAND...``: exit 0 when COMMAND refuses the
+  passphrase on stdin in the way that means a wrong key (:func:`refused`), as a step or
+  a probe that says "the old passphrase no longer opens it".
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from advisor import runner
 
 USAGE = (
     "usage: printf '%s' PASS | python -m advisor.install.verify header-backup HEADER BACKUP DATA\n"
+    "       printf '%s' PASS | python -m advisor.install.verify refresh-header-backup "
+    "HEADER BACKUP DATA\n"
+    "       printf '%s' PASS | python -m advisor.install.verify refused "
+    "(--exit N | --message TEXT) -- COMMAND...\n"
     "       python -m advisor.install.verify unmounted PATH\n"
     "       python -m advisor.install.verify exported POOL\n"
 )
+#: Beside the backup, the new one while it is taken and checked.
+NEW_SUFFIX = ".new"
 
 
 def header_backup(header: Path, backup: Path, data: Path, passphrase: str) -> list[str]:
@@ -64,6 +80,62 @@ def exported(pool: str) -> list[str]:
     return []
 
 
+def refresh_header_backup(header: Path, backup: Path, data: Path, passphrase: str) -> list[str]:
+    """Replace ``backup`` by a new backup of ``header`` (after a key change the old one
+    still holds the old key slots); problems, empty when it is done.
+
+    The new backup is taken beside the old one (``BACKUP.new``, on the same medium; a
+    stale one from an interrupted run is removed first), checked as
+    :func:`header_backup` checks it, with ``passphrase`` (the new one), flushed to the
+    medium, and only then renamed over the old one: at every moment one sound backup is
+    there. The old backup's bytes may stay on the medium's free blocks until they are
+    reused (docs/rekey.md)."""
+    new = backup.with_name(backup.name + NEW_SUFFIX)
+    new.unlink(missing_ok=True)
+    take = ["luksHeaderBackup", str(header), "--header-backup-file", str(new)]
+    if _cryptsetup(take) != 0:
+        new.unlink(missing_ok=True)
+        return [f"cryptsetup luksHeaderBackup {header} failed"]
+    problems = header_backup(header, new, data, passphrase)
+    if problems:
+        new.unlink(missing_ok=True)
+        return problems
+    _fsync(new)
+    new.replace(backup)
+    _fsync(backup.parent)  # the rename itself
+    return []
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def refused(
+    command: Sequence[str], passphrase: str, *, status: int | None, message: str | None
+) -> str | None:
+    """``None`` when ``command``, ``passphrase`` on its stdin, refuses it as a wrong key:
+    it exits with ``status`` (``cryptsetup`` exits 2 for "No key available with this
+    passphrase"), or fails with ``message`` in its error output (``zfs load-key``:
+    "Incorrect key"). Otherwise why not: it accepted the passphrase, or failed for
+    another reason (a missing device is no proof that the key is gone)."""
+    try:
+        result = runner.run(command, secret=passphrase, check=False)
+    except runner.CommandError as error:
+        return str(error)
+    if result.returncode == 0:
+        return f"{command[0]} accepted the passphrase: it still opens"
+    if status is not None and result.returncode == status:
+        return None
+    if message is not None and message in result.stderr:
+        return None
+    tail = " ".join(result.stderr.strip().splitlines()[-2:])
+    return f"{command[0]} failed with status {result.returncode}, not as for a wrong key: {tail}"
+
+
 def _cryptsetup(arguments: list[str], secret: str | None = None) -> int:
     """The exit status of ``cryptsetup ARGUMENTS``, ``secret`` (if any) on its stdin."""
     try:
@@ -75,12 +147,16 @@ def _cryptsetup(arguments: list[str], secret: str | None = None) -> int:
 
 def main(argv: list[str]) -> int:
     """Run the check ``argv`` names, the passphrase read from stdin exactly as given (the
-    install feeds it with no newline, as luksFormat took it). Returns the exit status:
-    0 sound, 1 a problem, 2 a wrong call."""
+    install feeds it with no newline, as luksFormat took it; ``refused`` passes it on to
+    its command as it came). Returns the exit status: 0 sound, 1 a problem, 2 a wrong
+    call."""
     if len(argv) == 2 and argv[0] in ("unmounted", "exported"):
         problems = unmounted(Path(argv[1])) if argv[0] == "unmounted" else exported(argv[1])
         return _report(problems, f"{argv[1]}: {argv[0]}")
-    if len(argv) != 4 or argv[0] != "header-backup":
+    check = argv[0] if argv else ""
+    paths = check in ("header-backup", "refresh-header-backup") and len(argv) == 4
+    command = _refused_call(argv) if check == "refused" else None
+    if not paths and command is None:
         sys.stderr.write(USAGE)
         return 2
     try:
@@ -90,8 +166,20 @@ def main(argv: list[str]) -> int:
     if not passphrase:
         sys.stderr.write("advisor.install.verify: no (UTF-8) passphrase on stdin\n" + USAGE)
         return 2
-    problems = header_backup(Path(argv[1]), Path(argv[2]), Path(argv[3]), passphrase)
-    return _report(problems, f"header backup verified: {argv[2]}")
+    if command is not None:
+        words, status, text = command
+        problem = refused(words, passphrase, status=status, message=text)
+        problems = [] if problem is None else [problem]
+        done = f"the passphrase is refused: {words[0]}"
+    else:
+        header, backup, data = Path(argv[1]), Path(argv[2]), Path(argv[3])
+        if check == "header-backup":
+            problems = header_backup(header, backup, data, passphrase)
+            done = f"header backup verified: {backup}"
+        else:
+            problems = refresh_header_backup(header, backup, data, passphrase)
+            done = f"header backup taken anew and verified: {backup}"
+    return _report(problems, done)
 
 
 def _report(problems: list[str], verified: str) -> int:
@@ -101,6 +189,18 @@ def _report(problems: list[str], verified: str) -> int:
     if not problems:
         sys.stdout.write(f"{verified}\n")
     return 1 if problems else 0
+
+
+def _refused_call(argv: list[str]) -> tuple[list[str], int | None, str | None] | None:
+    """The command, exit status and message of ``refused (--exit N | --message TEXT) --
+    COMMAND...``, or ``None`` for another shape."""
+    if len(argv) < 5 or argv[3] != "--" or argv[1] not in ("--exit", "--message"):
+        return None
+    if argv[1] == "--exit":
+        if not argv[2].isdigit():
+            return None
+        return argv[4:], int(argv[2]), None
+    return (argv[4:], None, argv[2]) if argv[2] else None
 
 
 if __name__ == "__main__":

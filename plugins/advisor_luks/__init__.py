@@ -9,7 +9,9 @@ own, so a subclass replaces or extends one part and keeps the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 from advisor.plugin import (
@@ -24,6 +26,7 @@ from advisor.plugin import (
     Note,
     PluginRefusal,
     Rating,
+    RekeySpec,
     Step,
     SystemFacts,
     hookimpl,
@@ -39,7 +42,9 @@ class LuksBackend(Backend):
       of the steps; ``format_step``, ``open_step``: the steps themselves, which
       ``provision_steps`` returns in order for each disk (put a step of yours between them);
     - ``dm_crypt_warnings``, ``on_disk_header_warnings``: the two halves of
-      ``warnings`` (keep the first, replace the second when the header is elsewhere).
+      ``warnings`` (keep the first, replace the second when the header is elsewhere);
+    - ``rekey_header_options(member)``: where ``advisor rekey`` finds a disk's header
+      (``--header PATH`` when it is detached), and ``rekey_kdf_options``.
     """
 
     name = "luks"
@@ -282,6 +287,166 @@ class LuksBackend(Backend):
 
     def pool_device(self, spec: InstallSpec, member: Member) -> str:
         return f"/dev/mapper/{member.luks_name}"
+
+    # Changing the passphrase (advisor rekey). cryptsetup reads each passphrase as one
+    # line of stdin when it has no --key-file and no terminal (cryptsetup(8), "NOTES ON
+    # PASSPHRASE PROCESSING"): "old\nnew\n" answers luksAddKey's two questions, and the
+    # passphrase is the same bytes luksFormat --key-file=- took without a newline.
+
+    def rekey_header_options(self, member: LayoutMember) -> tuple[str, ...]:
+        """``--header PATH`` when ``member``'s header is off its data partition; here it
+        is not."""
+        return ()
+
+    def rekey_kdf_options(self, spec: RekeySpec) -> tuple[str, ...]:
+        """luksAddKey's key derivation: cryptsetup's Argon2id defaults; cheap for tests."""
+        if spec.fast_kdf:  # tests only, as for the install's luksFormat
+            return ("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
+        return ()
+
+    def rekey_steps(self, spec: RekeySpec) -> Sequence[Step]:
+        """Every disk: check the old passphrase, add the new one and test it (and the
+        recovery key), and only once every disk has it remove the old one from each;
+        then take each header backup anew and check that the old passphrase is gone.
+
+        The order keeps one passphrase opening every disk at every moment: a crash
+        before the removals leaves both working on all of them, and one during them
+        leaves the new one working on all of them (docs/rekey.md)."""
+        layout = spec.layout
+        members = layout.members
+
+        def each(make: Callable[[LayoutMember], list[Step]]) -> list[Step]:
+            """``make``'s steps for every disk, disk by disk."""
+            steps: list[Step] = []
+            for member in members:
+                made = make(member)
+                if len(members) > 1:  # the disk's tag, as the install names its steps
+                    made = [replace(step, id=f"disk{member.number}-{step.id}") for step in made]
+                steps += made
+            return steps
+
+        steps = each(
+            lambda m: [self._test_key(m, "passphrase", "test-old", "the current passphrase")]
+        )
+        steps += each(
+            lambda m: [
+                self._add_key(
+                    spec,
+                    m,
+                    "old-and-new-passphrase",
+                    "new-passphrase",
+                    "add-new",
+                    "the new passphrase",
+                ),
+                self._test_key(m, "new-passphrase", "test-new", "the new passphrase"),
+            ]
+        )
+        if spec.recovery_key:
+            steps += each(
+                lambda m: [
+                    self._add_key(
+                        spec,
+                        m,
+                        "new-passphrase-and-recovery-key",
+                        "recovery-key",
+                        "add-recovery",
+                        "the recovery key",
+                    ),
+                    self._test_key(m, "recovery-key", "test-recovery", "the recovery key"),
+                ]
+            )
+        steps += each(lambda m: [self._remove_old(m)])
+        steps += each(lambda m: [self._refresh_backup(m)] if m.header_backup else [])
+        steps += each(lambda m: [self._old_gone(m)])
+        return steps
+
+    def _opens(self, member: LayoutMember) -> tuple[str, ...]:
+        """The command that tests the passphrase on stdin (a line) against ``member``."""
+        header = self.rekey_header_options(member)
+        return ("cryptsetup", "open", "--test-passphrase", *header, member.data_device)
+
+    def _test_key(self, member: LayoutMember, secret: str, step_id: str, what: str) -> Step:
+        return Step(
+            step_id,
+            f"Check that {what} opens {member.data_device}",
+            self._opens(member),
+            secret=secret,
+            secret_newline=True,
+        )
+
+    def _add_key(
+        self,
+        spec: RekeySpec,
+        member: LayoutMember,
+        secret: str,
+        added: str,
+        step_id: str,
+        what: str,
+    ) -> Step:
+        header = self.rekey_header_options(member)
+        return Step(
+            step_id,
+            f"Add {what} to a free key slot of {member.data_device}",
+            (
+                "cryptsetup",
+                "luksAddKey",
+                *self.rekey_kdf_options(spec),
+                *header,
+                member.data_device,
+            ),
+            secret=secret,
+            secret_newline=True,
+            # Done when it opens: a resume after a crash does not add it twice.
+            probe=self._opens(member),
+            probe_secret=added,
+        )
+
+    def _remove_old(self, member: LayoutMember) -> Step:
+        header = self.rekey_header_options(member)
+        return Step(
+            "remove-old",
+            f"Remove the old passphrase's key slot from {member.data_device}",
+            ("cryptsetup", "luksRemoveKey", *header, member.data_device),
+            secret="passphrase",
+            secret_newline=True,
+            probe=self._refused(member),
+            probe_secret="passphrase",
+        )
+
+    def _refused(self, member: LayoutMember) -> tuple[str, ...]:
+        """Exits 0 when the passphrase on stdin no longer opens ``member``: cryptsetup
+        exits 2 for "No key available with this passphrase" (cryptsetup(8) RETURN
+        CODES), and any other failure (a missing device) is no proof."""
+        return (*VERIFY, "refused", "--exit", "2", "--", *self._opens(member))
+
+    def _old_gone(self, member: LayoutMember) -> Step:
+        return Step(
+            "check-old-gone",
+            f"Check that the old passphrase no longer opens {member.data_device}",
+            self._refused(member),
+            secret="passphrase",
+            secret_newline=True,
+        )
+
+    def _refresh_backup(self, member: LayoutMember) -> Step:
+        """Take the header backup anew (the old one still opens with the old
+        passphrase), check that it opens the data with the new one, and put it in the
+        old one's place."""
+        header = member.header or member.data_device
+        backup = member.header_backup or ""
+        check = (header, backup, member.data_device)
+        return Step(
+            "refresh-header-backup",
+            f"Take the header backup {backup} anew and check it opens with the new passphrase",
+            (*VERIFY, "refresh-header-backup", *check),
+            secret="new-passphrase",
+            probe=(*VERIFY, "header-backup", *check),
+            probe_secret="new-passphrase",
+        )
+
+
+#: advisor's own checks, run as steps (the interpreter that runs advisor).
+VERIFY = (sys.executable, "-m", "advisor.install.verify")
 
 
 def check_initrd(initrd: str, disks: int) -> None:

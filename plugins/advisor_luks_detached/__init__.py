@@ -6,7 +6,6 @@ only way in besides the passphrase. It shares dm-crypt and the ZFS layout with `
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -20,12 +19,13 @@ from advisor.plugin import (
     Member,
     NixFragment,
     Note,
+    PluginRefusal,
     Rating,
     Step,
     SystemFacts,
     hookimpl,
 )
-from advisor_luks import LuksBackend
+from advisor_luks import VERIFY, LuksBackend
 
 
 class LuksDetachedBackend(LuksBackend):
@@ -181,23 +181,22 @@ class LuksDetachedBackend(LuksBackend):
             Step(
                 "header-verify",
                 "Verify the backup: same bytes as the header, and it unlocks the data",
-                (
-                    sys.executable,
-                    "-m",
-                    "advisor.install.verify",
-                    "header-backup",
-                    header,
-                    backup,
-                    data,
-                ),
+                (*VERIFY, "header-backup", header, backup, data),
                 secret="passphrase",
             ),
             self.open_step(spec, member),
         )
 
+    def rekey_header_options(self, member: LayoutMember) -> tuple[str, ...]:
+        # advisor rekey changes the key slots in the detached header, and refreshes its
+        # backup (member.header_backup) from it.
+        if member.header is None:
+            raise PluginRefusal(
+                f"the layout record names no header for {member.data_device}: luks-detached "
+                "cannot open it without one"
+            )
+        return ("--header", member.header)
 
-#: The installer's own check, run as a plan step (the interpreter that runs the install).
-VERIFY = (sys.executable, "-m", "advisor.install.verify")
 
 #: Where a header file is placed inside the initrd: ``header.img`` for one disk,
 #: ``header-<n>.img`` for disk n of several.

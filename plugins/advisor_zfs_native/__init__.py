@@ -7,6 +7,7 @@ are encrypted and authenticated per dataset.
 from __future__ import annotations
 
 import posixpath
+import sys
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
@@ -19,7 +20,10 @@ from advisor.plugin import (
     Member,
     NixFragment,
     Note,
+    PluginRefusal,
     Rating,
+    RekeySpec,
+    Step,
     SystemFacts,
     hookimpl,
 )
@@ -218,6 +222,64 @@ class ZfsNativeBackend(Backend):
         if spec.fast_kdf:  # tests only: the minimum; real installs keep the default
             options["pbkdf2iters"] = "100000"
         return options
+
+    def rekey_steps(self, spec: RekeySpec) -> Sequence[Step]:
+        """``zfs change-key`` on the encryption root (the pool's root dataset, which every
+        dataset of the layout inherits its key from): the master key stays, wrapped anew
+        with the new passphrase (zfs-change-key(8); docs/rekey.md says what that means
+        for old raw backups). The change is one transaction: the old passphrase works
+        until it commits, the new one after. The key must be loaded (it is, on the
+        running system and after the install); ``zfs load-key -n`` checks a passphrase
+        without loading anything, even while the key is loaded (zfs-load-key(8))."""
+        if spec.recovery_key:
+            raise PluginRefusal(
+                "--recovery-key: a natively encrypted pool has one wrapping key per "
+                "encryption root, with no second key slot for a recovery key; keep a copy "
+                "of the passphrase in a safe place instead"
+            )
+        pool = spec.layout.settings.pool
+        check = ("zfs", "load-key", "-n", pool)
+        options = ["-o", "keyformat=passphrase", "-o", "keylocation=prompt"]
+        if spec.fast_kdf:  # tests only: the minimum; a real change keeps the default
+            options += ["-o", "pbkdf2iters=100000"]
+        return (
+            Step(
+                "test-old",
+                f"Check that the current passphrase opens {pool}",
+                check,
+                secret="passphrase",
+                secret_newline=True,
+            ),
+            Step(
+                "change-key",
+                f"Wrap the master key of {pool} with the new passphrase (zfs change-key)",
+                ("zfs", "change-key", *options, pool),
+                secret="new-passphrase",
+                secret_newline=True,
+                # Done when the new passphrase opens it: a resume does not change it twice.
+                probe=check,
+                probe_secret="new-passphrase",
+            ),
+            Step(
+                "test-new",
+                f"Check that the new passphrase opens {pool}",
+                check,
+                secret="new-passphrase",
+                secret_newline=True,
+            ),
+            Step(
+                "check-old-gone",
+                f"Check that the old passphrase no longer opens {pool}",
+                # libzfs says "Incorrect key provided for '<dataset>'." for a wrong key.
+                (*VERIFY, "refused", "--message", "Incorrect key", "--", *check),
+                secret="passphrase",
+                secret_newline=True,
+            ),
+        )
+
+
+#: advisor's own checks, run as steps (the interpreter that runs advisor).
+VERIFY = (sys.executable, "-m", "advisor.install.verify")
 
 
 @hookimpl
