@@ -1081,7 +1081,8 @@ def cmd_finish(args: argparse.Namespace) -> int:
         raise UsageError(f"nothing to resume: {state_dir} holds no finish")
     done = {e.get("step") for e in events if e.get("event") in ("done", "probed")}
     finishing.check_target(layout, root, unmounted="unmount" in done)
-    installed = (Path(root) / "nix/var/nix/profiles/system").exists()
+    # A link to /nix/store/...: under the root, not on this system, so not followed.
+    installed = (Path(root) / "nix/var/nix/profiles/system").is_symlink()
     if not nixos_install and not args.no_nixos_install and not installed and "unmount" not in done:
         # Without the command, the system must have been installed by hand already.
         raise UsageError(

@@ -53,7 +53,7 @@ def test_the_steps_in_order() -> None:
 def test_without_nixos_install_the_system_must_be_installed_already() -> None:
     finish = build_finish(LAYOUT, "/target", "/s/advisor.json", nixos_install=False)
     assert finish.steps[0].id == "installed"
-    assert finish.steps[0].argv == ("test", "-e", "/target/nix/var/nix/profiles/system")
+    assert finish.steps[0].argv == ("test", "-L", "/target/nix/var/nix/profiles/system")
 
 
 def test_the_fingerprint_follows_the_steps() -> None:

@@ -127,7 +127,8 @@ def build_finish(
         Step(
             "installed",
             "Make sure the system is installed (its profile exists)",
-            ("test", "-e", f"{root}/nix/var/nix/profiles/system"),
+            # -L: the profile links to /nix/store/..., which is under the root, not here.
+            ("test", "-L", f"{root}/nix/var/nix/profiles/system"),
         ),
         Step(
             "keep-config",
