@@ -1,6 +1,7 @@
 """A saved assessment (``advisor assess --save FILE``) read back, for the commands that
 take ``--from-assessment FILE``: ``config``, ``plan`` and ``install`` (the backend and the
-TRIM and SSD defaults) and ``check`` (TRIM as the assessment answered)."""
+TRIM and SSD defaults), ``check`` (TRIM as the assessment answered) and ``backup`` (the
+trust of an offsite target)."""
 
 from __future__ import annotations
 

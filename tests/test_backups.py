@@ -358,7 +358,8 @@ def test_backup_trust_comes_from_the_assessment(run_cli: RunCli, tmp_path: Path)
     record = _record(tmp_path, "luks-systemd")
     assessment = tmp_path / "assessment.json"
     for answer, status in (("trusted", 0), ("untrusted", 2)):
-        assessment.write_text(json.dumps({"answers": {"offsite_backups": answer}}))
+        saved = {"schema": 1, "system": {}, "answers": {"offsite_backups": answer}}
+        assessment.write_text(json.dumps(saved))
         result = run_cli(
             "backup", "--record", str(record), "--target", REMOTE, "--nix",
             "--from-assessment", str(assessment),

@@ -11,7 +11,6 @@ refuses before anything is done). Every command goes through :mod:`advisor.runne
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from advisor import backups, runner
+from advisor.assessmentfile import read_assessment
 from advisor.backups import SourceDataset, Target, Transfer
 from advisor.errors import UsageError
 
@@ -51,16 +51,7 @@ class BackupResult:
 def read_trust(assessment: Path) -> str:
     """The trust a saved assessment (``advisor assess --save``) gives a backup target,
     from its ``offsite_backups`` answer; a :class:`UsageError` for a file that is none."""
-    origin = f"--from-assessment {str(assessment)!r}"
-    try:
-        data = json.loads(assessment.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{origin} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UsageError(f"{origin} cannot be read: {error}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("answers"), dict):
-        raise UsageError(f"{origin} is not an assessment saved by 'advisor assess --save'")
-    return backups.trust_from_answers(data["answers"])
+    return backups.trust_from_answers(read_assessment(assessment)["answers"])
 
 
 def source_datasets(pool: str) -> list[SourceDataset]:

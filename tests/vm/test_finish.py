@@ -48,7 +48,9 @@ result stopped_mounted "$(findmnt -rn -o TARGET /mnt)"
 $PYTHON -m advisor {shlex.join(finish)} --resume --json > finish.json 2> finish.err
 result imported "$(zpool list -H -o name 2>/dev/null | grep -c . || true)"
 result mounted "$(findmnt -rn -o TARGET | grep -c '^/mnt' || true)"
-# The next boot, as the configuration says: open, import, roll back, mount.
+# The next boot, as the configuration says: open, import, roll back, mount. (The
+# container the install opened is closed by the reboot; finish leaves it.)
+cryptsetup close cryptroot
 cryptsetup open --key-file=- /dev/disk/by-id/virtio-disk01-part2 cryptroot \
   < <(head -c {len(PASSPHRASE)} passphrase)
 zpool import -d /dev/mapper -N rpool
