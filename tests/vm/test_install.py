@@ -127,7 +127,9 @@ result phase1 ok
 def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
     """The next boot, with only what the generated configuration says."""
     zfs = cfg["boot"]["zfs"]
-    lines = []
+    # The installed system's host id is networking.hostId (NixOS writes /etc/hostid from
+    # it, into the initrd too): the pool is imported under it, as advisor check verifies.
+    lines = [f"zgenhostid -f {shlex.quote(cfg['networking']['hostId'])}"]
     if backend != "zfs-native":
         device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
         header = ""
