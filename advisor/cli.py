@@ -1055,7 +1055,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or Path(f"/var/lib/advisor/finish-{layout.settings.pool}")
     nixos_install = not args.no_nixos_install and shutil.which("nixos-install") is not None
     procedure = finishing.build_finish(
-        layout, root, str(state_dir / record.name), nixos_install=nixos_install
+        layout, root, str(state_dir / "config"), nixos_install=nixos_install
     )
     install.check_stop_after(procedure, args.stop_after)
     if args.dry_run:

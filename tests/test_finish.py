@@ -20,11 +20,11 @@ LAYOUT = VARIANTS["luks-systemd"]
 
 def test_the_steps_in_order() -> None:
     finish = build_finish(
-        LAYOUT, "/mnt", "/var/lib/advisor/finish-rpool/advisor.json", nixos_install=True
+        LAYOUT, "/mnt", "/var/lib/advisor/finish-rpool/config", nixos_install=True
     )
     assert [step.id for step in finish.steps] == [
         "nixos-install", "installed", "keep-config", "persist-nixos-state", "keep-nixos-state",
-        "keep-record", "check", "unmount", "export", "check-exported",
+        "copy-config-out", "keep-record", "check", "unmount", "export", "check-exported",
     ]  # fmt: skip
     install = finish.steps[0].argv
     host = LAYOUT.settings.hostname
@@ -44,7 +44,7 @@ def test_the_steps_in_order() -> None:
         "exported",
         LAYOUT.settings.pool,
     )
-    record = "/var/lib/advisor/finish-rpool/advisor.json"
+    record = "/var/lib/advisor/finish-rpool/config/advisor.json"
     assert finish.steps[-1].argv[-6:] == (
         "check", "--root", "/mnt", "--record", record, "--before-reboot"
     )  # fmt: skip
@@ -122,9 +122,7 @@ def test_dry_run_prints_every_step(run_cli: RunCli, record: Path, tmp_path: Path
     assert result.stdout.startswith("#!/bin/sh\n")
     assert "zpool export rpool" in result.stdout
     assert "umount -R /mnt" in result.stdout
-    assert f"cp /mnt/persist/etc/nixos/advisor.json {tmp_path / 'state' / RECORD_FILE}" in (
-        result.stdout
-    )
+    assert f"cp -a /mnt/persist/etc/nixos/. {tmp_path / 'state' / 'config'}/" in result.stdout
     assert not (tmp_path / "state").exists()  # touched nothing
 
 

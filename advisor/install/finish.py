@@ -23,6 +23,7 @@ from typing import Any
 
 from advisor.install.executor import Outcome
 from advisor.install.plan import steps_fingerprint
+from advisor.layoutrecord import RECORD_FILE
 from advisor.models import Layout, Step
 
 #: Run the checks that need no passphrase: ``python -m advisor.install.verify``.
@@ -93,17 +94,18 @@ class Finish:
 def build_finish(
     layout: Layout,
     root: str,
-    record_copy: str,
+    config_copy: str,
     *,
     nixos_install: bool,
     advisor_command: Sequence[str] = (sys.executable, "-m", "advisor"),
 ) -> Finish:
     """The finish of the system whose layout is ``layout``, mounted at ``root``.
 
-    ``record_copy`` is where the layout record is kept while the pool is exported (in the
-    finish's state directory), for the last check. ``nixos_install`` adds the
-    ``nixos-install`` step (it is left out where the command is missing, for a person who
-    ran it already). ``advisor_command`` runs ``advisor check``.
+    ``config_copy`` is a directory where the configuration and its layout record are
+    kept while the pool is exported (in the finish's state directory), for the last
+    check, which reads the record and the ``configuration.nix`` beside it.
+    ``nixos_install`` adds the ``nixos-install`` step (it is left out where the command
+    is missing, for a person who ran it already). ``advisor_command`` runs ``advisor check``.
     """
     host, pool = layout.settings.hostname, layout.settings.pool
     steps: list[Step] = []
@@ -146,9 +148,14 @@ def build_finish(
             ("cp", "-a", f"{root}/var/lib/nixos/.", f"{root}/persist/var/lib/nixos/"),
         ),
         Step(
+            "copy-config-out",
+            "Make a place outside the pool for the configuration, for the last check",
+            ("mkdir", "-p", config_copy),
+        ),
+        Step(
             "keep-record",
-            "Keep the layout record for the last check, made once the pool is exported",
-            ("cp", f"{root}/persist/etc/nixos/advisor.json", record_copy),
+            "Copy the configuration and its layout record there (the pool goes away next)",
+            ("cp", "-a", f"{root}/persist/etc/nixos/.", f"{config_copy}/"),
         ),
         Step(
             "check",
@@ -170,7 +177,15 @@ def build_finish(
         Step(
             "check-exported",
             "Check again, the pool exported, as the first boot will find it",
-            (*advisor_command, "check", "--root", root, "--record", record_copy, "--before-reboot"),
+            (
+                *advisor_command,
+                "check",
+                "--root",
+                root,
+                "--record",
+                f"{config_copy}/{RECORD_FILE}",
+                "--before-reboot",
+            ),
         ),
     ]
     return Finish(root, pool, tuple(steps))

@@ -63,7 +63,7 @@ result root_lock "$(ls /mnt/etc/nixos/flake.lock 2>&1 || true)"
 result root_nixos "$(ls /mnt/etc/NIXOS 2>&1 || true)"
 result kept_lock "$(cat /tmp/persist/etc/nixos/flake.lock | tr -d '\\n ')"
 result kept_uids "$(cat /tmp/persist/var/lib/nixos/uid-map)"
-result kept_record "$(ls /tmp/persist/etc/nixos)"
+result kept_record "$(ls /tmp/persist/etc/nixos | tr '\n' ' ')"
 result boot_loader "$(cat /tmp/esp/EFI/systemd/systemd-bootx64.efi)"
 umount /tmp/esp /tmp/persist /mnt
 zpool export rpool
