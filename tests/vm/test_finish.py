@@ -101,5 +101,7 @@ cryptsetup close cryptroot
     assert results["boot_loader"] == "stand-in"
     # nixos-install ran again after the kill, and without copying a channel.
     log = (rw / "finish" / "install.log").read_text()
-    assert log.count("nixos-install --root /mnt --flake /mnt/etc/nixos#vmtest") >= 2
+    assert (
+        log.count("nixos-install: nixos-install --root /mnt --flake '/mnt/etc/nixos#vmtest'") >= 2
+    )
     assert "--no-channel-copy" in log
