@@ -1107,7 +1107,12 @@ def cmd_finish(args: argparse.Namespace) -> int:
     if args.json:
         print_json(finishing.outcome_json(procedure, outcome, state_dir))
     else:
-        finish_result(line_printer(stderr=False), procedure, outcome, state_dir)
+        console = None
+        if sys.stdout.isatty():
+            from advisor.console import stdout_console
+
+            console = stdout_console()
+        finish_result(line_printer(stderr=False), procedure, outcome, state_dir, console)
     return 130 if outcome.interrupted else 0
 
 

@@ -3,6 +3,7 @@ The steps run for real, against a stand-in nixos-install, in tests/vm/test_finis
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -96,6 +97,23 @@ def test_the_result_says_reboot_and_what_was_kept(tmp_path: Path) -> None:
     data = outcome_json(finish, Outcome(True, None, tmp_path / "install.log", 12.0), tmp_path)
     assert data["next"] == "reboot" and data["steps"][0] == "nixos-install"
     json.dumps(data)
+
+
+def test_at_a_terminal_what_was_kept_is_a_table(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    finish = build_finish(LAYOUT, "/mnt", "/s/config", nixos_install=True)
+    lines = Lines()
+    out = io.StringIO()
+    console = Console(file=out, width=160, color_system=None)
+    outcome = Outcome(True, None, tmp_path / "install.log", 12.0)
+    finish_result(lines, finish, outcome, tmp_path, console)
+    table = out.getvalue()
+    assert "Kept on /persist" in table
+    row = next(text for text in table.splitlines() if "/var/lib/nixos" in text)
+    assert "yes" in row
+    assert "/var/lib/nixos: kept" not in "\n".join(lines.lines)  # not twice
+    assert lines.lines[-1] == "Next: reboot"
 
 
 def test_a_failure_says_how_to_continue(tmp_path: Path) -> None:

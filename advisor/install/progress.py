@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from rich.console import Console
+    from rich.table import Table
+
     from advisor.console import LinePrinter
     from advisor.install.executor import Outcome, StepFailed
     from advisor.install.finish import Finish
@@ -134,8 +137,15 @@ def finish_resume_command(state_dir: Path, root: str) -> str:
     )
 
 
-def finish_result(line: LinePrinter, procedure: Finish, outcome: Outcome, state_dir: Path) -> None:
-    """The end of a finish (or of a stop): what was kept, the log, and what comes next."""
+def finish_result(
+    line: LinePrinter,
+    procedure: Finish,
+    outcome: Outcome,
+    state_dir: Path,
+    console: Console | None = None,
+) -> None:
+    """The end of a finish (or of a stop): what was kept, the log, and what comes next.
+    With a ``console`` (stdout is a terminal), what was kept is a table."""
     from advisor.install.finish import WRITTEN_BY_NIXOS_INSTALL
 
     if not outcome.completed:
@@ -149,11 +159,30 @@ def finish_result(line: LinePrinter, procedure: Finish, outcome: Outcome, state_
     line(f"Finished in {outcome.seconds:.1f} s: the pool {procedure.pool} is exported.", "bold")
     line(f"Log: {outcome.log}", "")
     line("What nixos-install wrote to the root, which the first boot rolls back:", "")
-    for written in WRITTEN_BY_NIXOS_INSTALL:
-        fate = "kept on /persist" if written.kept else "not kept"
-        line(f"  {written.path}: {fate} ({written.reason})", "")
+    if console is not None:
+        console.print(written_table())
+    else:
+        for written in WRITTEN_BY_NIXOS_INSTALL:
+            fate = "kept on /persist" if written.kept else "not kept"
+            line(f"  {written.path}: {fate} ({written.reason})", "")
     line("", "")
     line("Next: reboot", "bold underline")
+
+
+def written_table() -> Table:
+    """What ``nixos-install`` writes to the root and its fate, as a table for a terminal."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from advisor.install.finish import WRITTEN_BY_NIXOS_INSTALL
+
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("Written", "By", "Kept on /persist", "Why"):
+        table.add_column(column, overflow="fold")
+    for written in WRITTEN_BY_NIXOS_INSTALL:
+        kept = Text("yes", style="green") if written.kept else Text("no", style="dim")
+        table.add_row(Text(written.path, style="bold"), written.writer, kept, written.reason)
+    return table
 
 
 def finish_failure(line: LinePrinter, failure: StepFailed, state_dir: Path, root: str) -> None:
