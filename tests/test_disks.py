@@ -19,7 +19,6 @@ from advisor.install.disks import (
     MIN_DISK_BYTES,
     Disk,
     DiskFacts,
-    MountEntry,
     PartitionFacts,
     SwapEntry,
     SystemState,
@@ -35,11 +34,11 @@ from advisor.install.disks import (
     guess_transport,
     imported_pools,
     overwrite_problems,
-    parse_mountinfo,
     parse_swaps,
     running_system_disks,
     running_system_pools,
 )
+from advisor.mounts import MountEntry, parse_mountinfo
 
 GIB = 1024**3
 

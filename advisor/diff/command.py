@@ -22,6 +22,7 @@ from advisor.diff.tally import Tally
 from advisor.errors import AdvisorError, UsageError
 from advisor.layoutfile import layout_datasets
 from advisor.layoutrecord import load_record
+from advisor.mounts import parse_mountinfo
 from advisor.runner import stream_lines
 
 #: Where the kernel lists this process's mounts (proc(5)).
@@ -122,31 +123,10 @@ def mount_points(mountinfo: str) -> dict[str, list[str]]:
     """Each ZFS dataset mounted whole (not a bind mount of a directory in it) in
     ``mountinfo`` (proc(5)'s format), with where: ``{"rpool/local/root": ["/mnt"]}``."""
     found: dict[str, list[str]] = {}
-    for line in mountinfo.splitlines():
-        before, separator, after = line.partition(" - ")
-        fields, tail = before.split(), after.split()
-        if not separator or len(fields) < 5 or len(tail) < 2 or tail[0] != "zfs":
-            continue
-        if fields[3] != "/":
-            continue
-        found.setdefault(_octal(tail[1]), []).append(_octal(fields[4]))
+    for entry in parse_mountinfo(mountinfo):
+        if entry.fstype == "zfs" and entry.root == "/":
+            found.setdefault(entry.source, []).append(entry.mountpoint)
     return found
-
-
-def _octal(field: str) -> str:
-    """A mountinfo field with the kernel's ``\\ooo`` escapes (space, tab, newline,
-    backslash) undone."""
-    if "\\" not in field:
-        return field
-    out, index = [], 0
-    while index < len(field):
-        if field[index] == "\\" and field[index + 1 : index + 4].isdigit():
-            out.append(chr(int(field[index + 1 : index + 4], 8)))
-            index += 4
-        else:
-            out.append(field[index])
-            index += 1
-    return "".join(out)
 
 
 def _under(root: Path, path: str) -> str:

@@ -38,9 +38,7 @@ from advisor.blockdevices import (
     sort_by_id,
 )
 from advisor.errors import UsageError
-
-#: A block device number, (major, minor), as /proc/self/mountinfo and sysfs write it.
-DevNum = tuple[int, int]
+from advisor.mounts import DevNum, MountEntry, parse_mountinfo, unescape_octal
 
 GIB = 1024**3
 #: Below this a NixOS system with a ZFS pool, an ESP and a few generations does not fit.
@@ -173,17 +171,6 @@ class DiskFacts:
 
 
 @dataclass(frozen=True)
-class MountEntry:
-    """One line of ``/proc/self/mountinfo``."""
-
-    devnum: DevNum
-    root: str
-    mountpoint: str
-    fstype: str
-    source: str
-
-
-@dataclass(frozen=True)
 class SwapEntry:
     """One line of ``/proc/swaps``: ``kind`` is ``partition`` or ``file``."""
 
@@ -210,41 +197,6 @@ class SystemState:
 
 
 # --- Parsing /proc --------------------------------------------------------------------
-
-
-def unescape_octal(text: str) -> str:
-    r"""Undo the kernel's octal escapes in /proc paths (``\040`` is a space)."""
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), text)
-
-
-def parse_mountinfo(text: str) -> list[MountEntry]:
-    """Parse ``/proc/self/mountinfo``; lines that do not parse are skipped.
-
-    The format is ``id parent major:minor root mountpoint options [optional...] -
-    fstype source superoptions``; the number of optional fields varies, so the fields
-    after the mount point are found from the ``-`` separator.
-    """
-    entries = []
-    for line in text.splitlines():
-        fields = line.split()
-        if "-" not in fields[6:]:
-            continue
-        separator = fields.index("-", 6)
-        if len(fields) < separator + 3:
-            continue
-        major, _, minor = fields[2].partition(":")
-        if not (major.isdigit() and minor.isdigit()):
-            continue
-        entries.append(
-            MountEntry(
-                devnum=(int(major), int(minor)),
-                root=unescape_octal(fields[3]),
-                mountpoint=unescape_octal(fields[4]),
-                fstype=fields[separator + 1],
-                source=unescape_octal(fields[separator + 2]),
-            )
-        )
-    return entries
 
 
 def parse_swaps(text: str) -> list[SwapEntry]:

@@ -192,11 +192,12 @@ def build_finish(
 
 
 def mounted_source(root: str) -> str | None:
-    """What is mounted at ``root`` (``rpool/local/root``), or ``None``."""
-    from advisor import runner
+    """What is mounted at ``root`` (``rpool/local/root``), or ``None``; the last of
+    several mounts there is the one in sight."""
+    from advisor.mounts import current_mounts
 
-    listed = runner.run(["findmnt", "-rn", "-o", "SOURCE", "--mountpoint", root], check=False)
-    return listed.stdout.strip() or None if listed.returncode == 0 else None
+    sources = [entry.source for entry in current_mounts() if entry.mountpoint == root]
+    return sources[-1] if sources else None
 
 
 def check_target(layout: Layout, root: str, *, unmounted: bool) -> None:

@@ -44,6 +44,7 @@ from advisor.install.executor import (
 from advisor.install.plan import Plan, build_plan, pool_device_of
 from advisor.layoutfile import layout_datasets
 from advisor.models import TOPOLOGIES, InstallSpec, Member, Settings, luks_names
+from advisor.mounts import current_mounts
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import check_header_given, check_settings
 
@@ -294,8 +295,7 @@ def check_root(root: str) -> None:
 
 def _mount_points() -> list[str]:
     """Where something is mounted on this machine now."""
-    mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
-    return [entry.mountpoint for entry in disk_probe.parse_mountinfo(mountinfo)]
+    return [entry.mountpoint for entry in current_mounts()]
 
 
 def check_header_targets(spec: InstallSpec, disks: Sequence[disk_probe.Disk]) -> None:

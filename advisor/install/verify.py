@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from advisor import runner
+from advisor.mounts import current_mounts
 
 USAGE = (
     "usage: printf '%s' PASS | python -m advisor.install.verify header-backup HEADER BACKUP DATA\n"
@@ -62,13 +63,12 @@ def header_backup(header: Path, backup: Path, data: Path, passphrase: str) -> li
 
 def unmounted(path: Path) -> list[str]:
     """Problems with ``path`` being unmounted: nothing may be mounted on or below it
-    (``findmnt`` lists the mounts, so a bind or a nested mount counts too)."""
-    listed = runner.run(["findmnt", "-rn", "-o", "TARGET"], check=False)
+    (a bind or a nested mount counts too)."""
     prefix = str(path).rstrip("/") + "/"
     below = [
-        target
-        for target in listed.stdout.splitlines()
-        if target == str(path) or target.startswith(prefix)
+        entry.mountpoint
+        for entry in current_mounts()
+        if entry.mountpoint == str(path) or entry.mountpoint.startswith(prefix)
     ]
     return [f"{target} is still mounted" for target in below]
 
