@@ -786,6 +786,15 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         help=install_only("the user's password: FILE's first line (default: asked twice)"),
     )
     parser.add_argument(
+        "--recovery-key-file",
+        metavar="FILE",
+        type=Path,
+        help=install_only(
+            "with an --unlock method that makes a recovery key: write it to this new file "
+            "(0600) instead of showing it; on --resume, where to read it again"
+        ),
+    )
+    parser.add_argument(
         "--state-dir",
         metavar="DIR",
         type=Path,
@@ -911,6 +920,12 @@ def cmd_install(args: argparse.Namespace) -> int:
     from advisor.install.executor import StepFailed
     from advisor.install.plan import render_script
     from advisor.install.progress import StepPrinter, install_result, step_failure
+    from advisor.install.recovery import (
+        check_recovery_options,
+        recovery_key,
+        recovery_key_needed,
+        show_recovery_key,
+    )
 
     dry_run = args.dry_run
     _check_install_options(args)
@@ -984,6 +999,13 @@ def cmd_install(args: argparse.Namespace) -> int:
     # Before the state directory or the confirmation: a plan that would stop at a step
     # needing the person must not begin without one.
     install.check_terminal(plan, interactive)
+    recovery = recovery_key_needed(plan.steps, state_dir if args.resume else None)
+    if args.recovery_key_file is not None and recovery is None and not args.resume:
+        raise UsageError(
+            "--recovery-key-file: this install makes no recovery key (or has added it "
+            "everywhere); it is for an --unlock method such as tpm2"
+        )
+    check_recovery_options(args.recovery_key_file, recovery, interactive, "install")
     install.prepare_state_dir(state_dir, resume=args.resume)
     if disks is not None:
         install.confirm(
@@ -1003,6 +1025,12 @@ def cmd_install(args: argparse.Namespace) -> int:
             args.password_file, "user password", option="--password-file", interactive=interactive
         ),
     }
+    key = recovery_key(args.recovery_key_file, recovery, interactive, "install")
+    if key is not None:
+        secrets["recovery-key"] = key
+        secrets["passphrase-and-recovery-key"] = f"{secrets['passphrase']}\n{key}"
+        if recovery == "new":
+            show_recovery_key(key, args.recovery_key_file, interactive)
     try:
         outcome = install.run(
             plan,
@@ -1030,6 +1058,7 @@ def _resume_options(args: argparse.Namespace, plan: Plan, state_dir: Path) -> li
     for option, path in (
         ("--passphrase-file", args.passphrase_file),
         ("--password-file", args.password_file),
+        ("--recovery-key-file", args.recovery_key_file),
     ):
         if path is not None:
             options += [option, str(path.absolute())]

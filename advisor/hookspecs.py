@@ -13,7 +13,8 @@ each group by entry-point name. pluggy's ordering and wrapping options (``tryfir
 ``trylast``, ``wrapper``, ``hookwrapper``) would have no effect, so a plugin that uses
 them is refused as broken.
 
-``advisor_axes``, ``advisor_questions`` and ``advisor_backends`` run once per plugin when
+``advisor_axes``, ``advisor_questions``, ``advisor_backends`` and
+``advisor_unlock_methods`` run once per plugin when
 plugins are loaded (once per command), and their results are kept: when a broken plugin
 is dropped and the rest validated again, no hook runs a second time.
 ``advisor_nix_fragments`` runs once per generated configuration (and, for
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 
 import pluggy
 
-from advisor.models import Axis, Backend, Layout, NixFragment, Question
+from advisor.models import Axis, Backend, Layout, NixFragment, Question, UnlockMethod
 
 PROJECT_NAME = "advisor"
 HOOK_PREFIX = "advisor_"
@@ -76,6 +77,27 @@ def advisor_backends() -> Sequence[Backend]:
 
     :return: backend instances. An incompatible ``api_version`` marks the plugin
         ``incompatible``; any other invalid backend marks it ``broken``.
+    """
+    return ()  # pragma: no cover - pluggy never runs a spec body
+
+
+@hookspec
+def advisor_unlock_methods() -> Sequence[UnlockMethod]:
+    """Register ways to unlock the disks at boot (a passphrase, a TPM2, a FIDO2 token).
+
+    Called whenever unlock methods are listed, ranked or used. Each returned object must
+    be an instance of :class:`advisor.plugin.UnlockMethod` with a unique name (lower-case
+    words joined by ``-`` or ``+``), an ``api_version`` the core supports, and
+    capabilities that only name declared axes. A method is offered with a backend only
+    when its ``carrier`` is ``None`` or one of the backend's ``unlock_carriers``.
+
+    ``advisor install --unlock NAME`` runs the method's ``enroll_steps`` for each disk
+    after the backend's ``provision_steps`` (and its ``retire_passphrase_steps`` at the
+    end when the passphrase is not kept); ``advisor config`` writes its
+    ``crypttab_options`` into each container's options and merges its ``nix_fragments``.
+
+    :return: method instances. An incompatible ``api_version`` marks the plugin
+        ``incompatible``; any other invalid method marks it ``broken``.
     """
     return ()  # pragma: no cover - pluggy never runs a spec body
 

@@ -130,6 +130,8 @@ class SystemFacts:
     cpu_count: int | None = None
     solid_state_disk: bool | None = None
     efi_firmware: bool | None = None
+    #: The machine has a TPM 2.0 chip (``/sys/class/tpm/tpm0``, major version 2).
+    tpm2: bool | None = None
     #: The machine's whole disks that a pool could be built on (not removable, not
     #: virtual), each by the id ``advisor disks`` gives it, with its size in bytes; empty
     #: when none are known.
@@ -189,6 +191,13 @@ class Backend:
         default): ZFS sees plaintext (a LUKS container below it), a send is plaintext,
         and a backup to an untrusted target is refused. ``plugins --check`` checks that
         it agrees with ``pool_encryption``.
+    ``unlock_carriers``
+        what the design can carry besides a passphrase, for the unlock methods
+        (:class:`UnlockMethod`) whose ``carrier`` names one: ``"luks2-token"`` for a LUKS2
+        header with free key slots and token room, which ``systemd-cryptenroll`` enrolls
+        into (its :meth:`token_device` says where that header is, and its configuration
+        adds ``Layout.unlock_options`` to each container's crypttab options). Empty (the
+        default): a passphrase only.
 
     Every method gets validated input and may refuse what it cannot serve by raising
     :class:`advisor.plugin.PluginRefusal` (a message for the user, exit status 2); any
@@ -203,6 +212,7 @@ class Backend:
     partition_type: ClassVar[str] = "8300"
     detached_header: ClassVar[bool] = False
     native_encryption: ClassVar[bool] = False
+    unlock_carriers: ClassVar[frozenset[str]] = frozenset()
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
         """Return why this backend must not be used with these answers, or ``None``.
@@ -258,6 +268,12 @@ class Backend:
         from the path its labels record, which is :meth:`pool_device`'s."""
         return member.data_partuuid_device
 
+    def token_device(self, spec: InstallSpec, member: Member) -> str:
+        """Where ``member``'s LUKS2 header is (its key slots and tokens), for the unlock
+        methods ``unlock_carriers`` lets in: by default its data partition. Only called
+        when ``unlock_carriers`` is not empty."""
+        return member.data_partuuid_device
+
     def pool_encryption(self, spec: InstallSpec) -> Mapping[str, str]:
         """``zpool create -O`` options that encrypt the pool's root dataset, if any.
 
@@ -283,6 +299,104 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
+
+
+class UnlockMethod:
+    """How the disks are unlocked at boot: a passphrase typed at the console, a TPM2, a
+    FIDO2 token. A method composes with every backend that can carry it, is rated on the
+    threat axes like a backend, and is recommended next to it by ``advisor assess``.
+
+    Subclass it in a plugin and return instances from the ``advisor_unlock_methods``
+    hook. Class attributes every method must set:
+
+    ``name``
+        an identifier of lower-case words joined by ``-`` or ``+`` (``tpm2+pin``), used
+        on the command line (``--unlock NAME``).
+    ``summary``
+        one line saying what the method is.
+    ``api_version``
+        the plugin contract it was written for, as a literal (``api_version = 3``).
+    ``capabilities``
+        for every axis the method has an opinion on, a :class:`Capability`; the axes it
+        leaves out count as :attr:`Rating.NONE`.
+
+    Attributes with a default:
+
+    ``carrier``
+        what a backend must carry for it (a name in :attr:`Backend.unlock_carriers`):
+        ``"luks2-token"`` for a method that ``systemd-cryptenroll`` enrolls into a LUKS2
+        header; ``None`` (the default) for one every installable backend serves (the
+        passphrase). The core refuses ``--unlock`` with a backend that cannot carry it.
+    ``recovery_key``
+        ``True`` when the install makes a recovery key for it (shown once, added as a
+        key slot by the method's steps, which name the secret ``recovery-key``): the way
+        in when the TPM or the token cannot unlock. ``False`` (the default): the
+        passphrase is the way in, and must be kept.
+
+    Every method gets validated input and may refuse what it cannot serve by raising
+    :class:`advisor.plugin.PluginRefusal`; any other exception is reported as the
+    plugin's bug.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    api_version: ClassVar[int]
+    capabilities: ClassVar[Mapping[str, Capability]]
+    carrier: ClassVar[str | None] = None
+    recovery_key: ClassVar[bool] = False
+
+    def gate(self, answers: Answers, system: SystemFacts) -> str | None:
+        """Why this method must not be used with these answers, or ``None``."""
+        return None
+
+    def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        """Warnings that apply if this method is chosen with these answers."""
+        return ()
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        """Steps that reduce what this method leaves exposed for these answers."""
+        return ()
+
+    def check_settings(self, settings: Settings) -> None:
+        """Refuse settings this method cannot serve (the scripted initrd, which has no
+        TPM2 or FIDO2 unlock) by raising :class:`advisor.plugin.PluginRefusal`."""
+
+    def crypttab_options(self, settings: Settings) -> Sequence[str]:
+        """The crypttab options (crypttab(5)) every container gets for this method, such
+        as ``tpm2-device=auto``: they reach the configuration as
+        :attr:`Layout.unlock_options`, which the backend adds to each container."""
+        return ()
+
+    def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
+        """NixOS settings the method needs besides the crypttab options (the initrd's
+        TPM2 support)."""
+        return ()
+
+    def enroll_steps(self, spec: InstallSpec, member: Member, header: str) -> Sequence[Step]:
+        """Steps that enroll the method for one disk of the pool, run right after the
+        backend's ``provision_steps`` for it: ``header`` is where the disk's LUKS2 key
+        slots and tokens are (:meth:`Backend.token_device`). Ids are prefixed with the
+        disk's tag when the pool has several, as provisioning steps are. A step that
+        needs the person (a PIN, a touch) is ``interactive`` and takes no secret."""
+        return ()
+
+    def retire_passphrase_steps(
+        self, spec: InstallSpec, member: Member, header: str
+    ) -> Sequence[Step]:
+        """Steps that remove the disk passphrase from one disk when the person chose not
+        to keep it (``settings.keep_passphrase`` false), run at the end of the install,
+        once everything else is done; refuse (:class:`advisor.plugin.PluginRefusal`) if
+        the method leaves no way in without it."""
+        return ()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {getattr(self, 'name', '?')!r}>"
+
+
+def carries(backend: Backend, method: UnlockMethod) -> bool:
+    """Whether ``backend`` can carry ``method``: the method needs no carrier, or one of
+    the backend's ``unlock_carriers``."""
+    return method.carrier is None or method.carrier in backend.unlock_carriers
 
 
 @dataclass(frozen=True)
@@ -351,6 +465,16 @@ class Settings:
     #: of natively encrypted datasets only, ``"trusted"`` also plaintext ones; ``None``
     #: (not said) is untrusted, the safe default.
     backup_trust: str | None = None
+    #: How the disks are unlocked at boot: the name of an unlock method
+    #: (:class:`UnlockMethod`): ``"passphrase"`` (typed), ``"tpm2"``, ``"tpm2+pin"``,
+    #: ``"fido2"``, or a plugin's.
+    unlock: str = "passphrase"
+    #: The PCRs a TPM2 unlock is bound to, ``+``-separated (``systemd-cryptenroll
+    #: --tpm2-pcrs``): 7, the Secure Boot state, by default (docs/threat-model.md).
+    tpm2_pcrs: str = "7"
+    #: Keep the disk passphrase once another unlock method is enrolled; ``False``: the
+    #: install removes it at its end, and the recovery key stays the way back in.
+    keep_passphrase: bool = True
 
 
 @dataclass(frozen=True)
@@ -408,6 +532,10 @@ class Layout:
     hashed_password: str
     #: SSH in the initrd, with the keys read from ``settings.remote_unlock_keys``.
     remote_unlock: RemoteUnlock | None = None
+    #: The crypttab options the unlock method (``settings.unlock``) gives every container
+    #: (``tpm2-device=auto``), from :meth:`UnlockMethod.crypttab_options`: a backend
+    #: that carries the method adds them to each container's options.
+    unlock_options: tuple[str, ...] = ()
 
     @property
     def sops_age_key_file(self) -> str | None:

@@ -31,6 +31,7 @@ from advisor.models import (
     Settings,
     Step,
     SystemFacts,
+    UnlockMethod,
 )
 from advisor.nix import Apply, Raw
 
@@ -66,5 +67,6 @@ __all__ = [
     "Settings",
     "Step",
     "SystemFacts",
+    "UnlockMethod",
     "hookimpl",
 ]

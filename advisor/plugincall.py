@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from advisor.errors import PluginError, PluginRefusal
 
 if TYPE_CHECKING:
-    from advisor.models import Backend
+    from advisor.models import Backend, UnlockMethod
 
 T = TypeVar("T")
 
@@ -46,6 +46,17 @@ def backend_owner(backend: Backend) -> str:
 def call_backend(backend: Backend, method: str, *args: object) -> object:
     """``backend.method(*args)`` through :func:`call`, failures named as the backend's."""
     result: object = call(backend_owner(backend), method, getattr(backend, method), *args)
+    return result
+
+
+def method_owner(method: UnlockMethod) -> str:
+    """How an unlock method is named in its failures: ``unlock method 'tpm2'``."""
+    return f"unlock method {method.name!r}"
+
+
+def call_method(method: UnlockMethod, name: str, *args: object) -> object:
+    """``method.name(*args)`` through :func:`call`, failures named as the method's."""
+    result: object = call(method_owner(method), name, getattr(method, name), *args)
     return result
 
 

@@ -38,6 +38,8 @@ from advisor.models import (
     NixFragment,
     Question,
     Rating,
+    UnlockMethod,
+    carries,
 )
 from advisor.plugincall import call, sequence, sequence_of
 
@@ -52,6 +54,8 @@ CORE_PLUGINS: tuple[tuple[str, ModuleType], ...] = (("core", questionnaire),)
 
 _SNAKE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEBAB_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+#: An unlock method's name: kebab-case words, also joined by ``+`` (``tpm2+pin``).
+_METHOD_NAME = re.compile(r"^[a-z][a-z0-9]*([-+][a-z0-9]+)*$")
 
 
 class Status(enum.StrEnum):
@@ -75,6 +79,7 @@ class PluginRecord:
     axes: list[str] = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
     backends: list[str] = field(default_factory=list)
+    unlock_methods: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +93,7 @@ class PluginRecord:
             "axes": self.axes,
             "questions": self.questions,
             "backends": self.backends,
+            "unlock_methods": self.unlock_methods,
         }
 
 
@@ -135,6 +141,7 @@ class LoadedPlugins:
     questions: tuple[Question, ...]
     backends: tuple[Backend, ...]
     manager: pluggy.PluginManager = field(repr=False, compare=False)
+    unlock_methods: tuple[UnlockMethod, ...] = ()
 
     def nix_fragments(
         self, layout: Layout, backend: Backend, *, plugin: str | None = None
@@ -170,6 +177,19 @@ class LoadedPlugins:
                 return backend
         known = ", ".join(b.name for b in self.backends) or "none"
         raise UsageError(f"unknown backend {name!r} (installed: {known})")
+
+    def unlock_method(self, name: str) -> UnlockMethod:
+        """The active unlock method called ``name``; a :class:`UsageError` names the others."""
+        for method in self.unlock_methods:
+            if method.name == name:
+                return method
+        known = ", ".join(m.name for m in self.unlock_methods) or "none"
+        raise UsageError(f"--unlock {name!r}: no such unlock method (installed: {known})")
+
+    def unlock_methods_for(self, backend: Backend) -> tuple[UnlockMethod, ...]:
+        """The methods ``backend`` can carry: those needing no carrier, and those whose
+        carrier is one of its ``unlock_carriers``."""
+        return tuple(m for m in self.unlock_methods if carries(backend, m))
 
     @property
     def failures(self) -> list[PluginRecord]:
@@ -223,12 +243,12 @@ def load_plugins(
             continue
         _register(pm, ep, record, fail)
 
-    axes, questions, backends = _collect(pm, records, fail)
+    axes, questions, backends, methods = _collect(pm, records, fail)
     for record in records:
         if record.status is Status.ACTIVE and pm.has_plugin(record.name):
             plugin = pm.get_plugin(record.name)
             record.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or ())
-    return LoadedPlugins(tuple(records), axes, questions, backends, pm)
+    return LoadedPlugins(tuple(records), axes, questions, backends, pm, methods)
 
 
 _Fail = Callable[[PluginRecord, str, Status], None]
@@ -367,9 +387,13 @@ def _blame(record: PluginRecord) -> Iterator[None]:
         raise _PluginFailed(record, rejected) from rejected
 
 
-def _collect(
-    pm: pluggy.PluginManager, records: list[PluginRecord], fail: _Fail
-) -> tuple[tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...]]:
+#: What the active plugins contribute: axes, questions, backends, unlock methods.
+_Contributions = tuple[
+    tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...], tuple[UnlockMethod, ...]
+]
+
+
+def _collect(pm: pluggy.PluginManager, records: list[PluginRecord], fail: _Fail) -> _Contributions:
     """Gather and validate contributions, leaving out every failing plugin entirely.
 
     Each failure drops one plugin and starts over: the plugin may have declared axes that
@@ -388,10 +412,11 @@ def _collect(
 
 def _collect_once(
     pm: pluggy.PluginManager, active: list[PluginRecord], results: _Results
-) -> tuple[tuple[Axis, ...], tuple[Question, ...], tuple[Backend, ...]]:
+) -> _Contributions:
     axes: dict[str, Axis] = {}
     questions: dict[str, Question] = {}
     backends: dict[str, Backend] = {}
+    methods: dict[str, UnlockMethod] = {}
     owners: dict[str, str] = {}
     # Axes first: any plugin's question or backend may use any plugin's axis.
     for record in active:
@@ -410,11 +435,21 @@ def _collect_once(
                 backend = _check_backend(backend, axes, backends, owners)
                 backends[backend.name] = backend
                 owners[f"backend:{backend.name}"] = record.name
+            for method in _call(pm, "advisor_unlock_methods", record.name, results):
+                method = _check_unlock_method(method, axes, methods, owners)
+                methods[method.name] = method
+                owners[f"unlock:{method.name}"] = record.name
     for record in active:
         record.axes = _owned(owners, "axis", record)
         record.questions = _owned(owners, "question", record)
         record.backends = _owned(owners, "backend", record)
-    return tuple(axes.values()), tuple(questions.values()), tuple(backends.values())
+        record.unlock_methods = _owned(owners, "unlock", record)
+    return (
+        tuple(axes.values()),
+        tuple(questions.values()),
+        tuple(backends.values()),
+        tuple(methods.values()),
+    )
 
 
 def _owned(owners: Mapping[str, str], kind: str, record: PluginRecord) -> list[str]:
@@ -474,33 +509,68 @@ def _check_backend(
 ) -> Backend:
     if not isinstance(backend, Backend):
         raise _Rejected(f"advisor_backends returned {type(backend).__name__}, not a Backend")
-    label = type(backend).__name__
-    version = getattr(backend, "api_version", None)
+    name = _check_rated("backend", backend, _KEBAB_NAME, "kebab-case name", axes)
+    if name in backends:
+        raise _Rejected(_taken("backend", name, owners))
+    carriers: object = backend.unlock_carriers
+    if not isinstance(carriers, frozenset) or not all(isinstance(c, str) for c in carriers):
+        raise _Rejected(f"backend {name!r}: unlock_carriers must be a frozenset of names")
+    return backend
+
+
+def _check_unlock_method(
+    method: object,
+    axes: Mapping[str, Axis],
+    methods: Mapping[str, UnlockMethod],
+    owners: Mapping[str, str],
+) -> UnlockMethod:
+    if not isinstance(method, UnlockMethod):
+        raise _Rejected(
+            f"advisor_unlock_methods returned {type(method).__name__}, not an UnlockMethod"
+        )
+    name = _check_rated(
+        "unlock method", method, _METHOD_NAME, "name of words joined by - or +", axes
+    )
+    if name in methods:
+        raise _Rejected(_taken("unlock", name, owners))
+    carrier = getattr(method, "carrier", None)
+    if carrier is not None and not isinstance(carrier, str):
+        raise _Rejected(f"unlock method {name!r}: carrier must be a name or None")
+    if not isinstance(getattr(method, "recovery_key", False), bool):
+        raise _Rejected(f"unlock method {name!r}: recovery_key must be True or False")
+    return method
+
+
+def _check_rated(
+    kind: str, contribution: object, pattern: re.Pattern[str], shape: str, axes: Mapping[str, Axis]
+) -> str:
+    """The name of a backend or unlock method (``kind``) once its api_version, name,
+    summary and capabilities are checked; :class:`_Rejected` for the first that is wrong."""
+    label = type(contribution).__name__
+    version = getattr(contribution, "api_version", None)
     if version not in SUPPORTED_PLUGIN_API_VERSIONS:
         supported = ", ".join(str(v) for v in sorted(SUPPORTED_PLUGIN_API_VERSIONS))
         raise _Rejected(
-            f"backend {label} is written for plugin API {version!r}; this advisor supports "
+            f"{kind} {label} is written for plugin API {version!r}; this advisor supports "
             f"{supported}",
             Status.INCOMPATIBLE,
         )
-    name = getattr(backend, "name", None)
-    if not isinstance(name, str) or not _KEBAB_NAME.fullmatch(name):
-        raise _Rejected(f"backend {label} has no kebab-case name (got {name!r})")
-    if name in backends:
-        raise _Rejected(_taken("backend", name, owners))
-    if not isinstance(getattr(backend, "summary", None), str):
-        raise _Rejected(f"backend {name!r} has no summary")
-    capabilities = getattr(backend, "capabilities", None)
+    name = getattr(contribution, "name", None)
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise _Rejected(f"{kind} {label} has no {shape} (got {name!r})")
+    if not isinstance(getattr(contribution, "summary", None), str):
+        raise _Rejected(f"{kind} {name!r} has no summary")
+    capabilities = getattr(contribution, "capabilities", None)
     if not isinstance(capabilities, Mapping):
-        raise _Rejected(f"backend {name!r} has no capabilities mapping")
+        raise _Rejected(f"{kind} {name!r} has no capabilities mapping")
     for axis_id, capability in capabilities.items():
         if axis_id not in axes:
-            raise _Rejected(f"backend {name!r} rates unknown axis {axis_id!r}")
+            raise _Rejected(f"{kind} {name!r} rates unknown axis {axis_id!r}")
         if not isinstance(capability, Capability):
-            raise _Rejected(f"backend {name!r}: capability for {axis_id!r} is not a Capability")
+            raise _Rejected(f"{kind} {name!r}: capability for {axis_id!r} is not a Capability")
         if not isinstance(capability.rating, Rating):  # a Capability changed after it was made
             raise _Rejected(
-                f"backend {name!r}: capability for {axis_id!r} is rated {capability.rating!r}, "
+                f"{kind} {name!r}: capability for {axis_id!r} is rated {capability.rating!r}, "
                 "not Rating.NONE (0) to Rating.STRONG (3)"
             )
-    return backend
+    return name

@@ -61,6 +61,16 @@ AXES: tuple[Axis, ...] = (
         "The machine can unlock itself at boot (TPM2, network-bound or key file).",
     ),
     Axis(
+        "whole_machine_theft",
+        "Whole machine stolen",
+        "A thief who takes the whole machine, TPM and all, still cannot read the disk.",
+    ),
+    Axis(
+        "key_apart",
+        "Key kept apart",
+        "What opens the disk can travel apart from the machine, or be left at home.",
+    ),
+    Axis(
         "trim",
         "Cheap TRIM",
         "TRIM on an SSD reveals little beyond what the design already exposes.",
@@ -180,6 +190,31 @@ QUESTIONS: tuple[Question, ...] = (
             Choice("unattended", "Unattended", {"unattended_unlock": 3}),
         ),
         default="console",
+    ),
+    Question(
+        "machine_theft",
+        "Could the whole machine be taken while it is off (a laptop, a server in a shared rack)?",
+        "A TPM2 that unlocks by itself protects a disk pulled out of the machine, not the "
+        "machine taken whole: whoever holds it powers it on and the disk opens.",
+        (
+            Choice("no", "No: only the disk could leave"),
+            Choice("yes", "Yes", {"whole_machine_theft": 4}),
+        ),
+        default="yes",
+        optional=True,
+    ),
+    Question(
+        "hardware_token",
+        "Do you have a FIDO2 security key (YubiKey, Nitrokey, SoloKey) you can keep apart "
+        "from the machine?",
+        "A FIDO2 token can unlock the disk at boot with a touch; kept apart from the "
+        "machine, a thief with the machine alone gets nothing.",
+        (
+            Choice("no", "No"),
+            Choice("yes", "Yes", {"key_apart": 3}),
+        ),
+        default="no",
+        optional=True,
     ),
     Question(
         "ssd_trim",

@@ -21,8 +21,8 @@ from advisor import validate
 from advisor.backups import TRUST_CHOICES, nix_fragments, parse_target, trust
 from advisor.errors import UsageError
 from advisor.layoutfile import read_layout
-from advisor.models import Backend, Settings
-from advisor.plugincall import call_backend
+from advisor.models import Backend, Settings, UnlockMethod, carries
+from advisor.plugincall import call_backend, call_method
 
 #: The stage 1 the configuration can be written for.
 INITRD_CHOICES = ("systemd", "scripted")
@@ -110,6 +110,25 @@ OPTIONS: tuple[Option, ...] = (
         "offsite_backups answer, else untrusted)",
         choices=TRUST_CHOICES,
     ),
+    Option(
+        "unlock",
+        "--unlock",
+        "how the disks are unlocked at boot: passphrase, tpm2, tpm2+pin, fido2 or a "
+        "plugin's method (see docs/unlock.md)",
+        metavar="METHOD",
+    ),
+    Option(
+        "tpm2_pcrs",
+        "--tpm2-pcrs",
+        "the PCRs a TPM2 unlock is bound to, joined by + (systemd-cryptenroll --tpm2-pcrs)",
+        metavar="PCRS",
+    ),
+    Option(
+        "keep_passphrase",
+        "--keep-passphrase",
+        "keep the disk passphrase beside a TPM2 or FIDO2 unlock (the default); "
+        "--no-keep-passphrase removes it at the end of the install, leaving the recovery key",
+    ),
 )
 
 _DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in fields(Settings)}
@@ -180,10 +199,14 @@ def to_argv(settings: Settings) -> list[str]:
 
 
 def check_settings(
-    settings: Settings, backend: Backend, backends: Sequence[Backend] = ()
+    settings: Settings,
+    backend: Backend,
+    backends: Sequence[Backend] = (),
+    methods: Sequence[UnlockMethod] = (),
 ) -> Settings:
     """``settings`` with every value checked (:mod:`advisor.validate`) and normalised,
-    then accepted by ``backend`` (:meth:`Backend.check_settings`); a :class:`UsageError`
+    then accepted by ``backend`` (:meth:`Backend.check_settings`) and by the unlock
+    method it names among ``methods`` (:func:`check_unlock`); a :class:`UsageError`
     naming the flag otherwise. ``backends`` are the installed ones, named when a flag
     is for others than ``backend``."""
     check_installable(backend)
@@ -205,9 +228,44 @@ def check_settings(
         header=header,
         nixos_release=validate.nixos_release(settings.nixos_release),
         luks_name=validate.mapper_name(settings.luks_name),
+        tpm2_pcrs=validate.tpm2_pcrs(settings.tpm2_pcrs),
     )
     call_backend(backend, "check_settings", checked)
+    check_unlock(checked, backend, methods)
     return checked
+
+
+def unlock_method(settings: Settings, methods: Sequence[UnlockMethod]) -> UnlockMethod:
+    """The method ``settings.unlock`` names among ``methods``; a :class:`UsageError`
+    naming the installed ones otherwise."""
+    for method in methods:
+        if method.name == settings.unlock:
+            return method
+    known = ", ".join(m.name for m in methods) or "none"
+    raise UsageError(f"--unlock {settings.unlock!r}: no such unlock method (installed: {known})")
+
+
+def check_unlock(settings: Settings, backend: Backend, methods: Sequence[UnlockMethod]) -> None:
+    """Refuse an unlock method that is unknown, that ``backend`` cannot carry, that the
+    settings do not suit (:meth:`UnlockMethod.check_settings`), or a passphrase removed
+    with no other way in. ``methods`` empty: the caller checks no method (a plugin's
+    sample layouts)."""
+    if not methods:
+        return
+    method = unlock_method(settings, methods)
+    if not carries(backend, method):
+        able = [m.name for m in methods if carries(backend, m)]
+        raise UsageError(
+            f"--unlock {method.name}: the {backend.name} backend cannot carry it (it needs "
+            f"a {method.carrier}); with {backend.name}, choose {' or '.join(able)} "
+            "(docs/unlock.md says why)"
+        )
+    call_method(method, "check_settings", settings)
+    if not settings.keep_passphrase and not method.recovery_key:
+        raise UsageError(
+            f"--no-keep-passphrase: with --unlock {method.name} the passphrase is the only "
+            "way in; it stays"
+        )
 
 
 def check_backup(settings: Settings, backend: Backend) -> None:

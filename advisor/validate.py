@@ -262,3 +262,19 @@ def backup_target(value: str, option: str = "--backup-target") -> str:
     if len(dataset) > 200:
         raise UsageError(f"{option} {value!r}: the dataset's name is too long for ZFS")
     return value
+
+
+#: The PCRs systemd-cryptenroll can bind to: 0 to 23, joined by ``+``.
+_PCRS = re.compile(r"(?:[0-9]|1[0-9]|2[0-3])(?:\+(?:[0-9]|1[0-9]|2[0-3]))*")
+
+
+def tpm2_pcrs(value: str) -> str:
+    """``value`` if it names TPM2 PCRs as systemd-cryptenroll's ``--tpm2-pcrs`` takes
+    them (``7``, ``0+2+7``: numbers 0 to 23 joined by ``+``, each once); a
+    :class:`UsageError` otherwise."""
+    if not _PCRS.fullmatch(value) or len(set(value.split("+"))) != len(value.split("+")):
+        raise UsageError(
+            f"--tpm2-pcrs {value!r}: give PCR numbers from 0 to 23 joined by +, each once "
+            "(such as 7, or 0+2+7)"
+        )
+    return value

@@ -154,12 +154,12 @@ def test_trim_opens_luks_with_discards() -> None:
 
 
 def test_a_plan_keeps_its_fingerprint() -> None:
-    # Pinned for plan format 4: a change to it makes every saved plan and every install
+    # Pinned for plan format 5: a change to it makes every saved plan and every install
     # under way refuse to go on, so it must be a deliberate one (with a new format).
     plan = build_plan(
         SPEC, LuksBackend(), generate_hardware_config=True, advisor_command=("advisor",)
     )
-    assert plan.fingerprint == "152ab03cfbda17ba"
+    assert plan.fingerprint == "23c3b19000f5d3ab"
 
 
 def test_fingerprint_includes_env_and_interactive() -> None:

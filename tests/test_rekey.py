@@ -15,7 +15,7 @@ import pytest
 
 from advisor import cli
 from advisor.errors import PluginError, PluginRefusal, UsageError
-from advisor.install import rekey
+from advisor.install import recovery, rekey
 from advisor.install.executor import Executor
 from advisor.install.plan import SECRET_LINES
 from advisor.layoutrecord import read_record
@@ -194,9 +194,9 @@ def test_secrets_and_recovery_key() -> None:
     assert values["old-and-new-passphrase"] == "old-one\nnew-one"
     assert values["new-passphrase-and-recovery-key"] == "new-one\nrk"
     assert "recovery-key" not in rekey.rekey_secrets("a", "b", None)
-    key = rekey.new_recovery_key()
+    key = recovery.new_recovery_key()
     assert re.fullmatch(r"[a-z2-7]{4}(-[a-z2-7]{4}){12}", key)  # 52 base32 digits: 260 bits
-    assert key != rekey.new_recovery_key()
+    assert key != recovery.new_recovery_key()
     with pytest.raises(UsageError, match="new passphrase is the current one"):
         rekey.check_passphrases("same-pass", "same-pass")
 
@@ -216,15 +216,15 @@ def test_state_round_trip_and_what_a_resume_needs_of_the_recovery_key(tmp_path: 
     assert rekey.rebuild_plan(state, LuksBackend(), spec, plan.fingerprint) == plan
     with pytest.raises(UsageError, match="would differ now"):
         rekey.rebuild_plan(state, LuksBackend(), spec, "0" * 16)
-    assert rekey.recovery_key_needed(plan, state) == "new"
+    assert recovery.recovery_key_needed(plan.steps, state) == "new"
     # Begun: the key was shown before the first step, and is asked for again.
     _journal(state, {"event": "started", "step": "disk1-test-old"})
-    assert rekey.recovery_key_needed(plan, state) == "given"
+    assert recovery.recovery_key_needed(plan.steps, state) == "given"
     _journal(state, {"event": "done", "step": "disk1-add-recovery"})
-    assert rekey.recovery_key_needed(plan, state) == "given"  # disk 2 still lacks it
-    recovery = [s.id for s in plan.steps if rekey.uses_recovery_key(s)]
-    _journal(state, *({"event": "done", "step": step} for step in recovery))
-    assert rekey.recovery_key_needed(plan, state) is None
+    assert recovery.recovery_key_needed(plan.steps, state) == "given"  # disk 2 still lacks it
+    adding = [s.id for s in plan.steps if recovery.uses_recovery_key(s)]
+    _journal(state, *({"event": "done", "step": step} for step in adding))
+    assert recovery.recovery_key_needed(plan.steps, state) is None
     # A rekey that did not finish is not started over; one that did is cleared.
     with pytest.raises(UsageError, match="did not finish: continue it with --resume"):
         rekey.prepare_state_dir(state)

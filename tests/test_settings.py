@@ -30,7 +30,8 @@ from advisor_luks_detached import LuksDetachedBackend
 from advisor_zfs_native import ZfsNativeBackend
 
 _word = st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True)
-_path = st.from_regex(r"/[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True)
+# Paths that exist nowhere: one such as /bin would be resolved to /usr/bin.
+_path = st.from_regex(r"/advisor-test-[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}", fullmatch=True)
 
 #: Valid values of every field; a new field without a strategy here fails the test below.
 STRATEGIES: dict[str, st.SearchStrategy[object]] = {
@@ -57,6 +58,11 @@ STRATEGIES: dict[str, st.SearchStrategy[object]] = {
         st.builds(lambda user, name: f"{user}@vault.example:tank/{name}", _word, _word),
     ),
     "backup_trust": st.sampled_from((None, *TRUST_CHOICES)),
+    "unlock": st.sampled_from(("passphrase", "tpm2", "tpm2+pin", "fido2")),
+    "tpm2_pcrs": st.lists(st.integers(0, 23), min_size=1, max_size=4, unique=True).map(
+        lambda pcrs: "+".join(map(str, pcrs))
+    ),
+    "keep_passphrase": st.booleans(),
 }
 all_settings = st.builds(Settings, **STRATEGIES)
 _SLOW = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}

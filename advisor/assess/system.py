@@ -21,6 +21,7 @@ def probe_system(root: Path = Path("/")) -> SystemFacts:
         cpu_count=os.cpu_count() if root == Path("/") else None,
         solid_state_disk=_solid_state_disk(root / "sys/block"),
         efi_firmware=_efi_firmware(root / "sys/firmware"),
+        tpm2=_tpm2(root / "sys/class/tpm"),
         disk_sizes=_disk_sizes(root / "sys/block", root / "dev/disk"),
     )
 
@@ -78,6 +79,21 @@ def _efi_firmware(sys_firmware: Path) -> bool | None:
     if not sys_firmware.is_dir():
         return None
     return (sys_firmware / "efi").is_dir()
+
+
+def _tpm2(sys_class_tpm: Path) -> bool | None:
+    """True when the kernel sees a TPM 2.0 chip (``tpm0/tpm_version_major`` is 2, since
+    Linux 5.6), False when /sys/class/tpm lists none; None when /sys/class is not there
+    to ask (a fake tree, a container)."""
+    if not sys_class_tpm.parent.is_dir():
+        return None
+    try:
+        major = (sys_class_tpm / "tpm0" / "tpm_version_major").read_text().strip()
+    except OSError:
+        # No chip, or a kernel too old to say its version: a chip without the file
+        # is most likely a TPM 1.2, which systemd-cryptenroll cannot use.
+        return False
+    return major == "2"
 
 
 def _disk_sizes(sys_block: Path, dev_disk: Path) -> dict[str, int]:

@@ -57,8 +57,8 @@ from advisor.records import check_fields, tuples_of
 SPEC_FILE = "spec.json"
 JOURNAL_FILE = "journal.jsonl"
 LOG_FILE = "install.log"
-STATE_VERSION = 4  # 2: the settings shared with the configuration are one table; 3: disks;
-# 4: the plan ends with advisor check
+STATE_VERSION = 5  # 2: the settings shared with the configuration are one table; 3: disks;
+# 4: the plan ends with advisor check; 5: the unlock method's settings and steps
 
 
 class StepFailed(AdvisorError):

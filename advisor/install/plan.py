@@ -19,8 +19,15 @@ from typing import cast
 from advisor import __version__
 from advisor.datasets import DATASETS, FIXED_PROPERTIES, Dataset
 from advisor.errors import PluginError, UsageError
-from advisor.models import Backend, InstallSpec, Member, Step, esp_mountpoint
-from advisor.plugincall import backend_owner, blame, call_backend, sequence
+from advisor.models import Backend, InstallSpec, Member, Step, UnlockMethod, esp_mountpoint
+from advisor.plugincall import (
+    backend_owner,
+    blame,
+    call_backend,
+    call_method,
+    method_owner,
+    sequence,
+)
 from advisor.settings import check_installable, to_argv
 
 #: The reference pool properties (zpool create -o), each overridable.
@@ -48,9 +55,12 @@ SECRET_VARIABLES = {
 SECRET_LINES: Mapping[str, tuple[str, ...]] = {
     "old-and-new-passphrase": ("passphrase", "new-passphrase"),
     "new-passphrase-and-recovery-key": ("new-passphrase", "recovery-key"),
+    "passphrase-and-recovery-key": ("passphrase", "recovery-key"),
 }
-#: The secrets an install feeds its steps: the disk passphrase and the user's password.
-INSTALL_SECRETS = ("passphrase", "password")
+#: The secrets an install feeds its steps: the disk passphrase, the user's password, and
+#: for an unlock method with a recovery key (:attr:`UnlockMethod.recovery_key`) that key,
+#: alone or after the passphrase (to add it with ``cryptsetup luksAddKey``).
+INSTALL_SECRETS = ("passphrase", "password", "recovery-key", "passphrase-and-recovery-key")
 #: A step id: kebab-case, so it is one plain word in the journal, the log and the script.
 _STEP_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 #: A name a step's ``env`` may set: the portable shell variable names, upper case.
@@ -143,8 +153,14 @@ def build_plan(
     generate_hardware_config: bool,
     advisor_command: Sequence[str] = (sys.executable, "-m", "advisor"),
     datasets: Sequence[Dataset] = DATASETS,
+    method: UnlockMethod | None = None,
 ) -> Plan:
     """Every step of the install, in order.
+
+    ``method`` is the unlock method ``spec.settings.unlock`` names (already checked to
+    suit the backend): its ``enroll_steps`` follow each disk's provisioning, and its
+    ``retire_passphrase_steps`` come last when the passphrase is not kept. ``None``
+    adds no step (the passphrase alone).
 
     ``generate_hardware_config`` adds ``nixos-generate-config`` (present on the NixOS
     installer). ``advisor_command`` runs ``advisor config`` for the configuration step and
@@ -166,6 +182,7 @@ def build_plan(
             "provision_steps returned no step and its pool_encryption no property"
         )
     configured = [_configured_device(backend, spec, member) for member in spec.members]
+    enroll = [_unlock_steps(method, "enroll_steps", backend, spec, m) for m in spec.members]
     pool, root = spec.settings.pool, spec.root
     several = len(spec.members) > 1
     steps: list[Step] = []
@@ -175,8 +192,12 @@ def build_plan(
         )
     # The /dev/disk/by-partuuid links appear when udev has seen the new partitions.
     steps.append(Step("settle", "Wait for the partitions' device links", ("udevadm", "settle")))
-    for member, member_provision in zip(spec.members, provision, strict=True):
-        steps += _member_steps(spec, member, (*_esp_steps(member), *member_provision))
+    for member, member_provision, member_enroll in zip(
+        spec.members, provision, enroll, strict=True
+    ):
+        steps += _member_steps(
+            spec, member, (*_esp_steps(member), *member_provision, *member_enroll)
+        )
     steps += _hostid_steps(spec.settings.host_id)
     vdevs = (spec.topology, *pool_devices) if spec.topology else tuple(pool_devices)
     steps.append(
@@ -267,6 +288,11 @@ def build_plan(
             (*advisor_command, "check", "--root", root, "--summary"),
         ),
     ]
+    if not spec.settings.keep_passphrase:
+        # At the very end: until then a resume can still open the containers with it.
+        for member in spec.members:
+            retire = _unlock_steps(method, "retire_passphrase_steps", backend, spec, member)
+            steps += _member_steps(spec, member, retire)
     _check_unique(steps, backend)
     return Plan(spec, tuple(steps))
 
@@ -474,6 +500,23 @@ def _provision_steps(backend: Backend, spec: InstallSpec, member: Member) -> tup
         owner, "provision_steps", call_backend(backend, "provision_steps", spec, member)
     )
     return checked_steps(owner, "provision_steps", steps, INSTALL_SECRETS)
+
+
+def _unlock_steps(
+    method: UnlockMethod | None, hook: str, backend: Backend, spec: InstallSpec, member: Member
+) -> tuple[Step, ...]:
+    """The unlock method's steps (its ``hook``: ``enroll_steps`` or
+    ``retire_passphrase_steps``) for ``member``, given where the disk's LUKS2 header is
+    (:meth:`Backend.token_device`, asked only of a backend that carries the method's
+    kind), each checked as a backend's are."""
+    if method is None:
+        return ()
+    header = ""  # a method every backend carries enrolls into no header
+    if method.carrier is not None:
+        header = str(call_backend(backend, "token_device", spec, member))
+    owner = method_owner(method)
+    steps = sequence(owner, hook, call_method(method, hook, spec, member, header))
+    return checked_steps(owner, hook, steps, INSTALL_SECRETS)
 
 
 def checked_steps(

@@ -21,10 +21,8 @@ probes, the lock and Ctrl-C between steps work as they do for an install. What d
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets as random
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +48,14 @@ from advisor.install.plan import (
     secrets_comment,
     steps_fingerprint,
 )
+from advisor.install.recovery import (
+    check_recovery_options,
+    recovery_key,
+    recovery_key_needed,
+    show_recovery_key,
+    step_states,
+    uses_recovery_key,
+)
 from advisor.layoutrecord import RECORD_FILE, load_record, read_record, record_text
 from advisor.models import REKEY_SECRETS, Backend, Layout, RekeySpec, Step
 from advisor.plugincall import backend_owner, blame, call_backend, sequence
@@ -60,9 +66,6 @@ LOG_FILE = "rekey.log"
 STATE_VERSION = 1
 #: Under the root: /persist survives the boot's rollback, /var/lib does not.
 DEFAULT_STATE_DIR = "persist/var/lib/advisor/rekey"
-#: The recovery key's strength, and its shape: base32 (a-z, 2-7), groups of four.
-RECOVERY_KEY_BYTES = 32
-RECOVERY_GROUP = 4
 
 
 @dataclass(frozen=True)
@@ -208,48 +211,7 @@ def rebuild_plan(state_dir: Path, backend: Backend, spec: RekeySpec, fingerprint
     return plan
 
 
-def step_states(state_dir: Path) -> tuple[set[str], set[str]]:
-    """The ids of the steps the journal in ``state_dir`` records as done (or found in
-    place), and of those it records as started."""
-    events = journal_events(state_dir)
-    done = {str(e.get("step")) for e in events if e.get("event") in ("done", "probed")}
-    started = {str(e.get("step")) for e in events if e.get("event") == "started"}
-    return done, started
-
-
 # ------------------------------------------------------------------ the secrets
-
-
-def uses_recovery_key(step: Step) -> bool:
-    """Whether ``step`` (its command or probe) is fed the recovery key."""
-    names = {step.secret, step.probe_secret}
-    return any(
-        "recovery-key" in SECRET_LINES.get(name, (name,)) for name in names if name is not None
-    )
-
-
-def recovery_key_needed(plan: RekeyPlan, state_dir: Path | None) -> str | None:
-    """What the run needs of the recovery key: ``"new"`` (the rekey has not begun: make
-    one), ``"given"`` (it began, so the key was shown, and a step that uses it is not
-    done: that key again), or ``None`` (the rekey adds none, or every step that uses it
-    is done). The key is shown before the first step runs, so once the journal has an
-    event the person has it."""
-    steps = [step.id for step in plan.steps if uses_recovery_key(step)]
-    if not steps:
-        return None
-    done, started = step_states(state_dir) if state_dir is not None else (set(), set())
-    if all(step in done for step in steps):
-        return None
-    return "given" if done or started else "new"
-
-
-def new_recovery_key() -> str:
-    """A random recovery key of :data:`RECOVERY_KEY_BYTES` (256 bits) as a person types
-    it: lower-case base32 in dash-separated groups of four (``abcd-efgh-...``). The
-    dashes are part of it: it is typed as shown."""
-    text = base64.b32encode(random.token_bytes(RECOVERY_KEY_BYTES)).decode().rstrip("=").lower()
-    groups = [text[i : i + RECOVERY_GROUP] for i in range(0, len(text), RECOVERY_GROUP)]
-    return "-".join(groups)
 
 
 def rekey_secrets(old: str, new: str, recovery_key: str | None) -> dict[str, str]:
@@ -454,8 +416,10 @@ def rekey_command(request: RekeyRequest, plugins: LoadedPlugins) -> int:
     check_devices(plan.spec.layout)
     at_terminal = sys.stdin.isatty() and sys.stderr.isatty()  # a person to ask and show
     check_terminal(plan, at_terminal)
-    recovery = recovery_key_needed(plan, state_dir if request.resume else None)
-    _check_recovery_options(request, recovery, at_terminal)
+    recovery = recovery_key_needed(plan.steps, state_dir if request.resume else None)
+    if request.recovery_key_file is not None and not request.recovery_key and not request.resume:
+        raise UsageError("--recovery-key-file is for --recovery-key")
+    check_recovery_options(request.recovery_key_file, recovery, at_terminal, "rekey")
     if not request.resume:
         prepare_state_dir(state_dir)
     old = read_secret(
@@ -473,7 +437,7 @@ def rekey_command(request: RekeyRequest, plugins: LoadedPlugins) -> int:
         minimum=MIN_PASSPHRASE,
     )
     check_passphrases(old, new)
-    key = _recovery_key(request, recovery, at_terminal)
+    key = recovery_key(request.recovery_key_file, recovery, at_terminal, "rekey")
     messages = line_printer(stderr=True)
     executor = make_executor(
         plan, state_dir, rekey_secrets(old, new, key), StepPrinter(messages), request.stop_after
@@ -481,7 +445,7 @@ def rekey_command(request: RekeyRequest, plugins: LoadedPlugins) -> int:
     if request.resume:
         check_given_again(plan, state_dir, executor, lambda text: messages(text, "dim"))
     if recovery == "new" and key is not None:
-        _show_recovery_key(key, request.recovery_key_file, at_terminal)
+        show_recovery_key(key, request.recovery_key_file, at_terminal)
     resume = resume_command(state_dir, _resume_options(request))
     try:
         outcome = run(executor, state_dir, plan, resume=request.resume)
@@ -524,63 +488,6 @@ def _plan_of(request: RekeyRequest, plugins: LoadedPlugins) -> tuple[RekeyPlan, 
     if request.dry_run:  # touches nothing: no state directory is needed
         return plan, record, request.state_dir or request.root / DEFAULT_STATE_DIR
     return plan, record, request.state_dir or default_state_dir(request.root)
-
-
-def _check_recovery_options(request: RekeyRequest, needed: str | None, at_terminal: bool) -> None:
-    """Refuse, before anything is asked, a recovery key that could not be shown or read."""
-    path = request.recovery_key_file
-    if path is not None and not request.recovery_key and not request.resume:
-        raise UsageError("--recovery-key-file is for --recovery-key")
-    if needed == "new":
-        if path is not None and (path.exists() or not path.parent.is_dir()):
-            raise UsageError(
-                f"--recovery-key-file {str(path)!r} must be a new file in an existing "
-                "directory: the key is written there once"
-            )
-        if path is None and not at_terminal:
-            raise UsageError(
-                "no terminal to show the recovery key on: give --recovery-key-file FILE"
-            )
-    if needed == "given" and path is None and not at_terminal:
-        raise UsageError(
-            "the interrupted rekey added its recovery key to some disks: give it again with "
-            "--recovery-key-file FILE (or run at a terminal to type it)"
-        )
-
-
-def _recovery_key(request: RekeyRequest, needed: str | None, at_terminal: bool) -> str | None:
-    """The recovery key the steps need: a new one, or the one shown when the rekey
-    began (read from ``--recovery-key-file`` or typed), or ``None``."""
-    if needed == "new":
-        return new_recovery_key()
-    if needed == "given":
-        from advisor.secrets import read_secret
-
-        return read_secret(
-            request.recovery_key_file,
-            "recovery key shown when this rekey began",
-            option="--recovery-key-file",
-            interactive=at_terminal,
-            confirm=False,
-        )
-    return None
-
-
-def _show_recovery_key(key: str, path: Path | None, at_terminal: bool) -> None:
-    """Show the new recovery key once, before it is added: on the terminal (never the
-    log, never ``--json``), or written to ``path`` (0600)."""
-    from advisor.secrets import write_secret_file
-
-    if path is not None:
-        write_secret_file(path, (key + "\n").encode())
-        sys.stderr.write(f"advisor: the recovery key is in {path}: keep it offline\n")
-        return
-    sys.stderr.write(
-        "\nRecovery key (it opens every disk; shown this once, write it down now and keep "
-        f"it apart from the machine):\n\n    {key}\n\n"
-    )
-    if at_terminal:
-        input("Press Enter once it is written down: ")
 
 
 def _resume_options(request: RekeyRequest) -> list[str]:

@@ -168,7 +168,7 @@ def validate_spec(spec: InstallSpec, plugins: LoadedPlugins) -> InstallSpec:
     up on a command line or in Nix. The members' headers and container names are set
     from the settings here, whatever the spec held."""
     backend = plugins.backend(spec.backend)
-    settings = check_settings(spec.settings, backend, plugins.backends)
+    settings = check_settings(spec.settings, backend, plugins.backends, plugins.unlock_methods)
     members = spec.members
     if not members:
         raise UsageError("give --disk DISK-ID (see 'advisor disks')")
@@ -380,6 +380,7 @@ def make_plan(spec: InstallSpec, plugins: LoadedPlugins) -> Plan:
         plugins.backend(spec.backend),
         generate_hardware_config=runner.which("nixos-generate-config") is not None,
         datasets=layout_datasets(spec.settings),
+        method=plugins.unlock_method(spec.settings.unlock),
     )
 
 

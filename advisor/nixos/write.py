@@ -19,7 +19,15 @@ from advisor.backups import trust_from_answers
 from advisor.errors import UsageError
 from advisor.files import write_atomically
 from advisor.layoutfile import layout_datasets
-from advisor.models import SOPS_AGE_KEY, Layout, LayoutMember, RemoteUnlock, Settings, luks_names
+from advisor.models import (
+    SOPS_AGE_KEY,
+    Layout,
+    LayoutMember,
+    NixFragment,
+    RemoteUnlock,
+    Settings,
+    luks_names,
+)
 from advisor.nixos.generate import Contribution, generate
 from advisor.nixos.keys import (
     age_key_file,
@@ -28,8 +36,9 @@ from advisor.nixos.keys import (
     load_age_key,
     load_ssh_host_key,
 )
+from advisor.plugincall import call_method, method_owner, sequence_of
 from advisor.pluginmanager import LoadedPlugins
-from advisor.settings import check_settings, read_authorized_keys
+from advisor.settings import check_settings, read_authorized_keys, unlock_method
 
 #: Paths on the installed system; the files are written below the persist root given.
 INITRD_HOST_KEY = "/persist/etc/secrets/initrd/ssh_host_ed25519_key"
@@ -101,7 +110,9 @@ def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
 def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password: str) -> Layout:
     """Validate every name and path of ``request`` into a :class:`Layout`."""
     backend = plugins.backend(request.backend)
-    settings = check_settings(request.settings, backend, plugins.backends)
+    settings = check_settings(request.settings, backend, plugins.backends, plugins.unlock_methods)
+    method = unlock_method(settings, plugins.unlock_methods)
+    unlock_options = call_method(method, "crypttab_options", settings)
     count = len(request.data_devices)
     if count == 0:
         raise UsageError("give --data-device and --esp-device for each disk of the pool")
@@ -176,6 +187,9 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
         members=members,
         hashed_password=hashed_password,
         remote_unlock=remote,
+        unlock_options=tuple(
+            sequence_of(method_owner(method), "crypttab_options", unlock_options, str)
+        ),
     )
 
 
@@ -214,7 +228,13 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     _check_out_dir(out)
     layout = replace(layout, hashed_password=secrets.hash_password(request.password))
     backend = plugins.backend(layout.backend)
+    method = unlock_method(layout.settings, plugins.unlock_methods)
+    fragments = call_method(method, "nix_fragments", layout)
     extra = [
+        Contribution(method_owner(method), fragment)
+        for fragment in sequence_of(method_owner(method), "nix_fragments", fragments, NixFragment)
+    ]
+    extra += [
         Contribution(f"plugin {name}", fragment)
         for name, fragment in plugins.nix_fragments(layout, backend)
     ]

@@ -52,6 +52,8 @@ class LuksBackend(Backend):
     api_version = 3
     installable = True
     partition_type = "8309"  # Linux LUKS: the header says as much anyway
+    # systemd-cryptenroll enrolls TPM2 and FIDO2 tokens into the LUKS2 header.
+    unlock_carriers = frozenset({"luks2-token"})
     capabilities: ClassVar[Mapping[str, Capability]] = {
         "metadata": Capability(
             Rating.STRONG,
@@ -191,6 +193,16 @@ class LuksBackend(Backend):
             device["allowDiscards"] = True
         if layout.settings.ssd:
             device["bypassWorkqueues"] = True
+        options = list(layout.unlock_options)  # the unlock method's: tpm2-device=auto
+        if len(layout.members) > 1:
+            # A dead disk must not stop the boot (the pool imports degraded): nofail
+            # makes each container wanted, not required, by cryptsetup.target
+            # (crypttab(5); nixpkgs issue 74281), and no longer ordered before it, so
+            # the import waits for each unlock by name (nix_fragments).
+            options.append("nofail")
+        if options:
+            # Read by the systemd initrd only (luksroot.nix, crypttabExtraOpts).
+            device["crypttabExtraOpts"] = options
         return device
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:
@@ -218,12 +230,7 @@ class LuksBackend(Backend):
             )
             after = ["cryptsetup.target"]
             if len(layout.members) > 1:
-                # A dead disk must not stop the boot (the pool imports degraded):
-                # nofail makes each container wanted, not required, by
-                # cryptsetup.target (crypttab(5); nixpkgs issue 74281), and no longer
-                # ordered before it, so the import waits for each unlock by name.
-                for member in layout.members:
-                    settings[(*devices, member.luks_name, "crypttabExtraOpts")] = ["nofail"]
+                # Each container is nofail (luks_device): wait for each unlock by name.
                 after += [cryptsetup_unit(member.luks_name) for member in layout.members]
             settings[(*import_unit, "after")] = after
             settings[(*import_unit, "wants")] = ["cryptsetup.target"]

@@ -34,6 +34,9 @@ class LuksDetachedBackend(LuksBackend):
     api_version = 3
     partition_type = "8300"  # generic: a LUKS type code would give the game away
     detached_header = True
+    # TPM2 and FIDO2 tokens in a detached header: not offered until proven here
+    # (docs/threat-model.md, "Unlocking with hardware").
+    unlock_carriers: ClassVar[frozenset[str]] = frozenset()
     capabilities: ClassVar[Mapping[str, Capability]] = {
         **LuksBackend.capabilities,
         "deniability": Capability(
@@ -159,6 +162,12 @@ class LuksDetachedBackend(LuksBackend):
 
     # Provisioning: each disk's header goes to its own device or file, is backed up and
     # the backup verified before anything is written to that disk's data partition.
+
+    def token_device(self, spec: InstallSpec, member: Member) -> str:
+        # The key slots and tokens are in the header, wherever it is.
+        if member.header is None:
+            raise ValueError("luks-detached needs a header path for every disk")
+        return member.header
 
     def header_options(self, spec: InstallSpec, member: Member) -> tuple[str, ...]:
         if member.header is None:
