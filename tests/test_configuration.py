@@ -10,6 +10,7 @@ from typing import Any
 
 import nixeval
 import pytest
+from advisor_unlock import Tpm2Unlock
 
 from advisor.errors import PluginError, PluginRefusal
 from advisor.models import (
@@ -114,11 +115,17 @@ VARIANTS["zfs-native-systemd-backup"] = backup_layout(
     "zfs-native", "backup@vault.example:tank/atlas", "untrusted"
 )
 VARIANTS["luks-systemd-backup-trusted"] = backup_layout("luks", "backup/atlas", "trusted")
+VARIANTS["luks-systemd-tpm2"] = replace(
+    golden_layout("luks", "systemd"),
+    settings=replace(golden_layout("luks", "systemd").settings, unlock="tpm2"),
+    unlock_options=("tpm2-device=auto",),
+)
 
 
 def write_variant(name: str, folder: Path) -> dict[str, Path]:
     layout = VARIANTS[name]
-    files = generate(layout, BACKENDS[layout.backend]).files
+    method = Tpm2Unlock() if layout.settings.unlock == "tpm2" else None
+    files = generate(layout, BACKENDS[layout.backend], method=method).files
     paths = {}
     for file_name, text in files.items():
         paths[file_name] = folder / file_name
@@ -250,6 +257,20 @@ def test_luks(initrd: str, evaluated: dict[str, Any]) -> None:
             "after": ["cryptsetup.target"],
             "wants": ["cryptsetup.target"],
         }
+
+
+def test_luks_tpm2(evaluated: dict[str, Any]) -> None:
+    """The TPM2 unlocks in the systemd initrd: systemd-cryptsetup reads the token when the
+    crypttab line says tpm2-device=auto (crypttab(5)), and the initrd has TPM2 support."""
+    cfg = evaluated["luks-systemd-tpm2"][0]
+    layout = VARIANTS["luks-systemd-tpm2"]
+    assert cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"] == {
+        "device": data_device(layout),
+        "bypassWorkqueues": True,
+        "crypttabExtraOpts": ["tpm2-device=auto"],
+    }
+    assert cfg["boot"]["initrd"]["systemd"]["tpm2"] == {"enable": True}
+    assert cfg["boot"]["initrd"]["systemd"]["enable"] is True
 
 
 @pytest.mark.parametrize("initrd", ["systemd", "scripted"])

@@ -11,12 +11,15 @@ stdin only.
   check it, and only then put it in the old one's place (:func:`refresh_header_backup`);
 - ``refused (--exit N | --message TEXT) -- COMMAND...``: exit 0 when COMMAND refuses the
   passphrase on stdin in the way that means a wrong key (:func:`refused`), as a step or
-  a probe that says "the old passphrase no longer opens it".
+  a probe that says "the old passphrase no longer opens it";
+- ``token TYPE HEADER``: the LUKS2 header has a token of that type (``systemd-tpm2``),
+  the probe of an unlock method's enrollment (:func:`token`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ USAGE = (
     "(--exit N | --message TEXT) -- COMMAND...\n"
     "       python -m advisor.install.verify unmounted PATH\n"
     "       python -m advisor.install.verify exported POOL\n"
+    "       python -m advisor.install.verify token TYPE HEADER\n"
 )
 #: Beside the backup, the new one while it is taken and checked.
 NEW_SUFFIX = ".new"
@@ -136,6 +140,29 @@ def refused(
     return f"{command[0]} failed with status {result.returncode}, not as for a wrong key: {tail}"
 
 
+def token_types(metadata: str) -> list[str]:
+    """The types of the tokens in a LUKS2 header's JSON metadata (``cryptsetup luksDump
+    --dump-json-metadata``), in token order; a :class:`ValueError` if it is not that."""
+    data = json.loads(metadata)
+    tokens = data.get("tokens") if isinstance(data, dict) else None
+    if not isinstance(tokens, dict):
+        raise ValueError("no tokens object in the LUKS2 metadata")
+    ordered = sorted(tokens.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0)
+    return [str(token.get("type")) for _, token in ordered if isinstance(token, dict)]
+
+
+def token(kind: str, header: Path) -> list[str]:
+    """Problems with ``header`` holding a token of type ``kind``: none when it does."""
+    try:
+        result = runner.run(["cryptsetup", "luksDump", "--dump-json-metadata", str(header)])
+        found = token_types(result.stdout)
+    except (runner.CommandError, ValueError) as error:
+        return [f"cannot read the LUKS2 tokens of {header}: {error}"]
+    if kind not in found:
+        return [f"{header} has no {kind} token (tokens: {', '.join(found) or 'none'})"]
+    return []
+
+
 def _cryptsetup(arguments: list[str], secret: str | None = None) -> int:
     """The exit status of ``cryptsetup ARGUMENTS``, ``secret`` (if any) on its stdin."""
     try:
@@ -150,6 +177,8 @@ def main(argv: list[str]) -> int:
     install feeds it with no newline, as luksFormat took it; ``refused`` passes it on to
     its command as it came). Returns the exit status: 0 sound, 1 a problem, 2 a wrong
     call."""
+    if len(argv) == 3 and argv[0] == "token":
+        return _report(token(argv[1], Path(argv[2])), f"{argv[2]}: a {argv[1]} token")
     if len(argv) == 2 and argv[0] in ("unmounted", "exported"):
         problems = unmounted(Path(argv[1])) if argv[0] == "unmounted" else exported(argv[1])
         return _report(problems, f"{argv[1]}: {argv[0]}")

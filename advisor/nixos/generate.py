@@ -34,9 +34,16 @@ from advisor.models import (
     Layout,
     NixFragment,
     RemoteUnlock,
+    UnlockMethod,
     esp_mountpoint,
 )
-from advisor.plugincall import backend_owner, call_backend, sequence_of
+from advisor.plugincall import (
+    backend_owner,
+    call_backend,
+    call_method,
+    method_owner,
+    sequence_of,
+)
 
 #: Sections appear in this order; sections the core does not know follow, in order of
 #: first appearance.
@@ -512,10 +519,12 @@ def generate(
     backend: Backend,
     extra: Sequence[Contribution] = (),
     datasets: Sequence[Dataset] = DATASETS,
+    method: UnlockMethod | None = None,
 ) -> GeneratedConfig:
     """The files for ``layout`` (the configuration, the flake and the layout record),
-    with ``backend``'s fragments and any ``extra`` ones; ``datasets`` are the layout's
-    (:func:`core_fragments`)."""
+    with ``backend``'s fragments, the unlock ``method``'s (``settings.unlock``; ``None``:
+    a passphrase, which needs none) and any ``extra`` ones; ``datasets`` are the
+    layout's (:func:`core_fragments`)."""
     contributions = [Contribution("core", f) for f in core_fragments(layout, datasets)]
     contributions += [Contribution("core", f) for f in backup_fragments(layout, backend)]
     fragments = call_backend(backend, "nix_fragments", layout)
@@ -523,6 +532,13 @@ def generate(
         Contribution(f"backend {backend.name}", f)
         for f in sequence_of(backend_owner(backend), "nix_fragments", fragments, NixFragment)
     ]
+    if method is not None:
+        owner = method_owner(method)
+        fragments = call_method(method, "nix_fragments", layout)
+        contributions += [
+            Contribution(owner, f)
+            for f in sequence_of(owner, "nix_fragments", fragments, NixFragment)
+        ]
     contributions += extra
     statements = merge(contributions)
     return GeneratedConfig(

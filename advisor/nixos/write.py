@@ -23,7 +23,6 @@ from advisor.models import (
     SOPS_AGE_KEY,
     Layout,
     LayoutMember,
-    NixFragment,
     RemoteUnlock,
     Settings,
     luks_names,
@@ -229,16 +228,11 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     layout = replace(layout, hashed_password=secrets.hash_password(request.password))
     backend = plugins.backend(layout.backend)
     method = unlock_method(layout.settings, plugins.unlock_methods)
-    fragments = call_method(method, "nix_fragments", layout)
     extra = [
-        Contribution(method_owner(method), fragment)
-        for fragment in sequence_of(method_owner(method), "nix_fragments", fragments, NixFragment)
-    ]
-    extra += [
         Contribution(f"plugin {name}", fragment)
         for name, fragment in plugins.nix_fragments(layout, backend)
     ]
-    files = generate(layout, backend, extra, layout_datasets(layout.settings)).files
+    files = generate(layout, backend, extra, layout_datasets(layout.settings), method).files
 
     changed = {name: text for name, text in files.items() if _differs(out / name, text)}
     clashing = [name for name in changed if (out / name).exists()]
