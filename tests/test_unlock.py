@@ -180,7 +180,9 @@ def test_config_unlocks_with_the_method_in_the_systemd_initrd(
     cfg = nixeval.eval_config(out / "configuration.nix")
     device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
     assert device["crypttabExtraOpts"] == [option]
-    assert ("tpm2" in cfg["boot"]["initrd"]["systemd"]) is tpm2
+    systemd = cfg["boot"]["initrd"]["systemd"]
+    assert systemd["tpm2" if tpm2 else "fido2"] == {"enable": True}
+    assert ("tpm2" in systemd) is tpm2 and ("fido2" in systemd) is not tpm2
     assert json.loads((out / "advisor.json").read_text())["settings"]["unlock"] == method
 
 
