@@ -385,9 +385,7 @@ class Fido2Unlock(EnrolledUnlock):
         # The initrd's FIDO2 support: the fido_id udev rule, systemd's FIDO2 token
         # plugin and libfido2 (nixpkgs nixos/modules/system/boot/systemd/fido2.nix; on
         # by default when systemd is built with FIDO2, set so the configuration says it).
-        return (
-            NixFragment("Unlocking", {("boot", "initrd", "systemd", "fido2", "enable"): True}),
-        )
+        return (NixFragment("Unlocking", {("boot", "initrd", "systemd", "fido2", "enable"): True}),)
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
         if answers.get("hardware_token") != "yes":
