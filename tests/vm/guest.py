@@ -56,3 +56,16 @@ def logged_commands(log: str) -> list[tuple[str, str]]:
     """(step id, command) of each step the install log shows run, the stdin note removed."""
     pattern = re.compile(r"\S+ step \d+/\d+ ([\w-]+): (.*?)(?: \(stdin: <\w+>\))?$")
     return [(m[1], m[2]) for line in log.splitlines() if (m := pattern.match(line))]
+
+
+def crypttab_options(device: dict[str, Any], header: str | None) -> str:
+    """The options column luksroot.nix writes for a ``boot.initrd.luks.devices`` entry
+    (its ``stage1Crypttab``), ``header`` being where the test finds the header."""
+    options = list(device.get("crypttabExtraOpts", []))
+    if device.get("allowDiscards"):
+        options.append("discard")
+    if device.get("bypassWorkqueues"):
+        options += ["no-read-workqueue", "no-write-workqueue"]
+    if header is not None:
+        options.append(f"header={header}")
+    return ",".join(options) or "-"

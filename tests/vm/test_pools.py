@@ -34,6 +34,7 @@ from guest import (
     PASSWORD,
     TIMEOUT,
     TRACE,
+    crypttab_options,
     logged_commands,
     planned_commands,
     rollback_command,
@@ -103,19 +104,6 @@ def teardown(names: list[str]) -> str:
     """Unmount, export and close: what a power-off leaves of the running install."""
     close = "".join(f"cryptsetup close {name}\n" for name in names)
     return f"sync\numount -R /mnt\nzpool export rpool\n{close}"
-
-
-def crypttab_options(device: dict[str, Any], header: str | None) -> str:
-    """The options column luksroot.nix writes for a ``boot.initrd.luks.devices`` entry
-    (its ``stage1Crypttab``), ``header`` being where the test finds the header."""
-    options = list(device.get("crypttabExtraOpts", []))
-    if device.get("allowDiscards"):
-        options.append("discard")
-    if device.get("bypassWorkqueues"):
-        options += ["no-read-workqueue", "no-write-workqueue"]
-    if header is not None:
-        options.append(f"header={header}")
-    return ",".join(options) or "-"
 
 
 def unlock_script(cfg: dict[str, Any], present: set[str] | None = None) -> str:
