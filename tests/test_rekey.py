@@ -195,7 +195,8 @@ def test_secrets_and_recovery_key() -> None:
     assert values["new-passphrase-and-recovery-key"] == "new-one\nrk"
     assert "recovery-key" not in rekey.rekey_secrets("a", "b", None)
     key = recovery.new_recovery_key()
-    assert re.fullmatch(r"[a-z2-7]{4}(-[a-z2-7]{4}){12}", key)  # 52 base32 digits: 260 bits
+    # 64 modhex letters (4 bits each: 256 bits), eight groups of eight.
+    assert re.fullmatch(r"[cbdefghijklnrtuv]{8}(-[cbdefghijklnrtuv]{8}){7}", key)
     assert key != recovery.new_recovery_key()
     with pytest.raises(UsageError, match="new passphrase is the current one"):
         rekey.check_passphrases("same-pass", "same-pass")

@@ -51,7 +51,7 @@ def test_the_built_in_methods_are_loaded_through_their_entry_point() -> None:
     assert [m.name for m in plugins.unlock_methods_for(luks)] == [m.name for m in METHODS]
     # ZFS native encryption has no key slots: a passphrase only (docs/threat-model.md).
     assert [m.name for m in plugins.unlock_methods_for(native)] == ["passphrase"]
-    assert not carries(LuksDetachedBackend(), Tpm2Unlock())
+    assert carries(LuksDetachedBackend(), Tpm2Unlock())
     with pytest.raises(UsageError, match=r"no such unlock method.*installed: passphrase, tpm2"):
         plugins.unlock_method("tpm3")
 
@@ -69,8 +69,11 @@ def test_tpm2_enrolls_after_the_container_with_the_passphrase_on_stdin() -> None
     assert add.secret == "passphrase-and-recovery-key" and add.secret_newline
     assert add.probe_secret == "recovery-key"  # done when the recovery key opens it
     assert test.secret == "recovery-key"
-    assert enroll.argv == (
-        "systemd-cryptenroll", "--unlock-key-file=/dev/stdin", "--tpm2-device=auto",
+    # The passphrase on stdin, which the keyfile wrapper turns into /dev/fd/3: systemd
+    # before 256 cannot read a key file from a pipe.
+    assert enroll.argv[1:4] == ("-m", "advisor.install.keyfile", "--")
+    assert enroll.argv[4:] == (
+        "systemd-cryptenroll", "--unlock-key-file=/dev/fd/3", "--tpm2-device=auto",
         "--tpm2-pcrs=0+7", DATA,
     )  # fmt: skip
     assert enroll.secret == "passphrase" and not enroll.secret_newline
@@ -140,11 +143,25 @@ def test_refusals_name_the_flag_and_the_way_out() -> None:
     assert check(replace(base, unlock="tpm2", tpm2_pcrs="0+2+7")).tpm2_pcrs == "0+2+7"
 
 
-def test_luks_detached_refuses_tokens_until_proven() -> None:
-    spec = detached(PLAN_SPEC, ["/dev/disk/by-id/usb-key"], ["/backup/header.img"])
-    backend = LuksDetachedBackend()
-    with pytest.raises(UsageError, match="luks-detached backend cannot carry it"):
-        check(replace(spec.settings, unlock="tpm2"), backend)
+def test_a_detached_header_carries_the_token_and_its_backup_is_taken_anew() -> None:
+    header, backup = "/dev/disk/by-id/usb-key", "/backup/header.img"
+    spec = unlocking(detached(PLAN_SPEC, [header], [backup]), "tpm2", keep_passphrase=False)
+    assert check(spec.settings, LuksDetachedBackend()).unlock == "tpm2"
+    plan = build_plan(
+        spec, LuksDetachedBackend(), generate_hardware_config=False, method=Tpm2Unlock()
+    )
+    ids = [step.id for step in plan.steps]
+    # The token goes into the header (systemd-cryptenroll has no --header: the header is
+    # its device), then the backup taken at format time is replaced.
+    assert plan.step("enroll").argv[-1] == header
+    assert plan.step("add-recovery-key").argv[-1] == header
+    at = ids.index("enroll")
+    assert ids[at + 1] == "refresh-header-backup"
+    refresh = plan.step("refresh-header-backup")
+    assert refresh.argv[-4:] == ("refresh-header-backup", header, backup, DATA)
+    assert refresh.secret == "recovery-key"  # it still opens after the passphrase goes
+    # Once the passphrase is gone, the backup must lose it too.
+    assert ids[-2:] == ["remove-passphrase", "refresh-header-backup-again"]
 
 
 def test_token_types_read_the_luks2_metadata() -> None:

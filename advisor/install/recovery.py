@@ -9,7 +9,6 @@ again rather than making a second one.
 
 from __future__ import annotations
 
-import base64
 import secrets as random
 import sys
 from collections.abc import Sequence
@@ -20,9 +19,13 @@ from advisor.install.executor import journal_events
 from advisor.install.plan import SECRET_LINES
 from advisor.models import Step
 
-#: The recovery key's strength, and its shape: base32 (a-z, 2-7), groups of four.
+#: The recovery key's strength, and its shape: modhex, in groups of eight.
 RECOVERY_KEY_BYTES = 32
-RECOVERY_GROUP = 4
+RECOVERY_GROUP = 8
+#: Modhex: hex digits written with 16 letters that sit at the same place on every common
+#: keyboard layout (QWERTY, QWERTZ, AZERTY, Dvorak...), so the key types right at an
+#: initrd prompt whatever its keymap; systemd-cryptenroll's recovery keys use it too.
+MODHEX = str.maketrans("0123456789abcdef", "cbdefghijklnrtuv")
 
 
 def step_states(state_dir: Path) -> tuple[set[str], set[str]]:
@@ -60,9 +63,10 @@ def recovery_key_needed(steps: Sequence[Step], state_dir: Path | None) -> str | 
 
 def new_recovery_key() -> str:
     """A random recovery key of :data:`RECOVERY_KEY_BYTES` (256 bits) as a person types
-    it: lower-case base32 in dash-separated groups of four (``abcd-efgh-...``). The
-    dashes are part of it: it is typed as shown."""
-    text = base64.b32encode(random.token_bytes(RECOVERY_KEY_BYTES)).decode().rstrip("=").lower()
+    it: 64 modhex letters (:data:`MODHEX`) in eight dash-separated groups of eight
+    (``cbdefghi-...``), the shape of systemd's recovery keys. The dashes are part of it:
+    it is typed as shown."""
+    text = random.token_hex(RECOVERY_KEY_BYTES).translate(MODHEX)
     groups = [text[i : i + RECOVERY_GROUP] for i in range(0, len(text), RECOVERY_GROUP)]
     return "-".join(groups)
 

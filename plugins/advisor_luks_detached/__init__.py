@@ -34,9 +34,10 @@ class LuksDetachedBackend(LuksBackend):
     api_version = 3
     partition_type = "8300"  # generic: a LUKS type code would give the game away
     detached_header = True
-    # TPM2 and FIDO2 tokens in a detached header: not offered until proven here
-    # (docs/threat-model.md, "Unlocking with hardware").
-    unlock_carriers: ClassVar[frozenset[str]] = frozenset()
+    # systemd-cryptenroll enrolls into the header given as its device, and
+    # systemd-cryptsetup reads the token from crypttab's header= (measured on systemd
+    # 252: docs/unlock.md, "luks-detached"); the header's backup is taken anew after.
+    unlock_carriers = frozenset({"luks2-token"})
     capabilities: ClassVar[Mapping[str, Capability]] = {
         **LuksBackend.capabilities,
         "deniability": Capability(

@@ -43,6 +43,9 @@ LUKS2_TOKEN = "luks2-token"  # noqa: S105 - a carrier's name, not a secret
 
 #: advisor's own checks, run as steps (the interpreter that runs advisor).
 VERIFY = (sys.executable, "-m", "advisor.install.verify")
+#: Runs a command with the secret on stdin readable as the file /dev/fd/3: what
+#: ``systemd-cryptenroll --unlock-key-file`` takes (systemd before 256 cannot read a pipe).
+KEYFILE = (sys.executable, "-m", "advisor.install.keyfile", "--")
 
 
 class PassphraseUnlock(UnlockMethod):
@@ -114,7 +117,8 @@ class EnrolledUnlock(UnlockMethod):
         return (self.crypttab_option,)
 
     def enroll_steps(self, spec: InstallSpec, member: Member, header: str) -> Sequence[Step]:
-        """Add the recovery key and check it, then enroll the hardware."""
+        """Add the recovery key and check it, then enroll the hardware; then take the
+        header's backup anew, if one is kept (the key slots and tokens changed)."""
         kdf: tuple[str, ...] = ()
         if spec.fast_kdf:  # tests only, as for the install's luksFormat
             kdf = ("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
@@ -133,8 +137,8 @@ class EnrolledUnlock(UnlockMethod):
             enroll_step = Step(
                 "enroll",
                 f"Enroll {self.summary} into {header}",
-                # The passphrase on stdin, as a key file: never typed, never in argv.
-                ("systemd-cryptenroll", "--unlock-key-file=/dev/stdin", *enroll[1:]),
+                # The passphrase on stdin, turned into a key file: never in argv.
+                (*KEYFILE, "systemd-cryptenroll", "--unlock-key-file=/dev/fd/3", *enroll[1:]),
                 secret="passphrase",
                 probe=found,
             )
@@ -158,6 +162,26 @@ class EnrolledUnlock(UnlockMethod):
                 secret_newline=True,
             ),
             enroll_step,
+            *self.backup_steps(member, "refresh-header-backup"),
+        )
+
+    def backup_steps(self, member: Member, step_id: str) -> tuple[Step, ...]:
+        """Take ``member``'s header backup anew, if it has one (a detached header's),
+        and check that it opens the data with the recovery key (which stays when the
+        passphrase goes): the backup taken at format time lacks the key slots and
+        tokens added since."""
+        if member.header_backup is None or member.header is None:
+            return ()
+        check = (member.header, member.header_backup, member.data_partuuid_device)
+        return (
+            Step(
+                step_id,
+                f"Take the header backup {member.header_backup} anew, with the new key slots",
+                (*VERIFY, "refresh-header-backup", *check),
+                secret="recovery-key",
+                probe=(*VERIFY, "header-backup", *check),
+                probe_secret="recovery-key",
+            ),
         )
 
     def retire_passphrase_steps(
@@ -178,6 +202,7 @@ class EnrolledUnlock(UnlockMethod):
                 probe=refused,
                 probe_secret="passphrase",
             ),
+            *self.backup_steps(member, "refresh-header-backup-again"),
         )
 
     def nix_fragments(self, layout: Layout) -> Sequence[NixFragment]:

@@ -103,7 +103,7 @@ cryptsetup close cryptroot
     result = run_in_vm(first, [disk], rwdir=rw, timeout=TIMEOUT, tpm=tpm)
     assert result.returncode == 0, result.describe()
     dump = (rw / "luks-dump.txt").read_text()
-    assert "systemd-tpm2" in dump and "tpm2-pcrs:  7" in dump.replace("\t", " ")
+    assert "systemd-tpm2" in dump and "tpm2-hash-pcrs:   7" in dump.replace("\t", " ")
     key = recovery.read_text().strip()
     # Shown once: written to the file asked for, nowhere else.
     leaked = [
@@ -117,7 +117,7 @@ cryptsetup close cryptroot
     ]
     assert leaked == []
     plan = (rw / "plan.sh").read_text()
-    assert "systemd-cryptenroll --unlock-key-file=/dev/stdin --tpm2-device=auto" in plan
+    assert "systemd-cryptenroll --unlock-key-file=/dev/fd/3 --tpm2-device=auto" in plan
     assert "$ADVISOR_RECOVERY_KEY" in plan
 
     config = rw / "etc-nixos" / "configuration.nix"
@@ -194,6 +194,8 @@ set +e
 # the PIN asked through the password agent, a wrong one first.
 {with_agent("wrong-pin", "wrong.log", attach(DATA, "tpm2-device=auto", "wrong_pin"))}
 cryptsetup status cryptroot > /dev/null; result open_wrong $?
+# The PIN typed is cached in root's keyring (AcceptCached): a new boot has none.
+keyctl clear @u
 {with_agent("pin", "right.log", attach(DATA, "tpm2-device=auto", "right_pin"))}
 cryptsetup status cryptroot > /dev/null; result open_right $?
 result asked "$(head -c 200 right.log)"
@@ -208,7 +210,7 @@ result asked "$(head -c 200 right.log)"
     assert results["pin_install"] == "0", transcript
     assert PIN not in transcript and PASSPHRASE not in transcript  # typed, not echoed
     dump = (rw / "luks-dump.txt").read_text()
-    assert "systemd-tpm2" in dump and "tpm2-pin:   true" in dump.replace("\t", " ")
+    assert "systemd-tpm2" in dump and "tpm2-pin:         true" in dump.replace("\t", " ")
     execs = (rw / "execve.log").read_text()
     assert PIN not in execs and PASSPHRASE not in execs
     cfg = nixeval.eval_config(rw / "etc-nixos" / "configuration.nix")
