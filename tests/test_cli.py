@@ -70,17 +70,19 @@ def test_assess_human_report(run_cli: RunCli) -> None:
         assert section in out
     assert "Mitigations" in out and "generic names" in out
     assert "advisor plan --backend zfs-native --disk DISK-ID" in out
-    # The unlock method next to the backend, with the methods zfs-native cannot carry.
+    # The unlock method next to the backend, and why the others are ruled out.
     assert "Unlock: passphrase" in out
-    assert "tpm2 is ruled out: the zfs-native backend cannot carry it" in " ".join(out.split())
+    assert "fido2 is ruled out: needs a FIDO2 security key" in " ".join(out.split())
 
 
 def test_assess_human_report_names_the_unlock_method_and_its_warnings(run_cli: RunCli) -> None:
-    out = " ".join(run_cli("assess", "--profile", "conservative-server").stdout.split())
-    assert "Unlock: tpm2 a TPM2 chip" in out
-    assert "Why tpm2:" in out and "Unattended unlock:" in out
-    assert "not a machine stolen whole" in out
-    assert "--unlock tpm2" in out
+    # The journalist's method needs no TPM, so the report is the same on any machine.
+    out = " ".join(run_cli("assess", "--profile", "journalist").stdout.split())
+    assert "Unlock: fido2 a FIDO2 security key" in out
+    assert "Why fido2:" in out and "Key kept apart:" in out
+    assert "Keep the token apart from the machine" in out
+    assert "tpm2 is ruled out:" in out
+    assert "--unlock fido2" in out
 
 
 def test_answers_file_overrides_profile(run_cli: RunCli, tmp_path: Path) -> None:
