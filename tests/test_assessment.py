@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 
 from advisor.assess.answers import list_profiles, load_profile, validate_answers
 from advisor.assess.assessment import (
@@ -36,6 +35,7 @@ from advisor.models import (
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from advisor_zfs_native import ZfsNativeBackend
 
 BACKENDS: tuple[Backend, ...] = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())

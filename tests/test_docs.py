@@ -15,7 +15,7 @@ from advisor import hookspecs
 from advisor.assess.assessment import system_warnings
 from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
-from advisor.models import SystemFacts
+from advisor.models import Backend, SystemFacts, UnlockMethod
 from advisor.questionnaire import QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
@@ -44,7 +44,7 @@ def answer_samples() -> list[dict[str, str]]:
 
 
 def cited_facts() -> set[str]:
-    rated = (*BACKENDS, *METHODS)
+    rated: tuple[Backend | UnlockMethod, ...] = (*BACKENDS, *METHODS)
     facts = {c.fact for r in rated for c in r.capabilities.values()}
     systems = [
         SystemFacts(aes_instructions=a, memory_bytes=m, tpm2=t)

@@ -6,7 +6,6 @@ import io
 from collections.abc import Mapping
 from typing import ClassVar
 
-from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from helpers import MakePluginDist, RunCli, usable_disk
 from rich.console import Console
 
@@ -19,6 +18,7 @@ from advisor.models import Axis, Backend, Capability, Note, Rating, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 
 
 def _console() -> tuple[Console, io.StringIO]:

@@ -226,10 +226,7 @@ def _notes(console: Console, notes: Sequence[Note], style: str) -> None:
     """One bullet per warning or mitigation, with its plugin's link if it gives one."""
     bullets(
         console,
-        [
-            (Text("•"), Text(note.text, style=style) + _citation(note.url, ""))
-            for note in notes
-        ],
+        [(Text("•"), Text(note.text, style=style) + _citation(note.url, "")) for note in notes],
     )
 
 
