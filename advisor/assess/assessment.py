@@ -500,7 +500,7 @@ def advise_unlock(
     ranked = []
     for method in methods:
         points, reasons = score(method, method_weights)
-        gate = _method_gate(method, answers, system)
+        gate = method_gate(method, answers, system)
         if gate is None and not carries(backend, method):
             gate = (
                 f"the {backend.name} backend cannot carry it (it needs a "
@@ -525,8 +525,8 @@ def advise_unlock(
     return UnlockAdvice(
         backend=backend.name,
         ranking=tuple(ranked),
-        warnings=tuple(_method_notes(chosen, "warnings", answers, system)),
-        mitigations=tuple(_method_notes(chosen, "mitigations", answers, system)),
+        warnings=tuple(method_notes(chosen, "warnings", answers, system)),
+        mitigations=tuple(method_notes(chosen, "mitigations", answers, system)),
     )
 
 
@@ -545,7 +545,7 @@ def _notes(backend: Backend, method: str, answers: Answers, system: SystemFacts)
     return sequence_of(backend_owner(backend), method, notes, Note)
 
 
-def _method_gate(method: UnlockMethod, answers: Answers, system: SystemFacts) -> str | None:
+def method_gate(method: UnlockMethod, answers: Answers, system: SystemFacts) -> str | None:
     """``method.gate``, a failure or a result that is no reason named as the method's."""
     gate = call_method(method, "gate", answers, system)
     if gate is not None and not isinstance(gate, str):
@@ -554,7 +554,7 @@ def _method_gate(method: UnlockMethod, answers: Answers, system: SystemFacts) ->
     return gate
 
 
-def _method_notes(
+def method_notes(
     method: UnlockMethod, name: str, answers: Answers, system: SystemFacts
 ) -> list[Note]:
     """``method.warnings`` or ``.mitigations`` (``name``), checked to be notes."""
