@@ -324,6 +324,12 @@ def test_journalist_at_a_border_rules_out_tpm2_with_the_reason() -> None:
     data = run(answers).to_json()
     gated = {g["method"]: g["reason"] for g in data["unlock"]["gated"]}
     assert "border inspection" in gated["tpm2"]
+    # ...on any machine: the threat model's reason comes before the machine's.
+    no_tpm = run(answers, SystemFacts(tpm2=False)).to_json()["unlock"]
+    gated = {g["method"]: g["reason"] for g in no_tpm["gated"]}
+    assert "border inspection" in gated["tpm2"]
+    assert gated["tpm2+pin"] == "this machine has no TPM2 chip"
+    assert no_tpm["method"] == "fido2"
     # Without a token, the passphrase: fido2 is ruled out, and tpm2 still is.
     without = run({**answers, "hardware_token": "no"}).to_json()["unlock"]
     assert without["method"] == "passphrase"

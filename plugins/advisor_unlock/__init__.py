@@ -280,14 +280,15 @@ class Tpm2Unlock(EnrolledUnlock):
         return _tpm2_nix()
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
-        if system.tpm2 is False:
-            return "this machine has no TPM2 chip"
+        # The threat model's reason first: it holds on any machine.
         if answers.get("adversary") in ("border", "targeted"):
             return (
                 "a machine that unlocks itself opens for whoever holds it, and you said a "
                 "border inspection or a targeted adversary may hold it (tpm2+pin or fido2 "
                 "ask for something the machine does not have)"
             )
+        if system.tpm2 is False:
+            return "this machine has no TPM2 chip"
         return None
 
     def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
