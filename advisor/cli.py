@@ -364,7 +364,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     plugins = commands.add_parser(
         "plugins",
-        help="list plugins with their status, hooks and backends",
+        help="list plugins with their status and what each provides: backends, unlock methods",
         description=(
             "List every plugin. ADVISOR_DISABLE_PLUGINS=a,b skips plugins by name; "
             "ADVISOR_STRICT_PLUGINS=1 makes a broken plugin an error."
@@ -567,6 +567,7 @@ def cmd_assess(args: argparse.Namespace) -> int:
         backends=plugins.backends,
         answers=answers,
         system=system,
+        unlock_methods=plugins.unlock_methods,
         answer_sources=sources,
     )
     saved_to = str(args.save) if args.save is not None else None

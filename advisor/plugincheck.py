@@ -3,8 +3,8 @@
 Loading a plugin calls only its discovery hooks. A backend's ``nix_fragments``,
 ``provision_steps``, ``pool_device`` and ``pool_encryption`` and the
 ``advisor_nix_fragments`` hook run only in ``config``, ``plan`` and ``install``, and
-``gate``, ``warnings`` and ``mitigations`` in ``assess``, and ``rekey_steps`` in
-``rekey``: a plugin broken there would pass
+``gate``, ``warnings`` and ``mitigations`` (a backend's and an unlock method's) in
+``assess``, and ``rekey_steps`` in ``rekey``: a plugin broken there would pass
 a plain listing. The check runs all of them against sample layouts and install specs,
 one per initrd flavour, through the same code the commands use, and marks a plugin that
 fails broken with the reason. A :class:`~advisor.errors.PluginRefusal` is no failure: a
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 
-from advisor.assess.assessment import assess
+from advisor.assess.assessment import assess, method_gate, method_notes
 from advisor.errors import AdvisorError, PluginError, PluginRefusal
 from advisor.install.plan import build_plan
 from advisor.install.rekey import rekey_steps_of
@@ -30,6 +30,7 @@ from advisor.models import (
     RekeySpec,
     Settings,
     SystemFacts,
+    UnlockMethod,
     luks_names,
 )
 from advisor.nixos.generate import Contribution, generate
@@ -116,14 +117,20 @@ def samples(backend: Backend) -> list[tuple[Layout, InstallSpec]]:
 
 
 def check_plugins(plugins: LoadedPlugins) -> None:
-    """Mark broken, with the reason, every active plugin whose backends or
-    ``advisor_nix_fragments`` fail against the samples (:func:`samples`)."""
+    """Mark broken, with the reason, every active plugin whose backends, unlock methods
+    or ``advisor_nix_fragments`` fail against the samples (:func:`samples`)."""
     owner = {name: record for record in plugins.records for name in record.backends}
     for backend in plugins.backends:
         record = owner[backend.name]
         if record.status is Status.ACTIVE:
             with _blame(record):
                 _run_backend(plugins, backend)
+    method_owner = {name: r for r in plugins.records for name in r.unlock_methods}
+    for method in plugins.unlock_methods:
+        record = method_owner[method.name]
+        if record.status is Status.ACTIVE:
+            with _blame(record):
+                _run_unlock_method(plugins, method)
     # Each hook is run with the backends that passed, so a failure is its own.
     backends = [b for b in plugins.backends if owner[b.name].status is Status.ACTIVE]
     for record in plugins.records:
@@ -179,6 +186,19 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
             # What 'rekey' asks of it; none (it cannot rekey) and a refusal are answers.
             with _refusal_allowed():
                 rekey_steps_of(RekeySpec(layout, recovery_key=recovery_key), backend)
+
+
+def _run_unlock_method(plugins: LoadedPlugins, method: UnlockMethod) -> None:
+    """What ``assess`` asks of an unlock method: its gate, and its warnings and
+    mitigations (asked of the recommended one only), with every question's default
+    answer, on a machine whose TPM2 is unknown and on one that has one."""
+    answers = {q.id: q.default or q.values[0] for q in plugins.questions}
+    for system in (SystemFacts(), SystemFacts(tpm2=True)):
+        with _refusal_allowed():
+            method_gate(method, answers, system)
+        for name in ("warnings", "mitigations"):
+            with _refusal_allowed():
+                method_notes(method, name, answers, system)
 
 
 def _check_native_encryption(backend: Backend, spec: InstallSpec) -> None:

@@ -68,7 +68,8 @@ AXES: tuple[Axis, ...] = (
     Axis(
         "key_apart",
         "Key kept apart",
-        "What opens the disk can travel apart from the machine, or be left at home.",
+        "What opens the disk can travel apart from the machine, be left at home or carried "
+        "by someone else.",
     ),
     Axis(
         "trim",
@@ -101,7 +102,11 @@ QUESTIONS: tuple[Question, ...] = (
         "adversary studies you and may come back.",
         (
             Choice("thief", "An opportunistic thief"),
-            Choice("border", "Border or police inspection", {"metadata": 1, "integrity": 1}),
+            Choice(
+                "border",
+                "Border or police inspection",
+                {"metadata": 1, "integrity": 1, "key_apart": 1},
+            ),
             Choice(
                 "targeted",
                 "A targeted, well-resourced adversary",
@@ -193,12 +198,14 @@ QUESTIONS: tuple[Question, ...] = (
     ),
     Question(
         "machine_theft",
-        "Could the whole machine be taken while it is off (a laptop, a server in a shared rack)?",
-        "A TPM2 that unlocks by itself protects a disk pulled out of the machine, not the "
-        "machine taken whole: whoever holds it powers it on and the disk opens.",
+        "Could the whole machine be taken while it is off (a laptop, a server at home or in "
+        "a shared rack)?",
+        "A TPM2 that unlocks by itself protects a disk pulled out of the machine (swapped, "
+        "returned under warranty, resold), not the machine taken whole: whoever holds it "
+        "powers it on and the disk opens, leaving only the login between them and the data.",
         (
-            Choice("no", "No: only the disk could leave"),
-            Choice("yes", "Yes", {"whole_machine_theft": 4}),
+            Choice("no", "No: only a disk could leave (a locked rack, a disk swapped out)"),
+            Choice("yes", "Yes", {"whole_machine_theft": 3}),
         ),
         default="yes",
         optional=True,
@@ -207,8 +214,9 @@ QUESTIONS: tuple[Question, ...] = (
         "hardware_token",
         "Do you have a FIDO2 security key (YubiKey, Nitrokey, SoloKey) you can keep apart "
         "from the machine?",
-        "A FIDO2 token can unlock the disk at boot with a touch; kept apart from the "
-        "machine, a thief with the machine alone gets nothing.",
+        "A FIDO2 token with the hmac-secret extension can unlock a LUKS2 disk at boot with "
+        "its PIN and a touch; kept apart from the machine (not in the laptop bag), a thief "
+        "with the machine alone gets nothing. ZFS native encryption cannot use one.",
         (
             Choice("no", "No"),
             Choice("yes", "Yes", {"key_apart": 3}),

@@ -51,6 +51,20 @@ def bullets(console: Console, rows: Sequence[tuple[Text, Text]]) -> None:
     console.print(indent(grid))
 
 
+def _provides(record: PluginRecord) -> list[str]:
+    """What a plugin contributes, one item a line: each backend (``backend luks``) and
+    unlock method (``unlock tpm2``) by name, its other hooks by what they add (``axes``)."""
+    named = {"advisor_backends": "backend", "advisor_unlock_methods": "unlock"}
+    names = {"advisor_backends": record.backends, "advisor_unlock_methods": record.unlock_methods}
+    lines = []
+    for hook in record.hooks:
+        if hook in named:
+            lines += [f"{named[hook]} {name}" for name in names[hook]]
+        else:
+            lines.append(hook.removeprefix("advisor_"))
+    return lines
+
+
 def render_plugins(console: Console, records: Sequence[PluginRecord]) -> None:
     """A table of every plugin, then the reason of each that is not active.
 
@@ -65,8 +79,7 @@ def render_plugins(console: Console, records: Sequence[PluginRecord]) -> None:
     longest = max((len(r.distribution or "(core)") for r in records), default=6)
     table.add_column("Distribution", overflow="fold", min_width=min(longest, 30))
     table.add_column("Status", no_wrap=True)
-    table.add_column("Hooks", overflow="fold")
-    table.add_column("Backends", overflow="fold")
+    table.add_column("Provides", overflow="fold")
     for record in records:
         source = Text(record.distribution or "(core)")
         if record.version:
@@ -76,8 +89,7 @@ def render_plugins(console: Console, records: Sequence[PluginRecord]) -> None:
             source,
             Text(str(record.status), style=_STATUS_STYLE[record.status]),
             # One per line: the columns stay narrow enough for 80 columns.
-            Text("\n".join(h.removeprefix("advisor_") for h in record.hooks) or "-"),
-            Text("\n".join(record.backends) or "-"),
+            Text("\n".join(_provides(record)) or "-"),
         )
     console.print(table)
     for record in records:

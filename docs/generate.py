@@ -16,13 +16,14 @@ from pathlib import Path
 from types import ModuleType
 
 from advisor import models, plugin
-from advisor.assess.assessment import assess
+from advisor.assess.assessment import assess, rated_weights
 from advisor.datasets import DATASETS
-from advisor.models import Backend, SystemFacts
+from advisor.models import Backend, SystemFacts, UnlockMethod
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor.settings import OPTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from advisor_zfs_native import ZfsNativeBackend
 
 DOCS = Path(__file__).resolve().parent
@@ -30,6 +31,12 @@ EXAMPLE_LUKS_TRIES = (
     DOCS.parent / "tests/plugins/advisor-luks-tries-example/advisor_luks_tries_example/__init__.py"
 )
 BACKENDS: tuple[Backend, ...] = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())
+METHODS: tuple[UnlockMethod, ...] = (
+    PassphraseUnlock(),
+    Tpm2Unlock(),
+    Tpm2PinUnlock(),
+    Fido2Unlock(),
+)
 
 
 def axes_table() -> str:
@@ -50,31 +57,43 @@ def weights_table() -> str:
     return "\n".join(rows)
 
 
-def rating_matrix() -> str:
-    header = "| Axis | " + " | ".join(f"`{b.name}`" for b in BACKENDS) + " |"
-    rows = [header, "|---|" + "---|" * len(BACKENDS)]
-    for axis in AXES:
+def rating_matrix(candidates: tuple[Backend, ...] | tuple[UnlockMethod, ...]) -> str:
+    """Each axis ``candidates`` rate, with each one's rating linked to its fact."""
+    header = "| Axis | " + " | ".join(f"`{c.name}`" for c in candidates) + " |"
+    rows = [header, "|---|" + "---|" * len(candidates)]
+    rated = {axis for candidate in candidates for axis in candidate.capabilities}
+    for axis in (a for a in AXES if a.id in rated):
         cells = []
-        for backend in BACKENDS:
-            capability = backend.capabilities[axis.id]
+        for candidate in candidates:
+            capability = candidate.capabilities[axis.id]
             cells.append(f"[{int(capability.rating)}](#{capability.fact})")
         rows.append(f"| `{axis.id}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
 def default_example() -> str:
-    """A worked example: the interactive defaults, with each backend's score."""
+    """A worked example: the interactive defaults, with each backend's score, then each
+    unlock method's for the recommended backend."""
     answers = {q.id: q.default for q in QUESTIONS if q.default is not None}
     result = assess(
-        axes=AXES, questions=QUESTIONS, backends=BACKENDS, answers=answers, system=SystemFacts()
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=BACKENDS,
+        answers=answers,
+        system=SystemFacts(),
+        unlock_methods=METHODS,
     )
-    weights = {axis: w for axis, w in result.weights.items() if w > 0}
-    total = sum(weights.values())
+    all_weights = {axis: w for axis, w in result.weights.items() if w > 0}
     lines = [
         "Answers: " + ", ".join(f"`{qid}={value}`" for qid, value in answers.items()) + ".",
-        "Weights: "
-        + ", ".join(f"{axis} {w:g}" for axis, w in weights.items())
-        + f" (total {total:g}, so the best possible sum is {3 * total:g}).",
+        "Weights: " + ", ".join(f"{axis} {w:g}" for axis, w in all_weights.items()) + ".",
+        "",
+    ]
+    weights = rated_weights(all_weights, BACKENDS)
+    total = sum(weights.values())
+    lines += [
+        f"Backends are scored on {', '.join(weights)} (total {total:g}, so the best possible "
+        f"sum is {3 * total:g}):",
         "",
     ]
     for ranked in result.ranking:
@@ -83,6 +102,23 @@ def default_example() -> str:
         verdict = "" if ranked.eligible else f" — gated: {ranked.gate}"
         lines.append(
             f"- `{ranked.backend}`: 100 × ({terms}) / {3 * total:g} = {ranked.score}{verdict}"
+        )
+    if result.unlock is None:  # the defaults recommend a backend; a change would show here
+        raise SystemExit("the interactive defaults recommend no backend: fix the example")
+    weights = rated_weights(all_weights, METHODS)
+    total = sum(weights.values())
+    lines += [
+        "",
+        f"Unlock methods, for `{result.unlock.backend}`, are scored on {', '.join(weights)} "
+        f"(total {total:g}, so the best possible sum is {3 * total:g}):",
+        "",
+    ]
+    for method in result.unlock.ranking:
+        by_axis = {reason.axis: reason for reason in method.reasons}
+        terms = " + ".join(f"{w:g}·{int(by_axis[axis].rating)}" for axis, w in weights.items())
+        verdict = "" if method.eligible else f" — ruled out: {method.gate}"
+        lines.append(
+            f"- `{method.method}`: 100 × ({terms}) / {3 * total:g} = {method.score}{verdict}"
         )
     return "\n".join(lines)
 
@@ -180,7 +216,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "rekeyspec_fields": lambda: fields_table(models.RekeySpec),
     "axes": axes_table,
     "weights": weights_table,
-    "ratings": rating_matrix,
+    "ratings": lambda: rating_matrix(BACKENDS),
+    "unlock_ratings": lambda: rating_matrix(METHODS),
     "example": default_example,
     "datasets": datasets_table,
 }

@@ -10,9 +10,17 @@ from typing import ClassVar
 import pytest
 
 from advisor.assess.answers import list_profiles, load_profile, validate_answers
-from advisor.assess.assessment import Assessment, assess, axis_weights, raidz_for, score_backend
+from advisor.assess.assessment import (
+    Assessment,
+    assess,
+    axis_weights,
+    raidz_for,
+    rated_weights,
+    score,
+)
 from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
+from advisor.errors import PluginError
 from advisor.models import (
     Axis,
     Backend,
@@ -22,13 +30,24 @@ from advisor.models import (
     Question,
     Rating,
     SystemFacts,
+    UnlockMethod,
 )
 from advisor.questionnaire import AXES, QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from advisor_zfs_native import ZfsNativeBackend
 
 BACKENDS: tuple[Backend, ...] = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())
+METHODS: tuple[UnlockMethod, ...] = (
+    PassphraseUnlock(),
+    Tpm2Unlock(),
+    Tpm2PinUnlock(),
+    Fido2Unlock(),
+)
+#: The axes the unlock methods are rated on, and the backends not: whether a stolen
+#: machine opens, and whether what opens it can be kept apart.
+UNLOCK_AXES = {"whole_machine_theft", "key_apart"}
 NEUTRAL = {
     "metadata_exposure": "none",
     "adversary": "thief",
@@ -45,7 +64,14 @@ SYSTEM = SystemFacts(aes_instructions=True, memory_bytes=16 * 1024**3)
 
 
 def run(answers: Mapping[str, str], system: SystemFacts = SYSTEM) -> Assessment:
-    return assess(axes=AXES, questions=QUESTIONS, backends=BACKENDS, answers=answers, system=system)
+    return assess(
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=BACKENDS,
+        answers=answers,
+        system=system,
+        unlock_methods=METHODS,
+    )
 
 
 def with_answers(**changes: str) -> dict[str, str]:
@@ -75,13 +101,13 @@ def test_axis_weights_are_baseline_plus_chosen_answers() -> None:
 
 
 def test_score_is_the_weighted_share_of_the_best_possible_fit() -> None:
-    score, reasons = score_backend(Flat(), {"a": 2.0, "b": 1.0, "c": 1.0})
+    points, reasons = score(Flat(), {"a": 2.0, "b": 1.0, "c": 1.0})
     # (2*3 + 1*1 + 1*0) / (3 * 4) = 7/12
-    assert score == pytest.approx(58.3)
+    assert points == pytest.approx(58.3)
     assert [r.axis for r in reasons] == ["a", "b", "c"]
     assert reasons[0].fact == "fact-a"
     assert reasons[2].rating is Rating.NONE  # an axis the backend makes no claim on
-    assert score_backend(Flat(), {"a": 0.0}) == (0.0, [])
+    assert score(Flat(), {"a": 0.0}) == (0.0, [])
 
 
 def test_more_weight_on_an_axis_favours_the_backend_strong_on_it() -> None:
@@ -180,8 +206,10 @@ def test_machine_facts_add_warnings() -> None:
 
 def test_json_has_the_documented_fields() -> None:
     data = run(NEUTRAL).to_json(saved_to="out dir/a.json")
-    for key in ("recommendation", "ranking", "axes", "reasons", "warnings", "conflicts"):
+    for key in ("recommendation", "ranking", "axes", "reasons", "warnings", "conflicts", "unlock"):
         assert key in data
+    assert data["unlock"]["method"] == "passphrase"  # no hardware wanted, nothing to enroll
+    assert set(data["unlock"]) >= {"score", "reasons", "gated", "ranking", "warnings"}
     assert data["next_command"].splitlines()[0] == (
         "advisor plan --from-assessment 'out dir/a.json' --disk DISK-ID --save plan.json > plan.sh"
     )
@@ -193,9 +221,35 @@ def test_json_has_the_documented_fields() -> None:
 def test_every_reason_cites_a_fact_and_a_source() -> None:
     for backend in BACKENDS:
         for axis in AXES:
+            if axis.id in UNLOCK_AXES:
+                assert axis.id not in backend.capabilities, (backend.name, axis.id)
+                continue
             capability = backend.capabilities.get(axis.id)
             assert capability is not None, f"{backend.name} makes no claim on {axis.id}"
             assert capability.fact and capability.source and capability.why
+    method_axes = {axis for method in METHODS for axis in method.capabilities}
+    assert method_axes >= UNLOCK_AXES
+    for method in METHODS:
+        for axis_id in method_axes:
+            capability = method.capabilities.get(axis_id)
+            assert capability is not None, f"{method.name} makes no claim on {axis_id}"
+            assert capability.fact and capability.source and capability.why
+    # Every axis is rated by one kind or the other.
+    assert {a.id for a in AXES} == {a for b in BACKENDS for a in b.capabilities} | method_axes
+
+
+def test_each_kind_is_scored_on_the_axes_it_rates() -> None:
+    weights = {"metadata": 2.0, "whole_machine_theft": 3.0, "maturity": 1.0}
+    assert rated_weights(weights, BACKENDS) == {"metadata": 2.0, "maturity": 1.0}
+    assert rated_weights(weights, METHODS) == {"whole_machine_theft": 3.0, "maturity": 1.0}
+    # A stolen machine weighs on the unlock method, never on the backend's score or reasons.
+    plain = run(with_answers(machine_theft="no"))
+    theft = run(with_answers(machine_theft="yes"))
+    assert scores(plain) == scores(theft)
+    assert theft.recommended is not None
+    assert "whole_machine_theft" not in {r.axis for r in theft.recommended.reasons}
+    assert theft.unlock_method is not None
+    assert "whole_machine_theft" in {r.axis for r in theft.unlock_method.reasons}
 
 
 # The five built-in profiles, with the backend a security reviewer expects and why.
@@ -210,6 +264,144 @@ EXPECTED = {
 
 def test_all_five_profiles_are_covered() -> None:
     assert {profile.name for profile in list_profiles()} == set(EXPECTED)
+
+
+# The unlock method each profile gets, a reason it cites (its axis) and a warning (its id):
+# the three cases are the unattended server (tpm2, with the whole-machine caveat),
+# the journalist crossing borders with a token (fido2; tpm2 ruled out), and the
+# consultant's token that zfs-native cannot use.
+EXPECTED_UNLOCK = {
+    "conservative-server": ("tpm2", "unattended_unlock", "tpm2-whole-machine"),
+    "journalist": ("fido2", "key_apart", "fido2-keep-apart"),
+    "consultant": ("passphrase", "whole_machine_theft", "zfs-native-no-hardware-unlock"),
+    "homelab": ("passphrase", "remote_unlock", None),
+    "activist": ("passphrase", "whole_machine_theft", None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_UNLOCK))
+def test_profile_unlock_method(name: str) -> None:
+    profile = load_profile(name)
+    assessment = run(validate_answers(profile.answers, QUESTIONS, name))
+    method, axis, warning = EXPECTED_UNLOCK[name]
+    best = assessment.unlock_method
+    assert best is not None and best.method == method
+    assert axis in [reason.axis for reason in best.reasons[:3]]
+    assert next(r for r in best.reasons if r.axis == axis).rating >= Rating.GOOD
+    if warning is not None:
+        assert warning in {note.id for note in assessment.warnings}
+    data = assessment.to_json()
+    assert data["unlock"]["method"] == method
+    assert data["unlock"]["reasons"][0]["fact"]
+    words = shlex.split(data["next_command"].splitlines()[0].split(" > ")[0])
+    if method == "passphrase":
+        assert "--unlock" not in words
+    else:
+        assert words[words.index("--unlock") + 1] == method
+        assert build_parser().parse_args(words[1:]).unlock == method
+
+
+def test_unattended_server_gets_tpm2_with_the_caveats_spelled_out() -> None:
+    answers = validate_answers(load_profile("conservative-server").answers, QUESTIONS, "s")
+    assessment = run(answers)
+    unlock = assessment.unlock
+    assert unlock is not None and unlock.backend == "luks"
+    assert unlock.ranking[0].method == "tpm2"
+    warnings = {note.id: note.text for note in unlock.warnings}
+    assert "not a machine stolen whole" in warnings["tpm2-whole-machine"]
+    assert "Secure Boot" in warnings["tpm2-pcr7-secure-boot"]
+    assert {"tpm2-strong-login", "unlock-keep-recovery-key"} <= {
+        note.id for note in assessment.mitigations
+    }
+    # The same server where the machine itself can be taken: a named tension, not a
+    # silent average.
+    stolen = run({**answers, "machine_theft": "yes"})
+    assert "unattended-vs-machine-theft" in {t.id for t in stolen.conflicts}
+
+
+def test_journalist_at_a_border_rules_out_tpm2_with_the_reason() -> None:
+    answers = validate_answers(load_profile("journalist").answers, QUESTIONS, "j")
+    data = run(answers).to_json()
+    gated = {g["method"]: g["reason"] for g in data["unlock"]["gated"]}
+    assert "border inspection" in gated["tpm2"]
+    # ...on any machine: the threat model's reason comes before the machine's.
+    no_tpm = run(answers, SystemFacts(tpm2=False)).to_json()["unlock"]
+    gated = {g["method"]: g["reason"] for g in no_tpm["gated"]}
+    assert "border inspection" in gated["tpm2"]
+    assert gated["tpm2+pin"] == "this machine has no TPM2 chip"
+    assert no_tpm["method"] == "fido2"
+    # Without a token, the passphrase: fido2 is ruled out, and tpm2 still is.
+    without = run({**answers, "hardware_token": "no"}).to_json()["unlock"]
+    assert without["method"] == "passphrase"
+    assert "hardware_token" in {g["method"]: g["reason"] for g in without["gated"]}["fido2"]
+
+
+def test_zfs_native_says_plainly_it_has_no_hardware_unlock() -> None:
+    for answers in (
+        with_answers(offsite_backups="untrusted", granularity="yes", unlock="unattended"),
+        with_answers(offsite_backups="untrusted", granularity="yes", hardware_token="yes"),
+    ):
+        assessment = run(answers)
+        assert assessment.recommended is not None
+        assert assessment.recommended.backend == "zfs-native"
+        notes = {note.id: note for note in assessment.warnings}
+        note = notes["zfs-native-no-hardware-unlock"]
+        assert "no hardware unlock" in note.text
+        for cited in ("6824", "14436", "15186", "517991", "tzpfms", "systemd-creds"):
+            assert cited in note.text
+        unlock = assessment.to_json()["unlock"]
+        assert unlock["method"] == "passphrase"
+        carried = {g["method"]: g["reason"] for g in unlock["gated"]}
+        assert "cannot carry it" in carried["tpm2+pin"]
+    # Nothing said when nothing hardware was asked for.
+    plain = run(with_answers(offsite_backups="untrusted", granularity="yes"))
+    assert "zfs-native-no-hardware-unlock" not in {note.id for note in plain.warnings}
+
+
+def test_a_tie_goes_to_the_passphrase_then_by_name() -> None:
+    class Twin(PassphraseUnlock):
+        name = "aardvark"  # sorts before "passphrase", rated the same
+
+    assessment = assess(
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=BACKENDS,
+        answers=NEUTRAL,
+        system=SYSTEM,
+        unlock_methods=(Twin(), PassphraseUnlock()),
+    )
+    assert [r.method for r in assessment.unlock.ranking] == ["passphrase", "aardvark"]  # type: ignore[union-attr]
+
+
+def test_a_method_that_raises_or_returns_no_reason_is_named_as_the_method() -> None:
+    class Broken(PassphraseUnlock):
+        name = "broken"
+
+        def gate(self, answers: Mapping[str, str], system: SystemFacts) -> str | None:
+            return 42  # type: ignore[return-value]
+
+    with pytest.raises(PluginError, match="unlock method 'broken': gate must return"):
+        assess(
+            axes=AXES,
+            questions=QUESTIONS,
+            backends=BACKENDS,
+            answers=NEUTRAL,
+            system=SYSTEM,
+            unlock_methods=(Broken(),),
+        )
+
+
+def test_no_backend_means_no_unlock_advice() -> None:
+    none = assess(
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=(LuksDetachedBackend(),),
+        answers=with_answers(header_custody="no"),
+        system=SYSTEM,
+        unlock_methods=METHODS,
+    )
+    assert none.unlock is None and none.unlock_method is None
+    assert none.to_json()["unlock"] is None
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -231,6 +423,7 @@ def test_journalist_rules_out_native_encryption_and_homelab_names_the_tension() 
     journalist = run(validate_answers(load_profile("journalist").answers, QUESTIONS, "j"))
     assert "zfs-native" in {r.backend for r in journalist.ranking if not r.eligible}
     homelab = run(validate_answers(load_profile("homelab").answers, QUESTIONS, "h"))
+    assert "unattended-vs-machine-theft" not in {t.id for t in homelab.conflicts}
     assert "blind-backups-vs-metadata" in {t.id for t in homelab.conflicts}
     activist = run(validate_answers(load_profile("activist").answers, QUESTIONS, "a"))
     assert {"detached-header-loss", "deniability-coercion"} <= {w.id for w in activist.warnings}

@@ -52,8 +52,10 @@ def test_assess_profile_json(run_cli: RunCli) -> None:
     data = json.loads(result.stdout)  # stdout holds the JSON and nothing else
     assert data["recommendation"] == "luks"
     assert data["ranking"][0] == {**data["ranking"][0], "backend": "luks"}
+    # A journalist crossing borders with a FIDO2 key: the plan enrolls it.
+    assert data["unlock"]["method"] == "fido2"
     assert data["next_command"].splitlines()[0] == (
-        "advisor plan --backend luks --disk DISK-ID --save plan.json > plan.sh"
+        "advisor plan --backend luks --disk DISK-ID --unlock fido2 --save plan.json > plan.sh"
     )
     assert data["answer_sources"]["metadata_exposure"] == "profile:journalist"
     assert data["system"]["memory_bytes"] > 0
@@ -68,6 +70,19 @@ def test_assess_human_report(run_cli: RunCli) -> None:
         assert section in out
     assert "Mitigations" in out and "generic names" in out
     assert "advisor plan --backend zfs-native --disk DISK-ID" in out
+    # The unlock method next to the backend, and why the others are ruled out.
+    assert "Unlock: passphrase" in out
+    assert "fido2 is ruled out: needs a FIDO2 security key" in " ".join(out.split())
+
+
+def test_assess_human_report_names_the_unlock_method_and_its_warnings(run_cli: RunCli) -> None:
+    # The journalist's method needs no TPM, so the report is the same on any machine.
+    out = " ".join(run_cli("assess", "--profile", "journalist").stdout.split())
+    assert "Unlock: fido2 a FIDO2 security key" in out
+    assert "Why fido2:" in out and "Key kept apart:" in out
+    assert "Keep the token apart from the machine" in out
+    assert "tpm2 is ruled out:" in out
+    assert "--unlock fido2" in out
 
 
 def test_answers_file_overrides_profile(run_cli: RunCli, tmp_path: Path) -> None:
@@ -217,7 +232,11 @@ def test_plugins_json_shows_the_builtins_active(run_cli: RunCli) -> None:
         assert records[name]["backends"] == [name]
         assert records[name]["distribution"] == "nixos-crypt-advisor"
         assert records[name]["hooks"] == ["advisor_backends"]
-    assert "luks-detached" in run_cli("plugins").stdout
+    assert records["unlock"]["unlock_methods"] == ["passphrase", "tpm2", "tpm2+pin", "fido2"]
+    table = run_cli("plugins").stdout
+    assert "luks-detached" in table
+    for method in ("passphrase", "tpm2", "tpm2+pin", "fido2"):
+        assert f"unlock {method}" in table
 
 
 def test_a_broken_plugin_is_listed_while_assess_still_works(

@@ -15,15 +15,17 @@ from advisor import hookspecs
 from advisor.assess.assessment import system_warnings
 from advisor.assess.conflicts import TENSIONS
 from advisor.cli import build_parser
-from advisor.models import SystemFacts
+from advisor.models import Backend, SystemFacts, UnlockMethod
 from advisor.questionnaire import QUESTIONS
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from advisor_zfs_native import ZfsNativeBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 BACKENDS = (LuksBackend(), ZfsNativeBackend(), LuksDetachedBackend())
+METHODS = (PassphraseUnlock(), Tpm2Unlock(), Tpm2PinUnlock(), Fido2Unlock())
 
 
 def anchors(path: Path) -> set[str]:
@@ -42,13 +44,14 @@ def answer_samples() -> list[dict[str, str]]:
 
 
 def cited_facts() -> set[str]:
-    facts = {c.fact for b in BACKENDS for c in b.capabilities.values()}
+    rated: tuple[Backend | UnlockMethod, ...] = (*BACKENDS, *METHODS)
+    facts = {c.fact for r in rated for c in r.capabilities.values()}
     systems = [
-        SystemFacts(aes_instructions=a, memory_bytes=m)
-        for a, m in itertools.product((True, False), (1024**3, 64 * 1024**3))
+        SystemFacts(aes_instructions=a, memory_bytes=m, tpm2=t)
+        for a, m, t in itertools.product((True, False), (1024**3, 64 * 1024**3), (True, None))
     ]
-    for backend, answers, system in itertools.product(BACKENDS, answer_samples(), systems):
-        notes = [*backend.warnings(answers, system), *backend.mitigations(answers, system)]
+    for candidate, answers, system in itertools.product(rated, answer_samples(), systems):
+        notes = [*candidate.warnings(answers, system), *candidate.mitigations(answers, system)]
         facts |= {note.fact for note in notes}
     facts |= {note.fact for system in systems for note in system_warnings(system)}
     facts |= {fact for tension in TENSIONS for fact in tension.facts}
@@ -140,7 +143,7 @@ def test_install_doc_flag_table_matches_the_cli() -> None:
     text = (DOCS / "install.md").read_text(encoding="utf-8")
     section = text.split("## Flags", 1)[1].split("\n## ", 1)[0]
     first_cells = re.findall(r"^\| ([^|]+) \|", section, re.MULTILINE)
-    documented = {flag for cell in first_cells for flag in re.findall(r"--[a-z-]+", cell)}
+    documented = {flag for cell in first_cells for flag in re.findall(r"--[a-z0-9-]+", cell)}
     assert documented == _long_options(_command_parser("install"))
     assert _long_options(_command_parser("plan")) == _long_options(_command_parser("install"))
 

@@ -278,3 +278,54 @@ def test_listing_without_check_does_not_run_backends(
     code, _ = main("plugins", "--json", method="gate", body="raise RuntimeError('boom')")
     assert code == 0
     assert {r["name"]: r for r in json.loads(capsys.readouterr().out)}["odd"]["status"] == "active"
+
+
+#: A plugin with an unlock method ``odd-unlock`` whose ``{method}`` returns ``{value}``.
+UNLOCK_PLUGIN = """
+    from advisor.plugin import UnlockMethod, hookimpl
+
+    class OddUnlock(UnlockMethod):
+        name = "odd-unlock"
+        summary = "a test unlock method"
+        api_version = 3
+        capabilities = {{}}
+
+        def {method}(self, answers, system):
+            return {value}
+
+    @hookimpl
+    def advisor_unlock_methods():
+        return [OddUnlock()]
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "reason"),
+    [
+        ("gate", "42", "--check: unlock method 'odd-unlock': gate must return a reason or None"),
+        (
+            "warnings",
+            "[None]",
+            "--check: unlock method 'odd-unlock': warnings returned NoneType, not Note",
+        ),
+        (
+            "mitigations",
+            "'x'",
+            "--check: unlock method 'odd-unlock': mitigations must return a sequence, not str",
+        ),
+    ],
+)
+def test_check_runs_what_assess_asks_of_an_unlock_method(
+    method: str,
+    value: str,
+    reason: str,
+    make_plugin_dist: MakePluginDist,
+    plugin_on_path: Callable[[PluginDist], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plugin_on_path(make_plugin_dist(UNLOCK_PLUGIN.format(method=method, value=value), name="odd"))
+    assert cli.main(["plugins", "--check", "--json"]) == 1
+    records = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert records["odd"]["status"] == "broken"
+    assert records["odd"]["reason"].startswith(reason)
+    assert records["unlock"]["status"] == "active"

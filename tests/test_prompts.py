@@ -74,6 +74,8 @@ def test_enter_only_exact_defaults() -> None:
         "header_custody": "no",
         "stability": "balanced",
         "unlock": "console",
+        "machine_theft": "yes",
+        "hardware_token": "no",
         "ssd_trim": "yes",
     }
 
@@ -91,7 +93,9 @@ def test_down_once_picks_next_choice_for_every_question() -> None:
         "header_custody": "yes",
         "stability": "early_adopter",
         "unlock": "ssh",
-        "ssd_trim": "no",  # default "yes" is last: the list wraps to the first choice
+        "machine_theft": "no",  # default "yes" is last: the list wraps to the first choice
+        "hardware_token": "yes",
+        "ssd_trim": "no",  # the same
     }
 
 

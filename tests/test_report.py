@@ -9,13 +9,16 @@ from typing import ClassVar
 from helpers import MakePluginDist, RunCli, usable_disk
 from rich.console import Console
 
+from advisor.assess.answers import load_profile, validate_answers
 from advisor.assess.assessment import assess
 from advisor.assess.report import render_assessment
 from advisor.install.disks import firmware_warning
 from advisor.install.report import render_disks
 from advisor.models import Axis, Backend, Capability, Note, Rating, SystemFacts
 from advisor.questionnaire import AXES, QUESTIONS
+from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -172,3 +175,27 @@ def test_plugin_reasons_are_wrapped_whole_without_a_terminal(
     assert "…" not in result.stdout
     text = " ".join(line.strip() for line in lines)
     assert f"broken is broken: import failed: RuntimeError: {words} end" in text
+
+
+def test_assessment_report_shows_the_unlock_method_its_ranking_and_its_warnings_once() -> None:
+    answers = validate_answers(load_profile("conservative-server").answers, QUESTIONS, "s")
+    assessment = assess(
+        axes=AXES,
+        questions=QUESTIONS,
+        backends=(LuksBackend(),),
+        answers=answers,
+        system=SystemFacts(tpm2=True),
+        unlock_methods=(PassphraseUnlock(), Tpm2Unlock(), Tpm2PinUnlock(), Fido2Unlock()),
+    )
+    console, out = _console()
+    render_assessment(console, assessment)
+    text = out.getvalue()
+    assert "Unlock: tpm2  a TPM2 chip" in text
+    assert "fido2 is ruled out: needs a FIDO2 security key" in text
+    assert "Why tpm2:" in text and "Unattended unlock:" in text
+    assert "[threat-model.md#unlock-tpm2]" in text
+    # The method's warnings are shown with it, not a second time under Warnings.
+    assert text.count("not a machine stolen whole") == 1
+    assert text.index("not a machine stolen whole") < text.index("This machine (probed)")
+    assert "TPM2: yes" in text
+    assert "--unlock tpm2" in text

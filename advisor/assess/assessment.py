@@ -1,11 +1,13 @@
-"""Scoring: answers weight the axes, backends' capabilities against the weights rank them.
+"""Scoring: answers weight the axes; backends, then unlock methods, are ranked against them.
 
 Pure functions over models; nothing here prompts, probes or prints. ``assess`` is the one
 entry point the CLI uses.
 
-The score of a backend is ``100 * sum(weight * rating) / (3 * sum(weight))`` over all axes:
-the share of the best possible fit. Gates (hard constraints) exclude a backend whatever its
-score; tensions between answers are listed rather than averaged into the numbers.
+The score of a backend or an unlock method is ``100 * sum(weight * rating) / (3 *
+sum(weight))`` over the axes its kind rates (:func:`rated_weights`): the share of the best
+possible fit. Gates (hard constraints) exclude a candidate whatever its score; tensions
+between answers are listed rather than averaged into the numbers. The unlock methods are
+ranked for the recommended backend only: a method it cannot carry is ruled out.
 """
 
 from __future__ import annotations
@@ -19,11 +21,32 @@ from advisor import __version__
 from advisor.assess.conflicts import Tension, tensions_for
 from advisor.blockdevices import largest_same_size_group
 from advisor.errors import PluginError
-from advisor.models import Answers, Axis, Backend, Note, Question, Rating, SystemFacts
-from advisor.plugincall import backend_owner, blame, call_backend, sequence_of
+from advisor.models import (
+    Answers,
+    Axis,
+    Backend,
+    Note,
+    Question,
+    Rating,
+    SystemFacts,
+    UnlockMethod,
+    carries,
+)
+from advisor.plugincall import (
+    backend_owner,
+    blame,
+    call_backend,
+    call_method,
+    method_owner,
+    sequence_of,
+)
 
-#: Bumped when the JSON shape of an assessment changes incompatibly.
+#: Bumped when the JSON shape of an assessment changes incompatibly (adding a field is
+#: compatible: schema 1 gained ``unlock``).
 ASSESSMENT_SCHEMA = 1
+
+#: The method a tie goes to: it needs no hardware and is what every backend carries.
+DEFAULT_UNLOCK = "passphrase"
 
 _MEMORY_FOR_ARGON2 = 2 * 1024**3
 #: Below this, the assessment advises swap: ZFS's cache gives memory back under pressure,
@@ -40,7 +63,8 @@ PLACEHOLDERS = {
 
 @dataclass(frozen=True)
 class Reason:
-    """Why a backend scored as it did on one axis the answers care about."""
+    """Why a backend or an unlock method scored as it did on one axis the answers care
+    about."""
 
     axis: str
     weight: float
@@ -94,6 +118,71 @@ class Ranked:
 
 
 @dataclass(frozen=True)
+class RankedMethod:
+    """An unlock method's place in the ranking: its score, and its gate if it is ruled out
+    (by its own :meth:`UnlockMethod.gate`, or because the backend cannot carry it)."""
+
+    method: str
+    summary: str
+    score: float
+    gate: str | None
+    reasons: tuple[Reason, ...]
+    #: The install makes a recovery key for it (:attr:`UnlockMethod.recovery_key`).
+    recovery_key: bool = False
+
+    @property
+    def eligible(self) -> bool:
+        return self.gate is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "score": self.score,
+            "eligible": self.eligible,
+            "gate": self.gate,
+            "recovery_key": self.recovery_key,
+            "summary": self.summary,
+            "reasons": [reason.to_json() for reason in self.reasons],
+        }
+
+
+@dataclass(frozen=True)
+class UnlockAdvice:
+    """How the recommended backend's disks should be unlocked: every unlock method ranked,
+    with the best one's warnings and mitigations (also in the assessment's own)."""
+
+    #: The backend the methods were ranked for: the recommended one.
+    backend: str
+    ranking: tuple[RankedMethod, ...]
+    warnings: tuple[Note, ...] = ()
+    mitigations: tuple[Note, ...] = ()
+
+    @property
+    def recommended(self) -> RankedMethod | None:
+        """The best eligible method, or ``None`` when every method is ruled out."""
+        return next((ranked for ranked in self.ranking if ranked.eligible), None)
+
+    def to_json(self) -> dict[str, Any]:
+        best = self.recommended
+        return {
+            "method": best.method if best else None,
+            "summary": best.summary if best else None,
+            "score": best.score if best else None,
+            "recovery_key": best.recovery_key if best else None,
+            "backend": self.backend,
+            "reasons": [reason.to_json() for reason in best.reasons] if best else [],
+            "warnings": [_note_json(note) for note in self.warnings],
+            "mitigations": [_note_json(note) for note in self.mitigations],
+            "gated": [
+                {"method": ranked.method, "reason": ranked.gate}
+                for ranked in self.ranking
+                if not ranked.eligible
+            ],
+            "ranking": [ranked.to_json() for ranked in self.ranking],
+        }
+
+
+@dataclass(frozen=True)
 class Assessment:
     """The outcome of a questionnaire: ranking, weights, reasons, warnings and tensions."""
 
@@ -106,6 +195,9 @@ class Assessment:
     mitigations: tuple[Note, ...]
     conflicts: tuple[Tension, ...]
     answer_sources: Mapping[str, str] = field(default_factory=dict)
+    #: The unlock methods ranked for the recommended backend; ``None`` when no backend
+    #: is recommended.
+    unlock: UnlockAdvice | None = None
 
     @property
     def recommended(self) -> Ranked | None:
@@ -114,6 +206,12 @@ class Assessment:
             if ranked.eligible:
                 return ranked
         return None
+
+    @property
+    def unlock_method(self) -> RankedMethod | None:
+        """The recommended unlock method, or ``None`` (no backend, or every method ruled
+        out)."""
+        return self.unlock.recommended if self.unlock is not None else None
 
     def next_command(self, saved_to: str | None = None) -> str | None:
         """The commands that install the recommendation, one a line, or ``None`` when
@@ -124,7 +222,9 @@ class Assessment:
         it the backend is named. When the machine has two or more disks of one size, the
         plan names every one of them (:meth:`pool_disks`: a mirror of two, a raidz of
         more); else it names ``DISK-ID``. The words :meth:`placeholders` lists must be
-        replaced first: as printed, they name no disk and no header, so nothing runs.
+        replaced first: as printed, they name no disk and no header, so nothing runs. An
+        unlock method other than the passphrase is named (``--unlock tpm2``): the plan
+        enrolls it, and the install shows its recovery key once.
         """
         best = self.recommended
         if best is None or not best.installable:
@@ -139,6 +239,9 @@ class Assessment:
         plan += "".join(f" --disk {shlex.quote(disk)}" for disk in disks)
         if len(disks) > 2:
             plan += f" --topology {raidz_for(len(disks))}"
+        method = self.unlock_method
+        if method is not None and method.method != DEFAULT_UNLOCK:
+            plan += f" --unlock {shlex.quote(method.method)}"
         if best.detached_header:
             for header, backup in self._header_words(len(disks)):
                 plan += f" --header {header} --header-backup {backup}"
@@ -201,6 +304,7 @@ class Assessment:
             "system": asdict(self.system),
             "next_command": self.next_command(saved_to),
             "placeholders": self.placeholders(),
+            "unlock": self.unlock.to_json() if self.unlock is not None else None,
         }
 
 
@@ -229,11 +333,30 @@ def axis_weights(
     return weights
 
 
-def score_backend(backend: Backend, weights: Mapping[str, float]) -> tuple[float, list[Reason]]:
-    """Score ``backend`` against ``weights`` (0-100) and explain each weighted axis.
+def rated_weights(
+    weights: Mapping[str, float], candidates: Iterable[Backend | UnlockMethod]
+) -> dict[str, float]:
+    """``weights`` on the axes at least one of ``candidates`` rates.
+
+    Backends and unlock methods are rated on different axes (a backend says nothing on
+    whether a stolen machine opens, a method nothing on dataset names): an axis none of
+    them rates would score every one of them 0 on it, lower every score alike and fill
+    every explanation with "no claim", so it is left out of their ranking. Which one is
+    first does not change; what each score says does.
+    """
+    rated = {axis for candidate in candidates for axis in candidate.capabilities}
+    return {axis: weight for axis, weight in weights.items() if axis in rated}
+
+
+def score(
+    candidate: Backend | UnlockMethod, weights: Mapping[str, float]
+) -> tuple[float, list[Reason]]:
+    """Score a backend or an unlock method (``candidate``: all it needs is its
+    ``capabilities``) against ``weights`` (0-100), and explain each weighted axis.
 
     Reasons are ordered by how much the axis mattered (weight, then rating) so the first
-    ones are the deciding ones.
+    ones are the deciding ones. An axis the candidate does not rate counts as
+    :attr:`Rating.NONE`.
     """
     total_weight = sum(weights.values())
     if total_weight <= 0:
@@ -243,7 +366,7 @@ def score_backend(backend: Backend, weights: Mapping[str, float]) -> tuple[float
     for axis_id, weight in weights.items():
         if weight <= 0:
             continue
-        capability = backend.capabilities.get(axis_id)
+        capability = candidate.capabilities.get(axis_id)
         rating = capability.rating if capability else Rating.NONE
         earned += weight * rating
         reasons.append(
@@ -258,8 +381,7 @@ def score_backend(backend: Backend, weights: Mapping[str, float]) -> tuple[float
             )
         )
     reasons.sort(key=lambda reason: (-reason.weight, -reason.rating, reason.axis))
-    score = round(100 * earned / (int(Rating.STRONG) * total_weight), 1)
-    return score, reasons
+    return round(100 * earned / (int(Rating.STRONG) * total_weight), 1), reasons
 
 
 def system_warnings(system: SystemFacts) -> list[Note]:
@@ -304,23 +426,26 @@ def assess(
     backends: Sequence[Backend],
     answers: Answers,
     system: SystemFacts,
+    unlock_methods: Sequence[UnlockMethod] = (),
     answer_sources: Mapping[str, str] | None = None,
 ) -> Assessment:
-    """Rank ``backends`` for validated ``answers`` on a machine described by ``system``.
+    """Rank ``backends`` for validated ``answers`` on a machine described by ``system``,
+    then ``unlock_methods`` for the recommended backend (:func:`advise_unlock`).
 
     Eligible backends come first, best score first; gated ones follow with their reason.
     Ties break by backend name so the ranking is deterministic. Warnings and mitigations
-    are those of the recommended backend plus the machine's own.
+    are those of the recommended backend and unlock method plus the machine's own.
     """
     weights = axis_weights(axes, questions, answers)
+    backend_weights = rated_weights(weights, backends)
     ranked = []
     for backend in backends:
-        score, reasons = score_backend(backend, weights)
+        points, reasons = score(backend, backend_weights)
         ranked.append(
             Ranked(
                 backend=backend.name,
                 summary=backend.summary,
-                score=score,
+                score=points,
                 gate=_gate(backend, answers, system),
                 reasons=tuple(reasons),
                 installable=backend.installable,
@@ -331,11 +456,15 @@ def assess(
 
     warnings: list[Note] = []
     mitigations: list[Note] = []
+    unlock = None
     best = next((r for r in ranked if r.eligible), None)
     if best is not None:
         chosen = next(b for b in backends if b.name == best.backend)
         warnings.extend(_notes(chosen, "warnings", answers, system))
         mitigations.extend(_notes(chosen, "mitigations", answers, system))
+        unlock = advise_unlock(chosen, unlock_methods, weights, answers, system)
+        warnings.extend(unlock.warnings)
+        mitigations.extend(unlock.mitigations)
     warnings.extend(system_warnings(system))
 
     return Assessment(
@@ -348,6 +477,56 @@ def assess(
         mitigations=tuple(_unique(mitigations)),
         conflicts=tuple(tensions_for(answers)),
         answer_sources=dict(answer_sources or {}),
+        unlock=unlock,
+    )
+
+
+def advise_unlock(
+    backend: Backend,
+    methods: Sequence[UnlockMethod],
+    weights: Mapping[str, float],
+    answers: Answers,
+    system: SystemFacts,
+) -> UnlockAdvice:
+    """Rank ``methods`` for ``backend`` (the recommended one) against the answers'
+    ``weights``, scored on the axes the methods rate (:func:`rated_weights`).
+
+    A method is ruled out by its own gate, or when ``backend`` cannot carry it
+    (:func:`advisor.models.carries`). Eligible methods come first, best score first; a tie
+    goes to :data:`DEFAULT_UNLOCK`, then by name. The best one's warnings and mitigations
+    come with the advice.
+    """
+    method_weights = rated_weights(weights, methods)
+    ranked = []
+    for method in methods:
+        points, reasons = score(method, method_weights)
+        gate = method_gate(method, answers, system)
+        if gate is None and not carries(backend, method):
+            gate = (
+                f"the {backend.name} backend cannot carry it (it needs a "
+                f"{method.carrier} carrier, and {backend.name} offers "
+                f"{', '.join(sorted(backend.unlock_carriers)) or 'none'})"
+            )
+        ranked.append(
+            RankedMethod(
+                method=method.name,
+                summary=method.summary,
+                score=points,
+                gate=gate,
+                reasons=tuple(reasons),
+                recovery_key=method.recovery_key,
+            )
+        )
+    ranked.sort(key=lambda r: (not r.eligible, -r.score, r.method != DEFAULT_UNLOCK, r.method))
+    best = next((r for r in ranked if r.eligible), None)
+    if best is None:
+        return UnlockAdvice(backend=backend.name, ranking=tuple(ranked))
+    chosen = next(m for m in methods if m.name == best.method)
+    return UnlockAdvice(
+        backend=backend.name,
+        ranking=tuple(ranked),
+        warnings=tuple(method_notes(chosen, "warnings", answers, system)),
+        mitigations=tuple(method_notes(chosen, "mitigations", answers, system)),
     )
 
 
@@ -364,6 +543,23 @@ def _notes(backend: Backend, method: str, answers: Answers, system: SystemFacts)
     """``backend.warnings`` or ``.mitigations`` (``method``), checked to be notes."""
     notes = call_backend(backend, method, answers, system)
     return sequence_of(backend_owner(backend), method, notes, Note)
+
+
+def method_gate(method: UnlockMethod, answers: Answers, system: SystemFacts) -> str | None:
+    """``method.gate``, a failure or a result that is no reason named as the method's."""
+    gate = call_method(method, "gate", answers, system)
+    if gate is not None and not isinstance(gate, str):
+        detail = f"gate must return a reason or None, not {gate!r}"
+        raise PluginError(blame(method_owner(method), detail))
+    return gate
+
+
+def method_notes(
+    method: UnlockMethod, name: str, answers: Answers, system: SystemFacts
+) -> list[Note]:
+    """``method.warnings`` or ``.mitigations`` (``name``), checked to be notes."""
+    notes = call_method(method, name, answers, system)
+    return sequence_of(method_owner(method), name, notes, Note)
 
 
 def _unique(notes: Iterable[Note]) -> list[Note]:

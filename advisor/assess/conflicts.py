@@ -120,6 +120,21 @@ TENSIONS: tuple[Tension, ...] = (
         ("unattended-unlock",),
     ),
     Tension(
+        "unattended-vs-machine-theft",
+        _when(unlock="unattended", machine_theft="yes"),
+        "Unattended unlock versus a machine stolen whole",
+        (
+            "A TPM2 without a PIN unlocks the disk for whoever powers the machine on: it "
+            "protects a disk taken out of the machine, not the machine taken whole.",
+            "A PIN, a FIDO2 token or a passphrase keeps a stolen machine locked, but needs a "
+            "person at every boot.",
+        ),
+        "Bind the TPM2 to the Secure Boot state (PCR 7) with a boot chain you sign "
+        "(lanzaboote), so that only your own system gets the key, and keep its login "
+        "strong; or take tpm2+pin, whose short PIN the TPM's lockout protects.",
+        ("unlock-tpm2-theft", "unlock-tpm2-pcrs", "unlock-tpm2-pin"),
+    ),
+    Tension(
         "unattended-vs-custody",
         _when(unlock="unattended", deniability="yes"),
         "Unattended unlock versus a header kept off the machine",

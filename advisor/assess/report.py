@@ -9,8 +9,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from advisor.assess.assessment import Assessment
-from advisor.models import Question, Rating, SystemFacts
+from advisor.assess.assessment import Assessment, Reason, UnlockAdvice
+from advisor.models import Note, Question, Rating, SystemFacts
 from advisor.report import bar, bullets, heading, indent
 
 _RATING_MARK = {
@@ -33,14 +33,17 @@ def system_summary(system: SystemFacts) -> Text:
     return Text(
         f"AES instructions: {yes_no(system.aes_instructions)} · memory: {memory} · "
         f"SSD: {yes_no(system.solid_state_disk)} · EFI firmware: {yes_no(system.efi_firmware)}"
+        f" · TPM2: {yes_no(system.tpm2)}"
     )
 
 
 def render_assessment(
     console: Console, assessment: Assessment, saved_to: str | None = None
 ) -> None:
-    """The full report: recommendation, ranking, weights, reasons, tensions, notes, next step."""
+    """The full report: recommendation and unlock method, ranking, weights, reasons, the
+    unlock methods ranked, tensions, notes, next step."""
     best = assessment.recommended
+    method = assessment.unlock_method
     titles = {axis.id: axis.title for axis in assessment.axes}
 
     if best is None:
@@ -51,6 +54,12 @@ def render_assessment(
             + Text(best.backend, style="bold green")
             + Text(f"  {best.summary}")
         )
+        if method is not None:
+            console.print(
+                Text("Unlock: ", style="bold")
+                + Text(method.method, style="bold green")
+                + Text(f"  {method.summary}")
+            )
 
     heading(console, "Ranking")
     table = Table(show_edge=False, pad_edge=False)
@@ -91,15 +100,9 @@ def render_assessment(
 
     if best is not None:
         heading(console, f"Why {best.backend}")
-        rows = []
-        for reason in best.reasons:
-            mark, style = _RATING_MARK[reason.rating]
-            line = Text(f"{titles.get(reason.axis, reason.axis)}: ", style="bold")
-            line += Text(reason.why)
-            if cited := _citation(reason.url, reason.fact):
-                line += cited
-            rows.append((Text(mark.strip(), style=style), line))
-        bullets(console, rows)
+        _reasons(console, best.reasons, titles)
+    if assessment.unlock is not None:
+        _render_unlock(console, assessment.unlock, titles)
 
     for tension in assessment.conflicts:
         body = [Text(f"• {tradeoff}") for tradeoff in tension.tradeoffs]
@@ -109,21 +112,15 @@ def render_assessment(
             Panel(Group(*body), title=Text(f"Tension: {tension.title}"), border_style="yellow")
         )
 
-    if assessment.warnings:
+    # The unlock method's own notes are shown with it, above.
+    shown = {n.id for n in assessment.unlock.warnings} if assessment.unlock else set()
+    warnings = [n for n in assessment.warnings if n.id not in shown]
+    if warnings:
         heading(console, "Warnings")
-        bullets(
-            console,
-            [
-                (Text("•"), Text(n.text, style="yellow") + _citation(n.url, ""))
-                for n in assessment.warnings
-            ],
-        )
+        _notes(console, warnings, "yellow")
     if assessment.mitigations:
         heading(console, "Mitigations")
-        bullets(
-            console,
-            [(Text("•"), Text(n.text) + _citation(n.url, "")) for n in assessment.mitigations],
-        )
+        _notes(console, assessment.mitigations, "")
 
     heading(console, "This machine (probed)")
     console.print(indent(system_summary(assessment.system)))
@@ -171,6 +168,66 @@ def render_questions(
                 line += Text(f"  [{effect}]", style="dim")
             console.print(indent(line, 4))
         console.print()
+
+
+def _render_unlock(console: Console, unlock: UnlockAdvice, titles: dict[str, str]) -> None:
+    """The unlock methods ranked for the recommended backend, why the best one, and what
+    to know about it."""
+    best = unlock.recommended
+    heading(console, f"Unlock: {best.method}" if best else "Unlock")
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("Method")
+    table.add_column("Fit", no_wrap=True)
+    table.add_column("Score", justify="right")
+    table.add_column("Status")
+    for ranked in unlock.ranking:
+        status = (
+            Text("recommended", style="green")
+            if best is not None and ranked.method == best.method
+            else Text("eligible")
+            if ranked.eligible
+            else Text("ruled out", style="red")
+        )
+        table.add_row(
+            Text(ranked.method, style="bold"),
+            bar(ranked.score, 100, "green" if ranked.eligible else "red"),
+            Text(f"{ranked.score:.1f}"),
+            status,
+        )
+    console.print(table)
+    for ranked in unlock.ranking:
+        if ranked.gate:
+            console.print(
+                indent(Text(f"{ranked.method} is ruled out: ", style="red") + Text(ranked.gate))
+            )
+    if best is None:
+        console.print(indent(Text(f"No unlock method fits these answers with {unlock.backend}.")))
+        return
+    console.print(indent(Text(f"Why {best.method}:", style="bold")))
+    _reasons(console, best.reasons, titles)
+    if unlock.warnings:
+        _notes(console, unlock.warnings, "yellow")
+
+
+def _reasons(console: Console, reasons: Sequence[Reason], titles: dict[str, str]) -> None:
+    """One bullet per reason: its rating mark, the axis, why, and where it is explained."""
+    rows = []
+    for reason in reasons:
+        mark, style = _RATING_MARK[reason.rating]
+        line = Text(f"{titles.get(reason.axis, reason.axis)}: ", style="bold")
+        line += Text(reason.why)
+        if cited := _citation(reason.url, reason.fact):
+            line += cited
+        rows.append((Text(mark.strip(), style=style), line))
+    bullets(console, rows)
+
+
+def _notes(console: Console, notes: Sequence[Note], style: str) -> None:
+    """One bullet per warning or mitigation, with its plugin's link if it gives one."""
+    bullets(
+        console,
+        [(Text("•"), Text(note.text, style=style) + _citation(note.url, "")) for note in notes],
+    )
 
 
 def _citation(url: str, fact: str) -> Text:

@@ -56,16 +56,23 @@ class PassphraseUnlock(UnlockMethod):
     summary = "a passphrase typed at boot, at the console or over SSH into the initrd"
     api_version = 3
     capabilities: ClassVar[Mapping[str, Capability]] = {
+        "unattended_unlock": Capability(
+            Rating.NONE,
+            "Someone types it at every boot, at the console or over SSH into the initrd.",
+            "cryptsetup(8); zfs-load-key(8)",
+            "unlock-passphrase",
+        ),
         "whole_machine_theft": Capability(
             Rating.STRONG,
             "Nothing in the machine opens the disk: a thief who takes all of it still "
-            "needs the passphrase.",
-            "cryptsetup FAQ 5.1; docs/threat-model.md",
+            "needs the passphrase, as hard to guess as it is long (Argon2id slows each try).",
+            "cryptsetup FAQ 5.1; cryptsetup(8) --pbkdf",
             "unlock-passphrase",
         ),
         "key_apart": Capability(
-            Rating.GOOD,
-            "The key is in your head, apart from the machine; but it can be asked for.",
+            Rating.WEAK,
+            "It is not stored in the machine, but it travels with you: it cannot be left at "
+            "home or carried by someone else, and it can be demanded of you.",
             "cryptsetup FAQ 5.1",
             "unlock-passphrase",
         ),
@@ -221,6 +228,29 @@ def _tpm2_nix() -> tuple[NixFragment, ...]:
     )
 
 
+#: Every enrolled method's recovery path, as a mitigation.
+_RECOVERY_KEY_NOTE = Note(
+    "unlock-keep-recovery-key",
+    "Write the recovery key down (the install shows it once) and keep it away from the "
+    "machine: when a firmware update changes a PCR, the TPM is cleared, the token is lost "
+    "or the disk moves to another machine, it opens the disk, and systemd-cryptenroll can "
+    "enroll the hardware again.",
+    "unlock-recovery",
+)
+
+
+def _pcr7_note(then: str) -> Note:
+    """What binding to PCR 7 (the default ``--tpm2-pcrs``) means, and ``then`` what to do."""
+    return Note(
+        "tpm2-pcr7-secure-boot",
+        "Bound to PCR 7 (the default), the key follows the Secure Boot state: with Secure "
+        "Boot off (NixOS's default, and how the installer boots), any system booted on this "
+        "machine reads the same PCR 7. Turning Secure Boot on later changes PCR 7: the TPM "
+        f"then refuses until you enroll again with the recovery key. {then}",
+        "unlock-tpm2-pcrs",
+    )
+
+
 #: What the TPM2 methods share in their ratings.
 _TPM2_MATURITY = Capability(
     Rating.GOOD,
@@ -248,8 +278,8 @@ class Tpm2Unlock(EnrolledUnlock):
         "whole_machine_theft": Capability(
             Rating.WEAK,
             "It protects a disk taken out of the machine; a thief with the whole machine "
-            "boots it to the login prompt, and the key crosses the TPM bus in clear.",
-            "systemd-cryptenroll(1); Ruskin 2024 (TPM sniffing); docs/threat-model.md",
+            "boots it to the login prompt, and can probe the bus the key crosses.",
+            "systemd-cryptenroll(1) --tpm2-pcrs; systemd issue 25620 (TPM bus snooping)",
             "unlock-tpm2-theft",
         ),
         "key_apart": Capability(
@@ -260,8 +290,9 @@ class Tpm2Unlock(EnrolledUnlock):
         ),
         "remote_unlock": Capability(
             Rating.GOOD,
-            "Nothing to type, so nothing to type remotely; the recovery key still can be.",
-            "systemd-cryptenroll(1)",
+            "Nothing to type at boot, so nothing to type remotely; when the TPM refuses, the "
+            "recovery key can be typed over SSH into the initrd.",
+            "systemd-cryptenroll(1); crypttab(5) tpm2-device=",
             "unlock-tpm2",
         ),
         "maturity": _TPM2_MATURITY,
@@ -274,13 +305,15 @@ class Tpm2Unlock(EnrolledUnlock):
         return _tpm2_nix()
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
-        if system.tpm2 is False:
-            return "this machine has no TPM2 chip"
+        # The threat model's reason first: it holds on any machine.
         if answers.get("adversary") in ("border", "targeted"):
             return (
-                "a machine that unlocks itself opens for whoever holds it: not against a "
-                "border inspection or a targeted adversary (take tpm2+pin or fido2)"
+                "a machine that unlocks itself opens for whoever holds it, and you said a "
+                "border inspection or a targeted adversary may hold it (tpm2+pin or fido2 "
+                "ask for something the machine does not have)"
             )
+        if system.tpm2 is False:
+            return "this machine has no TPM2 chip"
         return None
 
     def warnings(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
@@ -292,15 +325,22 @@ class Tpm2Unlock(EnrolledUnlock):
                 "then only as safe as its login and the TPM's bus (tpm2+pin closes this).",
                 "unlock-tpm2-theft",
             ),
-            Note(
-                "tpm2-pcr7-secure-boot",
-                "Bound to PCR 7, the key follows the Secure Boot state: with Secure Boot off "
-                "(NixOS's default), any system booted on the machine reads the same PCR 7. "
+            _pcr7_note(
                 "Sign the boot chain (lanzaboote) and enroll again to make the binding mean "
-                "something.",
-                "unlock-tpm2-pcrs",
+                "something."
             ),
         ]
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        return (
+            Note(
+                "tpm2-strong-login",
+                "The machine boots to its login on its own: give every account a strong "
+                "password, no automatic login, and no unauthenticated services on the network.",
+                "unlock-tpm2-theft",
+            ),
+            _RECOVERY_KEY_NOTE,
+        )
 
 
 class Tpm2PinUnlock(Tpm2Unlock):
@@ -330,6 +370,13 @@ class Tpm2PinUnlock(Tpm2Unlock):
             "systemd-cryptenroll(1)",
             "unlock-tpm2-pin",
         ),
+        "remote_unlock": Capability(
+            Rating.WEAK,
+            "systemd-cryptsetup asks for the PIN through systemd's password agents, which a "
+            "session in the systemd initrd can answer; not tested here.",
+            "systemd-cryptsetup(8); systemd-tty-ask-password-agent(1)",
+            "unlock-tpm2-pin",
+        ),
         "maturity": _TPM2_MATURITY,
     }
 
@@ -350,13 +397,17 @@ class Tpm2PinUnlock(Tpm2Unlock):
                 "unlock-tpm2-pin",
             ),
             Note(
-                "tpm2-pcr7-secure-boot",
-                "Bound to PCR 7, the key follows the Secure Boot state: with Secure Boot off "
-                "(NixOS's default), any system booted on the machine reads the same PCR 7; "
-                "the PIN is then what protects it.",
-                "unlock-tpm2-pcrs",
+                "tpm2-pin-lockout",
+                "Wrong PINs count against the TPM's dictionary-attack lockout, which guards "
+                "the whole chip: a few wrong tries lock it for a while, and the recovery key "
+                "is then the way in.",
+                "unlock-tpm2-pin",
             ),
+            _pcr7_note("The PIN is then what protects the key."),
         )
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        return (_RECOVERY_KEY_NOTE,)
 
 
 class Fido2Unlock(EnrolledUnlock):
@@ -378,8 +429,9 @@ class Fido2Unlock(EnrolledUnlock):
         "whole_machine_theft": Capability(
             Rating.STRONG,
             "Without the token (kept apart from the machine) nothing in the machine opens "
-            "the disk.",
-            "systemd-cryptenroll(1) --fido2-device",
+            "the disk; the token asks for its own PIN too (--fido2-with-client-pin=yes by "
+            "default).",
+            "systemd-cryptenroll(1) --fido2-device, --fido2-with-client-pin",
             "unlock-fido2",
         ),
         "key_apart": Capability(
@@ -422,10 +474,15 @@ class Fido2Unlock(EnrolledUnlock):
             Note(
                 "fido2-keep-apart",
                 "Keep the token apart from the machine (not in the laptop bag): with both "
-                "taken together it opens the disk. The install asks you to touch it.",
+                "taken together, its PIN is all that stands between a thief and the disk. "
+                "The install asks for the disk passphrase, the token's PIN and a touch at "
+                "the terminal.",
                 "unlock-fido2",
             ),
         )
+
+    def mitigations(self, answers: Answers, system: SystemFacts) -> Sequence[Note]:
+        return (_RECOVERY_KEY_NOTE,)
 
 
 @hookimpl

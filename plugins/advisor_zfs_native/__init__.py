@@ -150,6 +150,21 @@ class ZfsNativeBackend(Backend):
                     "zfs-native-bug-history",
                 )
             )
+        if answers.get("unlock") == "unattended" or answers.get("hardware_token") == "yes":
+            notes.append(
+                Note(
+                    "zfs-native-no-hardware-unlock",
+                    "ZFS native encryption has no hardware unlock: advisor cannot give it a "
+                    "TPM2 or a FIDO2 token, only the passphrase. It keeps one wrapping key per "
+                    "encryption root, with no key slots for a TPM or a token beside the "
+                    "passphrase (OpenZFS issues 6824, 14436). A TPM can hold a native key "
+                    "only through tzpfms (a NixOS module since nixpkgs PR 517991) or "
+                    "systemd-creds, which zfs-mount-generator does not read yet (OpenZFS "
+                    "issue 15186); neither could be proven in this project's VM. For a TPM2 "
+                    "or a token, choose luks.",
+                    "zfs-native-no-hardware-unlock",
+                )
+            )
         if system.aes_instructions is False:
             notes.append(
                 Note(
