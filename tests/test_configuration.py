@@ -10,7 +10,6 @@ from typing import Any
 
 import nixeval
 import pytest
-from advisor_unlock import Tpm2Unlock
 
 from advisor.errors import PluginError, PluginRefusal
 from advisor.models import (
@@ -32,6 +31,7 @@ from advisor.nixos.generate import (
 from advisor.pluginmanager import load_plugins
 from advisor_luks import LuksBackend
 from advisor_luks_detached import INITRD_HEADER, LuksDetachedBackend
+from advisor_unlock import Tpm2Unlock
 from advisor_zfs_native import ZfsNativeBackend
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -246,7 +246,7 @@ def test_a_plan_of_another_advisor_version_says_to_make_it_again(
         (lambda d: d["spec"].update(extra="x"), "unknown field 'extra'"),
         (lambda d: d["spec"]["settings"].pop("host_id"), "host_id"),
         (lambda d: d["spec"]["members"][0].pop("disk_id"), "disk_id"),
-        (lambda d: d.pop("version"), "version 4"),
+        (lambda d: d.pop("version"), "version 5"),
         (lambda d: d.update(spec=[]), "'spec' is not a table"),
         (lambda d: d.pop("fingerprint"), "fingerprint"),
     ],

@@ -11,7 +11,6 @@ from typing import Any
 
 import nixeval
 import pytest
-from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from helpers import PLAN_SPEC, RunCli, detached, pool_spec
 
 from advisor.errors import PluginRefusal, UsageError
@@ -22,6 +21,7 @@ from advisor.pluginmanager import load_plugins
 from advisor.settings import check_settings
 from advisor_luks import LuksBackend
 from advisor_luks_detached import LuksDetachedBackend
+from advisor_unlock import Fido2Unlock, PassphraseUnlock, Tpm2PinUnlock, Tpm2Unlock
 from advisor_zfs_native import ZfsNativeBackend
 
 METHODS: tuple[UnlockMethod, ...] = (

@@ -110,20 +110,6 @@ class LuksDetachedBackend(LuksBackend):
                     "trim-leaks-usage",
                 )
             )
-        wants_hardware = (
-            answers.get("unlock") == "unattended" or answers.get("hardware_token") == "yes"
-        )
-        if wants_hardware and not self.unlock_carriers:
-            notes.append(
-                Note(
-                    "detached-no-hardware-unlock",
-                    "advisor does not offer a TPM2 or a FIDO2 token with a detached header "
-                    "yet, only the passphrase: whether systemd-cryptenroll and "
-                    "systemd-cryptsetup handle the tokens of a header kept off the disk is "
-                    "still being checked (docs/unlock.md).",
-                    "luks-detached-tokens",
-                )
-            )
         if answers.get("deniability") == "yes" and answers.get("adversary") in (
             "border",
             "targeted",
