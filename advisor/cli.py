@@ -637,7 +637,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     from advisor import settings
     from advisor.assessmentfile import read_assessment
     from advisor.console import print_json, stdout_console
-    from advisor.nixos.write import ConfigRequest, assessment_defaults, write_configuration
+    from advisor.nixos.write import (
+        ConfigRequest,
+        assessment_defaults,
+        unlock_default,
+        write_configuration,
+    )
 
     defaults = {}
     if args.from_assessment is not None:
@@ -651,6 +656,7 @@ def cmd_config(args: argparse.Namespace) -> int:
             trim=defaults.get("trim"),
             ssd=defaults.get("ssd"),
             backup_trust=defaults.get("backup_trust"),
+            unlock=unlock_default(defaults, backend),
         ),
         out_dir=args.out,
         data_devices=tuple(args.data_device),
@@ -947,9 +953,10 @@ def cmd_install(args: argparse.Namespace) -> int:
         defaults = {}
         if args.from_assessment is not None:
             from advisor.assessmentfile import read_assessment
-            from advisor.nixos.write import assessment_defaults
+            from advisor.nixos.write import assessment_defaults, unlock_default
 
             defaults = assessment_defaults(read_assessment(args.from_assessment))
+            defaults["unlock"] = unlock_default(defaults, _chosen_backend(args, defaults))
         backend = _chosen_backend(args, defaults)
         if not args.disk:
             raise UsageError("give --disk DISK-ID (see 'advisor disks')")
@@ -968,6 +975,7 @@ def cmd_install(args: argparse.Namespace) -> int:
                 args,
                 trim=defaults.get("trim"),
                 backup_trust=defaults.get("backup_trust"),
+                unlock=defaults.get("unlock"),
                 # The kernel says whether the disks spin.
                 ssd=all(disk.rotational is False for disk in disks),
             ),

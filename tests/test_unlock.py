@@ -236,3 +236,21 @@ def test_a_pool_of_containers_keeps_nofail_beside_the_method() -> None:
     )
     text = generate(layout, LuksBackend(), method=Fido2Unlock()).files["configuration.nix"]
     assert text.count('crypttabExtraOpts = [ "fido2-device=auto" "nofail" ];') == 2
+
+
+def test_a_saved_assessment_gives_its_method_for_its_backend_only(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    saved = tmp_path / "assessment.json"
+    result = run_cli("assess", "--profile", "journalist", "--save", str(saved))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(saved.read_text())["unlock"]["method"] == "fido2"
+    (tmp_path / "password").write_text("a user password\n")
+    for extra, method in (([], "fido2"), (["--backend", "zfs-native"], "passphrase")):
+        out = tmp_path / f"etc-{method}"
+        result = run_cli(
+            *CONFIG, "--from-assessment", str(saved), "--out", str(out), *extra,
+            "--password-file", str(tmp_path / "password"),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert json.loads((out / "advisor.json").read_text())["settings"]["unlock"] == method

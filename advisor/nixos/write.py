@@ -94,8 +94,8 @@ class ConfigResult:
 
 
 def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
-    """What an assessment decides: the backend, the TRIM and SSD settings, and how far a
-    backup target is trusted (its ``offsite_backups`` answer)."""
+    """What an assessment decides: the backend and its unlock method, the TRIM and SSD
+    settings, and how far a backup target is trusted (its ``offsite_backups`` answer)."""
     defaults: dict[str, Any] = {
         "backup_trust": trust_from_answers(assessment["answers"]),
         "trim": assessment["answers"].get("ssd_trim") == "yes",
@@ -103,7 +103,18 @@ def assessment_defaults(assessment: Mapping[str, Any]) -> dict[str, Any]:
     }
     if isinstance(assessment.get("recommendation"), str):
         defaults["backend"] = assessment["recommendation"]
+        # The method is recommended for that backend: another may not carry it.
+        unlock = assessment.get("unlock")
+        if isinstance(unlock, dict) and isinstance(unlock.get("method"), str):
+            defaults["unlock"] = unlock["method"]
     return defaults
+
+
+def unlock_default(defaults: Mapping[str, Any], backend: str) -> str | None:
+    """The unlock method an assessment recommends (:func:`assessment_defaults`), if
+    ``backend`` is the backend it recommends it for; otherwise none (the passphrase,
+    unless ``--unlock`` says more)."""
+    return defaults.get("unlock") if defaults.get("backend") == backend else None
 
 
 def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password: str) -> Layout:
