@@ -38,6 +38,12 @@ folder ``rwdir``, shared read-write at the same path), after ``modprobe dm_crypt
 The harness keeps its own files in ``rwdir/.vm`` (emptied at each run), so two VMs must not
 share an rwdir at the same time; one after the other (e.g. install, then check) is fine.
 
+With ``tpm=FOLDER`` the guest also gets a TPM 2.0: a software TPM (swtpm) run on the host for the
+length of the VM, keeping its state in FOLDER, attached through QEMU's TPM emulator backend as a
+TIS device (Debian's kernel has the TIS driver built in: ``/dev/tpm0`` and ``/dev/tpmrm0``). The
+same folder on the next run is the same chip after a reboot: what was written to its NV or
+sealed to it is still there, the PCRs start again from zero.
+
 This module does not depend on pytest.
 """
 
@@ -51,8 +57,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +69,12 @@ from pathlib import Path
 VM_TIMEOUT = float(os.environ.get("VM_TIMEOUT", "900"))
 
 INSTALL_HINT = "run scripts/install-vm-deps (as root) to install QEMU, a kernel with ZFS and vng"
+
+#: Seconds swtpm gets to create its control socket before the run gives up.
+SWTPM_START_TIMEOUT = 30.0
+
+# A Unix socket's path is at most 107 bytes (sun_path is 108, with the NUL).
+_SUN_PATH_MAX = 107
 
 #: Marker prefix of the lines :attr:`VmResult.results` collects from the guest's stdout.
 RESULT_MARKER = "@@RESULT "
@@ -79,7 +92,7 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class VmUnavailable(RuntimeError):
-    """The VM cannot be started here: no kernel with ZFS, or no ``vng``/QEMU."""
+    """The VM cannot be started here: no kernel with ZFS, or no ``vng``/QEMU/swtpm."""
 
 
 class VmError(RuntimeError):
@@ -309,6 +322,7 @@ def run_in_vm(
     cpus: int = 2,
     kernel: Path | None = None,
     verbose: bool = False,
+    tpm: Path | None = None,
 ) -> VmResult:
     """Boot a guest, run ``script`` in it as root with ``set -e``, power off, report.
 
@@ -316,6 +330,10 @@ def run_in_vm(
     (created if missing) is shared read-write at the same path; the harness keeps its own files
     in ``rwdir/.vm``. ``timeout`` bounds the whole run, boot included: the VM is killed after it
     and :class:`VmTimeout` raised. ``verbose`` adds the kernel's boot log to stderr.
+
+    ``tpm`` (a host folder, created if missing) gives the guest a TPM 2.0 whose state is kept
+    there: swtpm runs for the length of the VM (its log is ``rwdir/.vm/swtpm.log``) and is
+    stopped when the VM ends, whatever the outcome.
 
     Returns the script's exit status and output whatever the status (see :meth:`VmResult.check`).
     Raises :class:`VmUnavailable` if the VM cannot be started here and :class:`VmError` if it
@@ -331,6 +349,11 @@ def run_in_vm(
     python = Path(sys.executable).parent.resolve() / Path(sys.executable).name
     if shutil.which("qemu-system-x86_64") is None:
         raise VmUnavailable(f"qemu-system-x86_64 is not installed; {INSTALL_HINT}")
+    swtpm = None
+    if tpm is not None:
+        tpm = Path(tpm).absolute()
+        _require_plain_path("tpm", tpm)  # swtpm splits its options at commas
+        swtpm = find_swtpm()
 
     vmdir = rwdir / ".vm"
     if vmdir.exists():
@@ -366,11 +389,32 @@ def run_in_vm(
     ]
     if verbose:
         argv.append("--verbose")
-    if disks:
+    qemu_args = _qemu_drive_args(disks)
+    tpm_running: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    socket_dir: Path | None = None
+    if tpm is not None and swtpm is not None:
+        socket = vmdir / "swtpm.sock"
+        if len(str(socket)) > _SUN_PATH_MAX:
+            # Deep temporary folders: a short folder of its own, removed after the run.
+            socket_dir = Path(tempfile.mkdtemp(prefix="swtpm-"))
+            socket = socket_dir / "swtpm.sock"
+        qemu_args += _qemu_tpm_args(socket)
+        tpm_running = _swtpm_running(swtpm, tpm, socket, vmdir / "swtpm.log")
+    if qemu_args:
         # vng joins --qemu-opts into a shell command line: quote for the shell.
-        argv.append("--qemu-opts=" + shlex.join(_qemu_drive_args(disks)))
+        argv.append("--qemu-opts=" + shlex.join(qemu_args))
     argv += ["--exec", f"bash {shlex.quote(str(runner))}"]
 
+    try:
+        with tpm_running:
+            return _run_vng(argv, rwdir, vmdir, vng, timeout)
+    finally:
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _run_vng(argv: list[str], rwdir: Path, vmdir: Path, vng: Path, timeout: float) -> VmResult:
+    """Run vng (``argv``) to its end or ``timeout`` and read what the runner left in ``vmdir``."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -415,6 +459,100 @@ def run_in_vm(
             message = f"the guest stopped in the script (vng exit status {proc.returncode})"
         raise VmError(message, stdout=stdout, stderr=stderr)
     return VmResult(int(status), stdout, stderr, duration, argv)
+
+
+def find_swtpm() -> Path:
+    """The ``swtpm`` command on PATH; :class:`VmUnavailable` with the install hint if missing."""
+    found = shutil.which("swtpm")
+    if found is None:
+        raise VmUnavailable(f"swtpm is not installed (for the guest's TPM); {INSTALL_HINT}")
+    return Path(found)
+
+
+def _qemu_tpm_args(socket: Path) -> list[str]:
+    """QEMU options attaching the swtpm whose control socket is ``socket`` as a TIS TPM 2.0.
+
+    The emulator backend talks to swtpm's control channel (QEMU docs/specs/tpm.rst, "The QEMU
+    TPM emulator device"); tpm-tis is the x86 ISA TPM interface that the kernel's built-in
+    tpm_tis driver finds.
+    """
+    return [
+        "-chardev",
+        f"socket,id=chrtpm,path={socket}",
+        "-tpmdev",
+        "emulator,id=tpm0,chardev=chrtpm",
+        "-device",
+        "tpm-tis,tpmdev=tpm0",
+    ]
+
+
+def swtpm_argv(swtpm: Path, state: Path, socket: Path, log: Path) -> list[str]:
+    """swtpm's command line: a TPM 2.0 keeping its state in ``state``, controlled over ``socket``.
+
+    No ``--flags startup-clear``: QEMU initialises the TPM through the control channel at each
+    VM start (a power cycle: PCRs reset, NV and keys kept), and the guest sends TPM2_Startup
+    itself (the firmware, or the kernel's tpm2_auto_startup); a second startup would fail.
+    ``--terminate`` ends swtpm when QEMU closes the connection; the harness stops it anyway.
+    """
+    return [
+        str(swtpm),
+        "socket",
+        "--tpm2",
+        "--tpmstate",
+        f"dir={state}",
+        "--ctrl",
+        f"type=unixio,path={socket}",
+        "--log",
+        f"file={log}",
+        "--terminate",
+    ]
+
+
+@contextlib.contextmanager
+def _swtpm_running(swtpm: Path, state: Path, socket: Path, log: Path) -> Iterator[None]:
+    """Run swtpm for the ``with`` block: wait for its control socket, stop it at the end.
+
+    Raises :class:`VmError` (with swtpm's log) if it exits or makes no socket in
+    :data:`SWTPM_START_TIMEOUT` seconds.
+    """
+    state.mkdir(parents=True, exist_ok=True)
+    socket.unlink(missing_ok=True)
+    argv = swtpm_argv(swtpm, state, socket, log)
+    # Its own messages before the log is open (bad options) go to a file beside the log: a
+    # pipe nobody reads could fill and stall it.
+    with log.with_suffix(".stderr").open("w+", encoding="utf-8", errors="replace") as stderr:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+        except OSError as exc:
+            raise VmUnavailable(f"cannot run {swtpm}: {exc}; {INSTALL_HINT}") from exc
+        try:
+            deadline = time.monotonic() + SWTPM_START_TIMEOUT
+            while not socket.is_socket():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    _stop(proc)
+                    stderr.seek(0)
+                    raise VmError(
+                        f"swtpm made no control socket {socket} "
+                        f"(exit status {proc.returncode}); {_cmd(argv)}",
+                        stdout=_read(log) or "",
+                        stderr=stderr.read(),
+                    )
+                time.sleep(0.05)
+            yield
+        finally:
+            _stop(proc)
+            socket.unlink(missing_ok=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """End ``proc`` (SIGTERM, then SIGKILL after 10 s) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _read(path: Path) -> str | None:

@@ -24,8 +24,10 @@ from harness import (
     VmUnavailable,
     create_disk,
     find_kernel,
+    find_swtpm,
     parse_size,
     run_in_vm,
+    swtpm_argv,
 )
 
 LUKS_ZFS_SMOKE = r"""
@@ -153,15 +155,73 @@ def test_pyudev_in_the_guest_sees_the_serial_and_set_e_stops_the_script(
 
 
 @pytest.mark.vm
-def test_timeout_kills_the_vm(vm_kernel: Path, vm_rwdir: Path) -> None:
+def test_timeout_kills_the_vm_and_its_tpm(vm_kernel: Path, vm_rwdir: Path, tmp_path: Path) -> None:
     start = time.monotonic()
     with pytest.raises(VmTimeout, match="killed after 3s"):
-        run_in_vm("sleep 600", [], rwdir=vm_rwdir, timeout=3)
+        run_in_vm("sleep 600", [], rwdir=vm_rwdir, timeout=3, tpm=tmp_path / "tpm")
     assert time.monotonic() - start < 30
-    # QEMU exports the shared folder, so its command line names it: none may be left.
+    # QEMU exports the shared folder and swtpm names its state folder on their command lines:
+    # neither may be left.
     time.sleep(0.5)
+    for folder in (vm_rwdir, tmp_path / "tpm"):
+        left = subprocess.run(
+            ["pgrep", "-f", "-a", str(folder)], capture_output=True, text=True, check=False
+        ).stdout
+        assert left == ""
+    assert not (vm_rwdir / ".vm" / "swtpm.sock").exists()
+
+
+# PCR 7's SHA-256 bank as 64 hex digits.
+PCR7 = r"""
+pcr7() { tpm2_pcrread -Q -o /tmp/pcr7 sha256:7 && od -An -tx1 /tmp/pcr7 | tr -d ' \n'; }
+"""
+
+TPM_BOOT_1 = (
+    PCR7
+    + r"""
+test -c /dev/tpm0
+test -c /dev/tpmrm0
+result pcr7_at_boot "$(pcr7)"
+# An NV index of the owner's: written in this boot, read back in the next.
+printf %s tpm-kept > /tmp/nv
+tpm2_nvdefine 0x1500016 -C o -s 8 -a "ownerread|ownerwrite"
+tpm2_nvwrite 0x1500016 -C o -i /tmp/nv
+result nv_boot1 "$(tpm2_nvread 0x1500016 -C o -s 8)"
+# A measurement lasts until the next power cycle only.
+tpm2_pcrextend 7:sha256=$(printf '%064d' 1)
+result pcr7_extended "$(pcr7)"
+"""
+)
+
+TPM_BOOT_2 = (
+    PCR7
+    + r"""
+result nv_boot2 "$(tpm2_nvread 0x1500016 -C o -s 8)"
+result pcr7_at_boot "$(pcr7)"
+"""
+)
+
+
+@pytest.mark.vm
+def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(vm_rwdir: Path, tmp_path: Path) -> None:
+    """The guest's swtpm is one chip across boots: NV kept, PCRs back to their boot values."""
+    state = tmp_path / "tpm"  # created by the harness
+
+    first = run_in_vm(TPM_BOOT_1, [], rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
+    second = run_in_vm(TPM_BOOT_2, [], rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
+    print(f"boots with a TPM: {first.duration:.1f}s, {second.duration:.1f}s")
+
+    assert first.results["nv_boot1"] == "tpm-kept", first.describe()
+    assert second.results["nv_boot2"] == "tpm-kept", second.describe()
+    boot_value = first.results["pcr7_at_boot"]
+    assert len(boot_value) == 64, first.describe()
+    assert first.results["pcr7_extended"] != boot_value
+    assert second.results["pcr7_at_boot"] == boot_value
+    assert any(state.iterdir())
+    assert (vm_rwdir / ".vm" / "swtpm.log").is_file()
+    # swtpm was stopped with the VM: nothing runs on the state folder any more.
     left = subprocess.run(
-        ["pgrep", "-f", "-a", str(vm_rwdir)], capture_output=True, text=True, check=False
+        ["pgrep", "-f", "-a", str(state)], capture_output=True, text=True, check=False
     ).stdout
     assert left == ""
 
@@ -239,3 +299,22 @@ def test_install_script_is_executable_and_parses() -> None:
     script = Path(__file__).parents[2] / "scripts" / "install-vm-deps"
     assert os.access(script, os.X_OK)
     subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_swtpm_argv_has_no_startup_flag_for_qemu_to_start_the_tpm(tmp_path: Path) -> None:
+    argv = swtpm_argv(Path("/usr/bin/swtpm"), tmp_path / "st", tmp_path / "s.sock", tmp_path / "l")
+    assert argv[:3] == ["/usr/bin/swtpm", "socket", "--tpm2"]
+    assert f"dir={tmp_path / 'st'}" in argv
+    assert f"type=unixio,path={tmp_path / 's.sock'}" in argv
+    assert "--flags" not in argv
+
+
+def test_missing_swtpm_names_the_install_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(VmUnavailable, match=r"swtpm is not installed.*scripts/install-vm-deps"):
+        find_swtpm()
+
+
+def test_run_in_vm_rejects_tpm_folders_swtpm_would_split(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="tpm"):
+        run_in_vm("true", [], rwdir=tmp_path / "rw", timeout=1, tpm=tmp_path / "a,b")
