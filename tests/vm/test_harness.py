@@ -1,4 +1,4 @@
-"""The VM harness itself: disks, udev, dm-crypt, OpenZFS, /etc and the shared folder in a guest.
+"""The VM harness itself: disks, udev, dm-crypt, OpenZFS, /etc, the shared folder and the TPM.
 
 The ``vm`` tests boot a real kernel under emulation (30-70 s a boot); the others check the
 harness's plumbing on the host in milliseconds.
@@ -187,6 +187,13 @@ printf %s tpm-kept > /tmp/nv
 tpm2_nvdefine 0x1500016 -C o -s 8 -a "ownerread|ownerwrite"
 tpm2_nvwrite 0x1500016 -C o -i /tmp/nv
 result nv_boot1 "$(tpm2_nvread 0x1500016 -C o -s 8)"
+# systemd-cryptenroll reaches the TPM (the TSS libraries it dlopens are installed) and seals
+# a key to PCR 7's boot value. (A key file on the guest's tmpfs: a test passphrase.)
+printf %s tpm-test-passphrase > /tmp/passphrase
+cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+    --key-file=/tmp/passphrase /dev/vda
+systemd-cryptenroll --unlock-key-file=/tmp/passphrase --tpm2-device=auto --tpm2-pcrs=7 /dev/vda
+result token "$(cryptsetup luksDump /dev/vda | grep -o systemd-tpm2)"
 # A measurement lasts until the next power cycle only.
 tpm2_pcrextend 7:sha256=$(printf '%064d' 1)
 result pcr7_extended "$(pcr7)"
@@ -198,17 +205,30 @@ TPM_BOOT_2 = (
     + r"""
 result nv_boot2 "$(tpm2_nvread 0x1500016 -C o -s 8)"
 result pcr7_at_boot "$(pcr7)"
+# The key sealed in the first boot opens the container, with no passphrase to ask...
+/lib/systemd/systemd-cryptsetup attach tpm0 /dev/vda - tpm2-device=auto,headless=true </dev/null
+result opened "$(test -b /dev/mapper/tpm0 && echo yes)"
+/lib/systemd/systemd-cryptsetup detach tpm0
+# ... until PCR 7 changes.
+tpm2_pcrextend 7:sha256=$(printf '%064d' 1)
+set +e
+/lib/systemd/systemd-cryptsetup attach tpm0 /dev/vda - tpm2-device=auto,headless=true </dev/null
+result attach_after_extend $?
 """
 )
 
 
 @pytest.mark.vm
-def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(vm_rwdir: Path, tmp_path: Path) -> None:
-    """The guest's swtpm is one chip across boots: NV kept, PCRs back to their boot values."""
+def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(
+    vm_rwdir: Path, tmp_path: Path, make_disk: MakeDisk
+) -> None:
+    """The guest's swtpm is one chip across boots: NV and sealed keys kept, PCRs back to their
+    boot values; systemd-cryptenroll and systemd-cryptsetup can use it."""
     state = tmp_path / "tpm"  # created by the harness
+    disks = [make_disk("64M", serial="disk01")]
 
-    first = run_in_vm(TPM_BOOT_1, [], rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
-    second = run_in_vm(TPM_BOOT_2, [], rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
+    first = run_in_vm(TPM_BOOT_1, disks, rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
+    second = run_in_vm(TPM_BOOT_2, disks, rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
     print(f"boots with a TPM: {first.duration:.1f}s, {second.duration:.1f}s")
 
     assert first.results["nv_boot1"] == "tpm-kept", first.describe()
@@ -217,6 +237,10 @@ def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(vm_rwdir: Path, tmp_pat
     assert len(boot_value) == 64, first.describe()
     assert first.results["pcr7_extended"] != boot_value
     assert second.results["pcr7_at_boot"] == boot_value
+    assert first.results["token"] == "systemd-tpm2", first.describe()
+    assert second.results["opened"] == "yes", second.describe()
+    assert second.results["attach_after_extend"] != "0", second.describe()
+    assert "Current policy digest does not match" in second.stderr
     assert any(state.iterdir())
     assert (vm_rwdir / ".vm" / "swtpm.log").is_file()
     # swtpm was stopped with the VM: nothing runs on the state folder any more.
