@@ -18,6 +18,7 @@ from harness import (
     VM_TIMEOUT,
     Disk,
     MakeDisk,
+    VmError,
     VmResult,
     VmScriptError,
     VmTimeout,
@@ -28,6 +29,7 @@ from harness import (
     parse_size,
     run_in_vm,
     swtpm_argv,
+    swtpm_running,
 )
 
 LUKS_ZFS_SMOKE = r"""
@@ -342,3 +344,27 @@ def test_missing_swtpm_names_the_install_script(monkeypatch: pytest.MonkeyPatch)
 def test_run_in_vm_rejects_tpm_folders_swtpm_would_split(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tpm"):
         run_in_vm("true", [], rwdir=tmp_path / "rw", timeout=1, tpm=tmp_path / "a,b")
+
+
+def test_swtpm_runs_for_the_block_and_is_stopped_after_it(tmp_path: Path) -> None:
+    """The real swtpm on the host: its control socket is there inside the block, gone after."""
+    socket, state = tmp_path / "s.sock", tmp_path / "state"
+    with swtpm_running(find_swtpm(), state, socket, tmp_path / "swtpm.log"):
+        assert socket.is_socket()
+        running = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, check=False)
+        assert running.returncode == 0
+    assert not socket.exists()
+    left = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, check=False)
+    assert left.returncode == 1
+
+
+def test_swtpm_that_makes_no_socket_fails_the_run_with_its_output(tmp_path: Path) -> None:
+    fake = tmp_path / "swtpm"
+    fake.write_text("#!/bin/sh\necho 'swtpm: state is locked' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with (
+        pytest.raises(VmError, match=r"no control socket.*exit status 1") as info,
+        swtpm_running(fake, tmp_path / "state", tmp_path / "s.sock", tmp_path / "swtpm.log"),
+    ):
+        pytest.fail("the block must not run")
+    assert "swtpm: state is locked" in str(info.value)
