@@ -399,7 +399,7 @@ def run_in_vm(
             socket_dir = Path(tempfile.mkdtemp(prefix="swtpm-"))
             socket = socket_dir / "swtpm.sock"
         qemu_args += _qemu_tpm_args(socket)
-        tpm_running = _swtpm_running(swtpm, tpm, socket, vmdir / "swtpm.log")
+        tpm_running = swtpm_running(swtpm, tpm, socket, vmdir / "swtpm.log")
     if qemu_args:
         # vng joins --qemu-opts into a shell command line: quote for the shell.
         argv.append("--qemu-opts=" + shlex.join(qemu_args))
@@ -489,9 +489,9 @@ def _qemu_tpm_args(socket: Path) -> list[str]:
 def swtpm_argv(swtpm: Path, state: Path, socket: Path, log: Path) -> list[str]:
     """swtpm's command line: a TPM 2.0 keeping its state in ``state``, controlled over ``socket``.
 
-    No ``--flags startup-clear``: QEMU initialises the TPM through the control channel at each
-    VM start (a power cycle: PCRs reset, NV and keys kept), and the guest sends TPM2_Startup
-    itself (the firmware, or the kernel's tpm2_auto_startup); a second startup would fail.
+    No ``--flags startup-clear`` (swtpm(8): it makes swtpm send TPM2_Startup itself): QEMU
+    initialises the TPM through the control channel at each VM start (a power cycle: PCRs
+    reset, NV and keys kept), and the guest's firmware sends TPM2_Startup, as on a machine.
     ``--terminate`` ends swtpm when QEMU closes the connection; the harness stops it anyway.
     """
     return [
@@ -509,7 +509,7 @@ def swtpm_argv(swtpm: Path, state: Path, socket: Path, log: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _swtpm_running(swtpm: Path, state: Path, socket: Path, log: Path) -> Iterator[None]:
+def swtpm_running(swtpm: Path, state: Path, socket: Path, log: Path) -> Iterator[None]:
     """Run swtpm for the ``with`` block: wait for its control socket, stop it at the end.
 
     Raises :class:`VmError` (with swtpm's log) if it exits or makes no socket in

@@ -1,4 +1,4 @@
-"""The VM harness itself: disks, udev, dm-crypt, OpenZFS, /etc and the shared folder in a guest.
+"""The VM harness itself: disks, udev, dm-crypt, OpenZFS, /etc, the shared folder and the TPM.
 
 The ``vm`` tests boot a real kernel under emulation (30-70 s a boot); the others check the
 harness's plumbing on the host in milliseconds.
@@ -18,6 +18,7 @@ from harness import (
     VM_TIMEOUT,
     Disk,
     MakeDisk,
+    VmError,
     VmResult,
     VmScriptError,
     VmTimeout,
@@ -28,6 +29,7 @@ from harness import (
     parse_size,
     run_in_vm,
     swtpm_argv,
+    swtpm_running,
 )
 
 LUKS_ZFS_SMOKE = r"""
@@ -187,6 +189,13 @@ printf %s tpm-kept > /tmp/nv
 tpm2_nvdefine 0x1500016 -C o -s 8 -a "ownerread|ownerwrite"
 tpm2_nvwrite 0x1500016 -C o -i /tmp/nv
 result nv_boot1 "$(tpm2_nvread 0x1500016 -C o -s 8)"
+# systemd-cryptenroll reaches the TPM (the TSS libraries it dlopens are installed) and seals
+# a key to PCR 7's boot value. (A key file on the guest's tmpfs: a test passphrase.)
+printf %s tpm-test-passphrase > /tmp/passphrase
+cryptsetup luksFormat --type luks2 --batch-mode --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+    --key-file=/tmp/passphrase /dev/vda
+systemd-cryptenroll --unlock-key-file=/tmp/passphrase --tpm2-device=auto --tpm2-pcrs=7 /dev/vda
+result token "$(cryptsetup luksDump /dev/vda | grep -o systemd-tpm2)"
 # A measurement lasts until the next power cycle only.
 tpm2_pcrextend 7:sha256=$(printf '%064d' 1)
 result pcr7_extended "$(pcr7)"
@@ -198,17 +207,30 @@ TPM_BOOT_2 = (
     + r"""
 result nv_boot2 "$(tpm2_nvread 0x1500016 -C o -s 8)"
 result pcr7_at_boot "$(pcr7)"
+# The key sealed in the first boot opens the container, with no passphrase to ask...
+/lib/systemd/systemd-cryptsetup attach tpm0 /dev/vda - tpm2-device=auto,headless=true </dev/null
+result opened "$(test -b /dev/mapper/tpm0 && echo yes)"
+/lib/systemd/systemd-cryptsetup detach tpm0
+# ... until PCR 7 changes.
+tpm2_pcrextend 7:sha256=$(printf '%064d' 1)
+set +e
+/lib/systemd/systemd-cryptsetup attach tpm0 /dev/vda - tpm2-device=auto,headless=true </dev/null
+result attach_after_extend $?
 """
 )
 
 
 @pytest.mark.vm
-def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(vm_rwdir: Path, tmp_path: Path) -> None:
-    """The guest's swtpm is one chip across boots: NV kept, PCRs back to their boot values."""
+def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(
+    vm_rwdir: Path, tmp_path: Path, make_disk: MakeDisk
+) -> None:
+    """The guest's swtpm is one chip across boots: NV and sealed keys kept, PCRs back to their
+    boot values; systemd-cryptenroll and systemd-cryptsetup can use it."""
     state = tmp_path / "tpm"  # created by the harness
+    disks = [make_disk("64M", serial="disk01")]
 
-    first = run_in_vm(TPM_BOOT_1, [], rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
-    second = run_in_vm(TPM_BOOT_2, [], rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
+    first = run_in_vm(TPM_BOOT_1, disks, rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
+    second = run_in_vm(TPM_BOOT_2, disks, rwdir=vm_rwdir, timeout=VM_TIMEOUT, tpm=state).check()
     print(f"boots with a TPM: {first.duration:.1f}s, {second.duration:.1f}s")
 
     assert first.results["nv_boot1"] == "tpm-kept", first.describe()
@@ -217,6 +239,10 @@ def test_tpm_state_lasts_across_two_boots_and_pcrs_reset(vm_rwdir: Path, tmp_pat
     assert len(boot_value) == 64, first.describe()
     assert first.results["pcr7_extended"] != boot_value
     assert second.results["pcr7_at_boot"] == boot_value
+    assert first.results["token"] == "systemd-tpm2", first.describe()
+    assert second.results["opened"] == "yes", second.describe()
+    assert second.results["attach_after_extend"] != "0", second.describe()
+    assert "Current policy digest does not match" in second.stderr
     assert any(state.iterdir())
     assert (vm_rwdir / ".vm" / "swtpm.log").is_file()
     # swtpm was stopped with the VM: nothing runs on the state folder any more.
@@ -318,3 +344,27 @@ def test_missing_swtpm_names_the_install_script(monkeypatch: pytest.MonkeyPatch)
 def test_run_in_vm_rejects_tpm_folders_swtpm_would_split(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="tpm"):
         run_in_vm("true", [], rwdir=tmp_path / "rw", timeout=1, tpm=tmp_path / "a,b")
+
+
+def test_swtpm_runs_for_the_block_and_is_stopped_after_it(tmp_path: Path) -> None:
+    """The real swtpm on the host: its control socket is there inside the block, gone after."""
+    socket, state = tmp_path / "s.sock", tmp_path / "state"
+    with swtpm_running(find_swtpm(), state, socket, tmp_path / "swtpm.log"):
+        assert socket.is_socket()
+        running = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, check=False)
+        assert running.returncode == 0
+    assert not socket.exists()
+    left = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, check=False)
+    assert left.returncode == 1
+
+
+def test_swtpm_that_makes_no_socket_fails_the_run_with_its_output(tmp_path: Path) -> None:
+    fake = tmp_path / "swtpm"
+    fake.write_text("#!/bin/sh\necho 'swtpm: state is locked' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with (
+        pytest.raises(VmError, match=r"no control socket.*exit status 1") as info,
+        swtpm_running(fake, tmp_path / "state", tmp_path / "s.sock", tmp_path / "swtpm.log"),
+    ):
+        pytest.fail("the block must not run")
+    assert "swtpm: state is locked" in str(info.value)
