@@ -174,7 +174,13 @@ def test_tpm2_pin_is_typed_at_the_terminal_and_fido2_is_refused_without_one(
     (rw / "wrong-pin").write_text("0000-wrong\n")
     # systemd-cryptenroll at the terminal: the disk passphrase, then the PIN twice.
     (rw / "pin.json").write_text(
-        json.dumps([["passphrase", PASSPHRASE], ["PIN", PIN], ["PIN", PIN]])
+        json.dumps(
+            [
+                ["Please enter current passphrase for disk", PASSPHRASE],
+                ["Please enter TPM2 PIN:", PIN],
+                ["Please enter TPM2 PIN (repeat):", PIN],
+            ]
+        )
     )
     recovery = rw / "recovery.key"
     pin_install = install_args(rw, "tpm2+pin", "--recovery-key-file", str(recovery))
@@ -220,3 +226,50 @@ result asked "$(head -c 200 right.log)"
     assert results["wrong_pin"] != "0" and results["open_wrong"] != "0", result.describe()
     assert results["right_pin"] == "0" and results["open_right"] == "0", result.describe()
     assert "PIN" in results["asked"]
+
+
+def test_a_detached_header_carries_the_tpm2_token(
+    vm_kernel: Path, vm_rwdir: Path, make_disk: MakeDisk
+) -> None:
+    """luks-detached: the token goes into the header on its own device, the header's
+    backup is taken anew after the enrollment (the install's last check compares them),
+    and systemd-cryptsetup opens the data from the header with the TPM2 alone."""
+    rw = vm_rwdir
+    write_secrets(rw)
+    disks = [
+        make_disk("8G", serial="disk01"),
+        make_disk("64M", serial="usbkey"),
+        make_disk("256M", serial="backup"),
+    ]
+    header = "/dev/disk/by-id/virtio-usbkey"
+    detached = install_args(
+        rw, "tpm2", "--recovery-key-file", str(rw / "recovery.key"),
+        "--header", header, "--header-backup", "/tmp/backup/header.backup",
+    ).replace("--backend luks", "--backend luks-detached")  # fmt: skip
+    script = f"""{LIVE_HOSTID}
+mkfs.ext4 -q /dev/disk/by-id/virtio-backup
+mkdir -p /tmp/backup && mount /dev/disk/by-id/virtio-backup /tmp/backup
+if $PYTHON -m advisor install {detached} > install.out 2> install.err
+then result install ok; else result install failed; cat install.out install.err; exit 1; fi
+cryptsetup luksDump {header} > header-dump.txt
+cryptsetup luksDump /tmp/backup/header.backup > backup-dump.txt
+cp -r /mnt/etc/nixos etc-nixos
+sync; umount -R /mnt; zpool export rpool; cryptsetup close cryptroot
+set +e
+/lib/systemd/systemd-cryptsetup attach cryptroot {DATA} - \\
+    header={header},tpm2-device=auto,headless=true < /dev/null; result tpm_unlock $?
+cryptsetup status cryptroot > /dev/null; result open $?
+"""
+    result = run_in_vm(script, disks, rwdir=rw, timeout=TIMEOUT, tpm=rw / "tpm-state")
+    assert result.returncode == 0, result.describe()
+    assert result.results["install"] == "ok"
+    # The install's last step, advisor check, found the backup equal to the header.
+    assert "Checked" in (rw / "install.out").read_text()
+    assert "systemd-tpm2" in (rw / "header-dump.txt").read_text()
+    assert "systemd-tpm2" in (rw / "backup-dump.txt").read_text()  # the backup taken anew
+    cfg = nixeval.eval_config(rw / "etc-nixos" / "configuration.nix")
+    device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
+    assert device["header"] == header
+    assert device["crypttabExtraOpts"] == ["tpm2-device=auto"]
+    assert result.results["tpm_unlock"] == "0", result.describe()
+    assert result.results["open"] == "0"
