@@ -62,31 +62,12 @@ def render_assessment(
             )
 
     heading(console, "Ranking")
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("Backend")
-    table.add_column("Fit", no_wrap=True)
-    table.add_column("Score", justify="right")
-    table.add_column("Status")
-    for ranked in assessment.ranking:
-        status = (
-            Text("recommended", style="green")
-            if best is not None and ranked.backend == best.backend
-            else Text("eligible")
-            if ranked.eligible
-            else Text("ruled out", style="red")
-        )
-        table.add_row(
-            Text(ranked.backend, style="bold"),
-            bar(ranked.score, 100, "green" if ranked.eligible else "red"),
-            Text(f"{ranked.score:.1f}"),
-            status,
-        )
-    console.print(table)
-    for ranked in assessment.ranking:
-        if ranked.gate:
-            console.print(
-                indent(Text(f"{ranked.backend} is ruled out: ", style="red") + Text(ranked.gate))
-            )
+    _ranking(
+        console,
+        "Backend",
+        [(r.backend, r.score, r.gate) for r in assessment.ranking],
+        best.backend if best is not None else None,
+    )
 
     heading(console, "What your answers weigh")
     weights = {axis: w for axis, w in assessment.weights.items() if w > 0}
@@ -170,36 +151,49 @@ def render_questions(
         console.print()
 
 
+def _ranking(
+    console: Console,
+    kind: str,
+    rows: list[tuple[str, float, str | None]],
+    recommended: str | None,
+) -> None:
+    """A ranking of backends or unlock methods (``kind``): each ``(name, score, gate)``
+    with its fit as a bar, the ``recommended`` one marked, then why each gated one is
+    ruled out."""
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column(kind)
+    table.add_column("Fit", no_wrap=True)
+    table.add_column("Score", justify="right")
+    table.add_column("Status")
+    for name, score, gate in rows:
+        status = (
+            Text("recommended", style="green")
+            if name == recommended
+            else Text("eligible")
+            if gate is None
+            else Text("ruled out", style="red")
+        )
+        colour = "green" if gate is None else "red"
+        table.add_row(
+            Text(name, style="bold"), bar(score, 100, colour), Text(f"{score:.1f}"), status
+        )
+    console.print(table)
+    for name, _, gate in rows:
+        if gate:
+            console.print(indent(Text(f"{name} is ruled out: ", style="red") + Text(gate)))
+
+
 def _render_unlock(console: Console, unlock: UnlockAdvice, titles: dict[str, str]) -> None:
     """The unlock methods ranked for the recommended backend, why the best one, and what
     to know about it."""
     best = unlock.recommended
     heading(console, f"Unlock: {best.method}" if best else "Unlock")
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("Method")
-    table.add_column("Fit", no_wrap=True)
-    table.add_column("Score", justify="right")
-    table.add_column("Status")
-    for ranked in unlock.ranking:
-        status = (
-            Text("recommended", style="green")
-            if best is not None and ranked.method == best.method
-            else Text("eligible")
-            if ranked.eligible
-            else Text("ruled out", style="red")
-        )
-        table.add_row(
-            Text(ranked.method, style="bold"),
-            bar(ranked.score, 100, "green" if ranked.eligible else "red"),
-            Text(f"{ranked.score:.1f}"),
-            status,
-        )
-    console.print(table)
-    for ranked in unlock.ranking:
-        if ranked.gate:
-            console.print(
-                indent(Text(f"{ranked.method} is ruled out: ", style="red") + Text(ranked.gate))
-            )
+    _ranking(
+        console,
+        "Method",
+        [(r.method, r.score, r.gate) for r in unlock.ranking],
+        best.method if best is not None else None,
+    )
     if best is None:
         console.print(indent(Text(f"No unlock method fits these answers with {unlock.backend}.")))
         return
