@@ -14,7 +14,16 @@ import pytest
 
 from advisor import nixeval
 from advisor.check.checks import expected_files, header_difference, run_checks
-from advisor.check.facts import CheckResult, Facts, FileFact, HeaderFact, Label, Stage, Status
+from advisor.check.facts import (
+    CheckResult,
+    Facts,
+    FileFact,
+    HeaderFact,
+    Label,
+    Stage,
+    Status,
+    TokenFact,
+)
 from advisor.check.probe import parse_label
 from advisor.layoutrecord import read_record
 
@@ -331,6 +340,36 @@ def test_a_host_key_outside_persist_is_a_warning() -> None:
     config["services"]["openssh"]["hostKeys"] = [{"path": "/etc/ssh/key", "type": "ed25519"}]
     result = results(replace(facts, config=config))["file-ssh-host-key"]
     assert result.status is Status.WARN and "rolled back at every boot" in result.detail
+
+
+# -- the unlock token ---------------------------------------------------------------------
+
+
+def test_the_header_must_hold_the_token_the_crypttab_options_unlock_with() -> None:
+    header = read_record(GOLDEN / "luks-systemd-tpm2" / "advisor.json").members[0].data_device
+    enrolled = TokenFact(1, "cryptroot", header, ("systemd-tpm2",), ("systemd-recovery",
+                                                                      "systemd-tpm2"))  # fmt: skip
+    found = results(healthy("luks-systemd-tpm2", tokens=(enrolled,)))["unlock-token"]
+    assert found.status is Status.PASS and header in found.looked_at
+    missing = results(healthy("luks-systemd-tpm2", tokens=(replace(enrolled, found=()),)))
+    result = missing["unlock-token"]
+    assert result.status is Status.FAIL and "would ask for a passphrase" in result.detail
+    assert result.fix == f"systemd-cryptenroll --tpm2-device=auto {header}"
+    unreadable = replace(enrolled, found=None, problem=f"cryptsetup luksDump {header} failed")
+    result = results(healthy("luks-systemd-tpm2", tokens=(unreadable,)))["unlock-token"]
+    assert result.status is Status.FAIL and "luksDump" in result.detail
+
+
+def test_the_probe_asks_only_about_containers_that_unlock_with_a_token() -> None:
+    from advisor.check.probe import token_facts
+
+    plain = read_record(GOLDEN / "luks-systemd" / "advisor.json")
+    assert token_facts(plain, golden_config("luks-systemd")) == ()
+    layout = read_record(GOLDEN / "luks-systemd-tpm2" / "advisor.json")
+    (fact,) = token_facts(layout, golden_config("luks-systemd-tpm2"))
+    # The partition does not exist here: the check says what failed rather than guess.
+    assert fact.wanted == ("systemd-tpm2",) and fact.found is None
+    assert fact.problem.startswith(f"cryptsetup luksDump {layout.members[0].data_device}")
 
 
 # -- the header backup --------------------------------------------------------------------

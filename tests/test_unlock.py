@@ -15,7 +15,7 @@ from helpers import PLAN_SPEC, RunCli, detached, pool_spec
 
 from advisor.errors import PluginRefusal, UsageError
 from advisor.install.plan import INSTALL_SECRETS, build_plan, render_script
-from advisor.install.verify import token_types
+from advisor.luksmeta import token_types, wanted_tokens
 from advisor.models import InstallSpec, Settings, UnlockMethod, carries
 from advisor.pluginmanager import load_plugins
 from advisor.settings import check_settings
@@ -170,6 +170,8 @@ def test_token_types_read_the_luks2_metadata() -> None:
     assert token_types(json.dumps({"tokens": {}})) == []
     with pytest.raises(ValueError, match="no tokens"):
         token_types("[]")
+    options = ["tpm2-device=auto", "nofail", "fido2-device=/dev/hidraw0", "tpm2-device=auto"]
+    assert wanted_tokens(options) == ["systemd-tpm2", "systemd-fido2"]
 
 
 CONFIG = [

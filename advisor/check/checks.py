@@ -19,7 +19,7 @@ from typing import Any
 from advisor.datasets import PERSISTED_FILES
 from advisor.models import RemoteUnlock
 
-from .facts import CheckResult, Facts, FileFact, HeaderFact, Stage, Status
+from .facts import CheckResult, Facts, FileFact, HeaderFact, Stage, Status, TokenFact
 
 #: The mkAfter priority (nixpkgs lib/modules.nix: mkAfter = mkOrder 1500): text in
 #: postResumeCommands at this order comes after the pool import's (the default, 1000).
@@ -741,6 +741,41 @@ def check_header_backups(facts: Facts) -> list[CheckResult]:
     return results
 
 
+# -- unlocking with a token --------------------------------------------------------------
+
+
+def check_unlock_token(facts: Facts, fact: TokenFact) -> CheckResult:
+    """The header holds the token the container's crypttab options unlock with: without
+    it, systemd-cryptsetup falls back to asking for a passphrase, which an unattended
+    machine has nobody to type (and, with the passphrase removed, only the recovery key
+    answers)."""
+    several = len(facts.layout.members) > 1
+    check_id = "unlock-token" + (f"-disk{fact.member}" if several else "")
+    title = "the header holds the unlock token" + (f" (disk {fact.member})" if several else "")
+    looked = (f"boot.initrd.luks.devices.{fact.name}.crypttabExtraOpts", fact.header)
+    if fact.found is None:
+        return _result(
+            check_id, title, Status.FAIL, fact.problem, looked,
+            "attach the header's device (and run advisor check as root)",
+        )  # fmt: skip
+    missing = [kind for kind in fact.wanted if kind not in fact.found]
+    if missing:
+        device = {"systemd-tpm2": "--tpm2-device=auto", "systemd-fido2": "--fido2-device=auto"}
+        enroll = " ".join(device.get(kind, "") for kind in missing).strip()
+        return _result(
+            check_id, title, Status.FAIL,
+            f"the configuration unlocks {fact.name} with a {', '.join(missing)} token, and "
+            f"{fact.header} has none (tokens: {', '.join(fact.found) or 'none'}): the boot "
+            "would ask for a passphrase instead",
+            looked,
+            f"systemd-cryptenroll {enroll or '<the method>'} {shlex.quote(fact.header)}",
+        )  # fmt: skip
+    return _result(
+        check_id, title, Status.PASS,
+        f"{fact.header} holds {', '.join(fact.wanted)}, as the crypttab options ask", looked,
+    )  # fmt: skip
+
+
 # -- TRIM ---------------------------------------------------------------------------------
 
 
@@ -793,6 +828,7 @@ CHECKS: tuple[Callable[[Facts], CheckResult | list[CheckResult]], ...] = (
     check_persist_boot,
     lambda facts: [check_file(facts, expected) for expected in expected_files(facts)],
     check_header_backups,
+    lambda facts: [check_unlock_token(facts, fact) for fact in facts.tokens],
     check_trim,
 )
 

@@ -107,6 +107,22 @@ class HeaderFact:
 
 
 @dataclass(frozen=True)
+class TokenFact:
+    """The tokens one container's header must hold for the unlock its crypttab options
+    ask for (``tpm2-device=auto``: a ``systemd-tpm2`` token), and those it holds."""
+
+    member: int
+    #: The container's name in the configuration, and its header (detached, or at the
+    #: start of its partition).
+    name: str
+    header: str
+    wanted: tuple[str, ...]
+    #: The token types in the header (``None``: it could not be read, see ``problem``).
+    found: tuple[str, ...] | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class Facts:
     """Everything the checks read, gathered once by the probe."""
 
@@ -144,6 +160,8 @@ class Facts:
     #: not running it or unreadable.
     system_hostid: str | None = None
     headers: tuple[HeaderFact, ...] = ()
+    #: For each container whose crypttab options unlock with a token, its tokens.
+    tokens: tuple[TokenFact, ...] = ()
     #: The saved assessment's answer to ``ssd_trim`` (``None``: no assessment given),
     #: and the file.
     assessment_trim: bool | None = None

@@ -19,10 +19,11 @@ from typing import Any
 
 from advisor import nixeval, runner
 from advisor.layoutrecord import load_record
+from advisor.luksmeta import token_types, wanted_tokens
 from advisor.models import Layout, LayoutMember
 
 from .checks import LUKS_DEVICES, content, expected_files, get
-from .facts import Facts, FileFact, HeaderFact, Label, Stage
+from .facts import Facts, FileFact, HeaderFact, Label, Stage, TokenFact
 
 #: A LUKS2 header is 16 MiB at most by default (cryptsetup's --luks2-metadata-size and
 #: keyslots area); a backup larger than this is not one advisor made.
@@ -73,6 +74,7 @@ def gather(
         mounts=mounts,
         system_hostid=_system_hostid() if stage is Stage.RUNNING else None,
         headers=tuple(header_fact(member) for member in layout.members if member.header_backup),
+        tokens=token_facts(layout, config),
         assessment_trim=assessment_trim,
         assessment=assessment,
     )
@@ -253,6 +255,31 @@ def _system_hostid() -> str | None:
     if result is not None and result.returncode == 0 and result.stdout.strip():
         return result.stdout.strip().lower()
     return None
+
+
+def token_facts(layout: Layout, config: Mapping[str, Any] | None) -> tuple[TokenFact, ...]:
+    """The tokens of each container whose crypttab options (the configuration's
+    ``crypttabExtraOpts``) make systemd-cryptsetup unlock with one."""
+    devices = get(config, *LUKS_DEVICES) or {}
+    facts = []
+    for member in layout.members:
+        options = content(get(devices.get(member.luks_name), "crypttabExtraOpts")) or []
+        wanted = wanted_tokens(str(option) for option in options)
+        if not wanted:
+            continue
+        header = member.header or member.data_device
+        fact = TokenFact(member.number, member.luks_name, header, tuple(wanted))
+        result = _run(["cryptsetup", "luksDump", "--dump-json-metadata", header])
+        if result is None or result.returncode != 0:
+            tail = result.stderr.strip().splitlines()[-1:] if result is not None else []
+            problem = f"cryptsetup luksDump {header} failed" + (f": {tail[0]}" if tail else "")
+            facts.append(replace(fact, problem=problem))
+            continue
+        try:
+            facts.append(replace(fact, found=tuple(token_types(result.stdout))))
+        except ValueError as error:
+            facts.append(replace(fact, problem=f"{header}: {error}"))
+    return tuple(facts)
 
 
 def header_fact(member: LayoutMember) -> HeaderFact:

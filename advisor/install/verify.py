@@ -19,13 +19,13 @@ stdin only.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from advisor import runner
+from advisor.luksmeta import token_types
 from advisor.mounts import current_mounts
 
 USAGE = (
@@ -138,17 +138,6 @@ def refused(
         return None
     tail = " ".join(result.stderr.strip().splitlines()[-2:])
     return f"{command[0]} failed with status {result.returncode}, not as for a wrong key: {tail}"
-
-
-def token_types(metadata: str) -> list[str]:
-    """The types of the tokens in a LUKS2 header's JSON metadata (``cryptsetup luksDump
-    --dump-json-metadata``), in token order; a :class:`ValueError` if it is not that."""
-    data = json.loads(metadata)
-    tokens = data.get("tokens") if isinstance(data, dict) else None
-    if not isinstance(tokens, dict):
-        raise ValueError("no tokens object in the LUKS2 metadata")
-    ordered = sorted(tokens.items(), key=lambda item: int(item[0]) if item[0].isdigit() else 0)
-    return [str(token.get("type")) for _, token in ordered if isinstance(token, dict)]
 
 
 def token(kind: str, header: Path) -> list[str]:
