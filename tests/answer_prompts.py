@@ -15,10 +15,26 @@ import os
 import pty
 import select
 import sys
+import termios
 import time
 from pathlib import Path
 
 TIMEOUT = 600.0  # seconds for the whole command: an install under emulation is slow
+#: How long a reply waits for the terminal to stop echoing: a program that asks for a
+#: secret turns echo off, some (systemd's) only after the prompt shows. A prompt that
+#: keeps echo on (a disk id to confirm) gets its reply once this has passed.
+ECHO_WAIT = 2.0
+
+
+def wait_for_no_echo(fd: int) -> None:
+    """Wait (up to :data:`ECHO_WAIT`) until the terminal no longer echoes what is typed,
+    as a person would only type a secret once the prompt is ready for it. The master
+    side of a pseudo-terminal reads the slave's settings."""
+    until = time.monotonic() + ECHO_WAIT
+    while time.monotonic() < until:
+        if not termios.tcgetattr(fd)[3] & termios.ECHO:
+            return
+        time.sleep(0.02)
 
 
 def main(transcript_path: str, answers_path: str, command: list[str]) -> int:
@@ -44,6 +60,7 @@ def main(transcript_path: str, answers_path: str, command: list[str]) -> int:
         while answers and (found := seen.find(answers[0][0].encode(), searched_from)) >= 0:
             # Only once the prompt shows: getpass flushes what was typed before it asked.
             prompt, reply = answers.pop(0)
+            wait_for_no_echo(fd)
             os.write(fd, reply.encode() + b"\r")
             searched_from = found + len(prompt)
     else:
