@@ -38,6 +38,7 @@ from advisor.blockdevices import (
     sort_by_id,
 )
 from advisor.errors import UsageError
+from advisor.install import libudev
 from advisor.mounts import DevNum, MountEntry, parse_mountinfo, unescape_octal
 
 GIB = 1024**3
@@ -783,9 +784,10 @@ def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
 
 @functools.cache
 def udev_context() -> pyudev.Context:
-    """This process's one connection to udev. Making one loads libudev (through ctypes,
-    which asks ``ldconfig`` where it is); listing devices through it reads them afresh."""
-    return pyudev.Context()
+    """This process's one connection to udev; listing devices through it reads them
+    afresh. Making it loads libudev, also where ctypes cannot find it (NixOS), or raises
+    :class:`UsageError` saying what to do (:mod:`advisor.install.libudev`)."""
+    return libudev.open_context()
 
 
 def discover_disks(context: Any = None) -> list[Disk]:
