@@ -4,9 +4,10 @@ pyudev loads libudev when a ``pyudev.Context`` is made, not when it is imported
 (``load_ctypes_library`` in pyudev/_ctypeslib/utils.py): it asks
 ``ctypes.util.find_library("udev")`` for a file name and opens that with ``ctypes.CDLL``;
 no name raises ``ImportError: No library named udev``. ``find_library`` reads the
-``ldconfig -p`` cache, then asks gcc or ld and objdump. NixOS has no ld.so cache and its
-installer ISO no compiler, so a pip-installed pyudev fails there, as it does on other
-systems without a library cache (pyudev issues #83 and #108). nixpkgs' own pyudev
+``ldconfig -p`` cache, then asks gcc or ld and objdump. NixOS has no ld.so cache, its
+installer ISO no compiler, and nixpkgs' Python drops those look-ups (its patch "CPython:
+Don't use ldconfig"), so a pip-installed pyudev fails there, as it does on other systems
+without a library cache (pyudev issues #83 and #108). nixpkgs' own pyudev
 replaces that ``find_library(name)`` call with its libudev's store path
 (pkgs/development/python-modules/pyudev/default.nix, ``postPatch``), so the advisor from
 its flake never needs what follows.
