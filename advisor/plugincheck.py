@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 
 from advisor.assess.assessment import assess, method_gate, method_notes
-from advisor.errors import AdvisorError, PluginError, PluginRefusal
+from advisor.errors import AdvisorError, PluginError, PluginRefusal, UsageError
 from advisor.install.plan import build_plan
 from advisor.install.rekey import rekey_steps_of
 from advisor.layoutfile import layout_datasets
@@ -31,12 +32,13 @@ from advisor.models import (
     Settings,
     SystemFacts,
     UnlockMethod,
+    carries,
     luks_names,
 )
 from advisor.nixos.generate import Contribution, generate
 from advisor.plugincall import call_backend
 from advisor.pluginmanager import LoadedPlugins, PluginRecord, Status
-from advisor.settings import check_settings
+from advisor.settings import check_settings, unlock_options
 
 INITRDS = ("systemd", "scripted")
 #: The samples' disks: a pool on the first, and a mirror over both.
@@ -191,7 +193,9 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
 def _run_unlock_method(plugins: LoadedPlugins, method: UnlockMethod) -> None:
     """What ``assess`` asks of an unlock method: its gate, and its warnings and
     mitigations (asked of the recommended one only), with every question's default
-    answer, on a machine whose TPM2 is unknown and on one that has one."""
+    answer, on a machine whose TPM2 is unknown and on one that has one; then what
+    ``config`` and ``plan`` ask of it with every installable backend that carries it
+    (:func:`_run_unlock_install`)."""
     answers = {q.id: q.default or q.values[0] for q in plugins.questions}
     for system in (SystemFacts(), SystemFacts(tpm2=True)):
         with _refusal_allowed():
@@ -199,6 +203,35 @@ def _run_unlock_method(plugins: LoadedPlugins, method: UnlockMethod) -> None:
         for name in ("warnings", "mitigations"):
             with _refusal_allowed():
                 method_notes(method, name, answers, system)
+    for backend in plugins.backends:
+        if backend.installable and carries(backend, method):
+            _run_unlock_install(plugins, backend, method)
+
+
+def _run_unlock_install(plugins: LoadedPlugins, backend: Backend, method: UnlockMethod) -> None:
+    """The configuration (its crypttab options and fragments) and the plan (its
+    enrollment steps, and their removal of the passphrase) of ``backend``'s samples
+    unlocked with ``method``, through the code ``config`` and ``plan`` run."""
+    for layout, spec in samples(backend):
+        for keep in (True, False):
+            settings = replace(layout.settings, unlock=method.name, keep_passphrase=keep)
+            try:
+                check_settings(settings, backend, plugins.backends, (method,))
+            except (PluginRefusal, UsageError):
+                continue  # refused as config, plan and install refuse it, before more
+            options = unlock_options(method, settings)
+            unlocked = replace(layout, settings=settings, unlock_options=options)
+            with _refusal_allowed():
+                datasets = layout_datasets(settings)
+                generate(unlocked, backend, datasets=datasets, method=method)
+            with _refusal_allowed():
+                build_plan(
+                    replace(spec, settings=settings),
+                    backend,
+                    generate_hardware_config=True,
+                    datasets=layout_datasets(settings),
+                    method=method,
+                )
 
 
 def _check_native_encryption(backend: Backend, spec: InstallSpec) -> None:

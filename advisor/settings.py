@@ -22,7 +22,7 @@ from advisor.backups import TRUST_CHOICES, nix_fragments, parse_target, trust
 from advisor.errors import UsageError
 from advisor.layoutfile import read_layout
 from advisor.models import Backend, Settings, UnlockMethod, carries
-from advisor.plugincall import call_backend, call_method
+from advisor.plugincall import call_backend, call_method, method_owner, sequence_of
 
 #: The stage 1 the configuration can be written for.
 INITRD_CHOICES = ("systemd", "scripted")
@@ -243,6 +243,14 @@ def unlock_method(settings: Settings, methods: Sequence[UnlockMethod]) -> Unlock
             return method
     known = ", ".join(m.name for m in methods) or "none"
     raise UsageError(f"--unlock {settings.unlock!r}: no such unlock method (installed: {known})")
+
+
+def unlock_options(method: UnlockMethod, settings: Settings) -> tuple[str, ...]:
+    """The crypttab options ``method`` gives every container for ``settings``
+    (:attr:`Layout.unlock_options`), checked to be strings; a :class:`PluginError`
+    naming the method otherwise."""
+    options = call_method(method, "crypttab_options", settings)
+    return tuple(sequence_of(method_owner(method), "crypttab_options", options, str))
 
 
 def check_unlock(settings: Settings, backend: Backend, methods: Sequence[UnlockMethod]) -> None:

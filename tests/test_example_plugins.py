@@ -81,6 +81,21 @@ def test_config_writes_its_crypttab_option(run_cli: RunCli, tmp_path: Path) -> N
     assert config["boot"]["zfs"]["devNodes"] == "/dev/mapper"
 
 
+def test_its_option_joins_the_unlock_methods_and_nofail(run_cli: RunCli, tmp_path: Path) -> None:
+    """A variant adds to luks's crypttab options, never replaces them: the unlock
+    method's (tpm2-device=auto) and, on several disks, nofail stay."""
+    password = tmp_path / "password"
+    password.write_text("hunter2-example\n")
+    out = tmp_path / "etc-nixos"
+    two = ["--data-device", DATA.replace("1b", "2b"), "--esp-device", ESP.replace("2c", "3c")]
+    status, stderr = _config(run_cli, out, password, "--unlock", "tpm2", *two)
+    assert status == 0, stderr
+    devices = nixeval.eval_config(out / "configuration.nix")["boot"]["initrd"]["luks"]["devices"]
+    assert [device["crypttabExtraOpts"] for device in devices.values()] == [
+        ["tpm2-device=auto", "nofail", "tries=3"]
+    ] * 2
+
+
 def test_config_with_the_scripted_initrd_is_refused_by_the_backend(
     run_cli: RunCli, tmp_path: Path
 ) -> None:

@@ -329,3 +329,52 @@ def test_check_runs_what_assess_asks_of_an_unlock_method(
     assert records["odd"]["status"] == "broken"
     assert records["odd"]["reason"].startswith(reason)
     assert records["unlock"]["status"] == "active"
+
+
+#: A hardware method (it needs a LUKS2 header) whose ``{method}`` returns ``{value}``.
+ENROLLING_PLUGIN = """
+    from advisor.plugin import UnlockMethod, hookimpl
+
+    class OddEnroll(UnlockMethod):
+        name = "odd-enroll"
+        summary = "a test unlock method that enrolls"
+        api_version = 3
+        carrier = "luks2-token"
+        recovery_key = True  # so the passphrase may go, and its removal is asked for
+        capabilities = {{}}
+
+        def {method}(self, *arguments):
+            return {value}
+
+    @hookimpl
+    def advisor_unlock_methods():
+        return [OddEnroll()]
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "reason"),
+    [
+        ("enroll_steps", "['x']", "enroll_steps returned str, not Step"),
+        ("retire_passphrase_steps", "None", "retire_passphrase_steps must return a sequence"),
+        ("crypttab_options", "[1]", "crypttab_options returned int, not str"),
+        ("nix_fragments", "42", "nix_fragments must return a sequence, not int"),
+    ],
+)
+def test_check_runs_what_config_and_plan_ask_of_an_unlock_method(
+    method: str,
+    value: str,
+    reason: str,
+    make_plugin_dist: MakePluginDist,
+    plugin_on_path: Callable[[PluginDist], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With every backend that carries it (luks, luks-detached), as config and plan
+    would run it: a method broken there is broken for --check too."""
+    source = ENROLLING_PLUGIN.format(method=method, value=value)
+    plugin_on_path(make_plugin_dist(source, name="odd"))
+    assert cli.main(["plugins", "--check", "--json"]) == 1
+    records = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert records["odd"]["status"] == "broken"
+    assert reason in records["odd"]["reason"], records["odd"]["reason"]
+    assert records["unlock"]["status"] == "active"  # the built-in methods pass

@@ -35,9 +35,13 @@ from advisor.nixos.keys import (
     load_age_key,
     load_ssh_host_key,
 )
-from advisor.plugincall import call_method, method_owner, sequence_of
 from advisor.pluginmanager import LoadedPlugins
-from advisor.settings import check_settings, read_authorized_keys, unlock_method
+from advisor.settings import (
+    check_settings,
+    read_authorized_keys,
+    unlock_method,
+    unlock_options,
+)
 
 #: Paths on the installed system; the files are written below the persist root given.
 INITRD_HOST_KEY = "/persist/etc/secrets/initrd/ssh_host_ed25519_key"
@@ -121,8 +125,7 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
     """Validate every name and path of ``request`` into a :class:`Layout`."""
     backend = plugins.backend(request.backend)
     settings = check_settings(request.settings, backend, plugins.backends, plugins.unlock_methods)
-    method = unlock_method(settings, plugins.unlock_methods)
-    unlock_options = call_method(method, "crypttab_options", settings)
+    options = unlock_options(unlock_method(settings, plugins.unlock_methods), settings)
     count = len(request.data_devices)
     if count == 0:
         raise UsageError("give --data-device and --esp-device for each disk of the pool")
@@ -197,9 +200,7 @@ def build_layout(request: ConfigRequest, plugins: LoadedPlugins, hashed_password
         members=members,
         hashed_password=hashed_password,
         remote_unlock=remote,
-        unlock_options=tuple(
-            sequence_of(method_owner(method), "crypttab_options", unlock_options, str)
-        ),
+        unlock_options=options,
     )
 
 

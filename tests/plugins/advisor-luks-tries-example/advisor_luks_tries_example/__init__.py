@@ -73,7 +73,10 @@ class LuksTriesBackend(LuksBackend):
 
     def luks_device(self, layout: Layout, member: LayoutMember) -> dict[str, object]:
         device = super().luks_device(layout, member)
-        device["crypttabExtraOpts"] = [f"tries={TRIES}"]
+        # Added to luks's own options (the unlock method's, nofail on several disks).
+        options = device.get("crypttabExtraOpts", [])
+        assert isinstance(options, list)  # luks_device makes it a list of strings
+        device["crypttabExtraOpts"] = [*options, f"tries={TRIES}"]
         return device
 
     def provision_steps(self, spec: InstallSpec, member: Member) -> Sequence[Step]:
