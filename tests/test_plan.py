@@ -159,7 +159,7 @@ def test_a_plan_keeps_its_fingerprint() -> None:
     plan = build_plan(
         SPEC, LuksBackend(), generate_hardware_config=True, advisor_command=("advisor",)
     )
-    assert plan.fingerprint == "23c3b19000f5d3ab"
+    assert plan.fingerprint == "1d416f2f5d2b7f72"
 
 
 def test_fingerprint_includes_env_and_interactive() -> None:

@@ -151,3 +151,30 @@ def test_wrong_calls_exit_2_before_any_check(
     assert result.returncode == 2
     assert message in result.stderr
     assert log == ""
+
+
+def test_settled_waits_for_the_links_and_tries_settle_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """udevadm settle losing its connection to udevd ("Broken pipe", seen in the VM) is
+    asked again; what decides is whether the links the next steps name are there."""
+    from advisor import runner
+    from advisor.install import verify
+
+    calls: list[list[str]] = []
+
+    def flaky_settle(argv: list[str], **_: object) -> runner.Result:
+        calls.append(list(argv))
+        failed = len(calls) == 1
+        stderr = "Failed to wait for daemon to reply: Broken pipe" if failed else ""
+        return runner.Result(tuple(argv), 1 if failed else 0, "", stderr)
+
+    monkeypatch.setattr(runner, "run", flaky_settle)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    link = tmp_path / "by-partuuid-1"
+    link.touch()
+    assert verify.settled([link], timeout=0.5) == []
+    assert calls == [["udevadm", "settle", "--timeout=120"]] * 2
+    gone = tmp_path / "never"
+    problems = verify.settled([link, gone], timeout=0.2)
+    assert problems == [f"{gone} did not appear within 0.2 s"]

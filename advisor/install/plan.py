@@ -191,7 +191,19 @@ def build_plan(
             spec, member, (_wipe_step(member), _partition_step(spec, member, backend))
         )
     # The /dev/disk/by-partuuid links appear when udev has seen the new partitions.
-    steps.append(Step("settle", "Wait for the partitions' device links", ("udevadm", "settle")))
+    # The links the next steps name (by partition UUID, and the data partition by id
+    # too): udev makes them once it has seen the new partitions.
+    links: list[str] = []
+    for member in spec.members:
+        named = (member.esp_device, member.data_partuuid_device, member.data_device)
+        links += [link for link in (*named, member.swap_device) if link and link not in links]
+    steps.append(
+        Step(
+            "settle",
+            "Wait for the partitions' device links",
+            (sys.executable, "-m", "advisor.install.verify", "settled", *links),
+        )
+    )
     for member, member_provision, member_enroll in zip(
         spec.members, provision, enroll, strict=True
     ):

@@ -13,7 +13,9 @@ stdin only.
   passphrase on stdin in the way that means a wrong key (:func:`refused`), as a step or
   a probe that says "the old passphrase no longer opens it";
 - ``token TYPE HEADER``: the LUKS2 header has a token of that type (``systemd-tpm2``),
-  the probe of an unlock method's enrollment (:func:`token`).
+  the probe of an unlock method's enrollment (:func:`token`);
+- ``settled PATH...``: udev has made these device links, the install's ``settle`` step
+  (:func:`settled`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +40,11 @@ USAGE = (
     "       python -m advisor.install.verify unmounted PATH\n"
     "       python -m advisor.install.verify exported POOL\n"
     "       python -m advisor.install.verify token TYPE HEADER\n"
+    "       python -m advisor.install.verify settled PATH...\n"
 )
+#: How often ``udevadm settle`` is asked, and how long the links then get to appear.
+SETTLE_TRIES = 3
+LINKS_TIMEOUT = 60.0
 #: Beside the backup, the new one while it is taken and checked.
 NEW_SUFFIX = ".new"
 
@@ -152,6 +159,33 @@ def token(kind: str, header: Path) -> list[str]:
     return []
 
 
+def settled(paths: Sequence[Path], timeout: float = LINKS_TIMEOUT) -> list[str]:
+    """Problems with the device links ``paths`` being there: udev is asked to finish
+    its queue (``udevadm settle``), again when it fails (a busy or restarting udevd can
+    drop the connection: "Failed to wait for daemon to reply: Broken pipe"), then each
+    link gets ``timeout`` seconds to appear. What counts is the links, which the next
+    steps name, not settle's exit status."""
+    failure = ""
+    for attempt in range(SETTLE_TRIES):
+        try:
+            result = runner.run(["udevadm", "settle", "--timeout=120"], check=False)
+        except runner.CommandError as error:  # not installed, or hung
+            failure = str(error)
+            break
+        if result.returncode == 0:
+            failure = ""
+            break
+        failure = "udevadm settle: " + (result.stderr.strip().splitlines() or ["failed"])[-1]
+        time.sleep(1 + attempt)
+    deadline = time.monotonic() + timeout
+    missing = [path for path in paths if not path.exists()]
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.2)
+        missing = [path for path in missing if not path.exists()]
+    problems = [f"{path} did not appear within {timeout:g} s" for path in missing]
+    return [*problems, failure] if problems and failure else problems
+
+
 def _cryptsetup(arguments: list[str], secret: str | None = None) -> int:
     """The exit status of ``cryptsetup ARGUMENTS``, ``secret`` (if any) on its stdin."""
     try:
@@ -166,6 +200,9 @@ def main(argv: list[str]) -> int:
     install feeds it with no newline, as luksFormat took it; ``refused`` passes it on to
     its command as it came). Returns the exit status: 0 sound, 1 a problem, 2 a wrong
     call."""
+    if len(argv) >= 2 and argv[0] == "settled":
+        links = [Path(path) for path in argv[1:]]
+        return _report(settled(links), f"{len(links)} device links are there")
     if len(argv) == 3 and argv[0] == "token":
         return _report(token(argv[1], Path(argv[2])), f"{argv[2]}: a {argv[1]} token")
     if len(argv) == 2 and argv[0] in ("unmounted", "exported"):
