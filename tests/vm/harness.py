@@ -293,7 +293,11 @@ export PYTHON={python}
 export PYTHONDONTWRITEBYTECODE=1
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 echo booted > "$vm/state"
-if ! out=$(modprobe dm_crypt 2>&1 && modprobe zfs 2>&1 && udevadm settle --timeout=120 2>&1)
+# settle once more if udevd dropped the connection ("Broken pipe": a busy udevd can).
+settle() {{
+    udevadm settle --timeout=120 2>&1 || {{ sleep 2; udevadm settle --timeout=120 2>&1; }}
+}}
+if ! out=$(modprobe dm_crypt 2>&1 && modprobe zfs 2>&1 && settle)
 then
     printf '%s\\n' "$out" > "$vm/setup-error"
     exit 125
