@@ -53,6 +53,14 @@ def eval_flake(path: Path) -> Any:
     return eval_file("eval-flake.nix", path)
 
 
+def eval_disko(path: Path) -> Any:
+    """A disko configuration (a module setting ``disko.devices``) evaluated with disko's own
+    types from tests/vendor: ``{"tree": <the device tree's options>, "create": <disko's
+    create script>, "mount": <its mount script>}``. A type error fails with disko's message.
+    """
+    return eval_file("eval-disko.nix", path)
+
+
 def eval_expression(source: str) -> Any:
     """Evaluate a Nix expression given as text."""
     with tempfile.TemporaryDirectory() as folder:
