@@ -184,6 +184,13 @@ def differences(plan: Plan, evaluated: Mapping[str, Any], datasets: Sequence[Dat
         hook = f"zfs set keylocation=prompt {pool}"
     check("root file system properties (-O)", created_o, zpool["rootFsOptions"])
     check("the pool's postCreateHook", hook, zpool["postCreateHook"])
+    host_id = " && ".join(
+        shlex.join(s.argv) for s in plan.steps if s.id in ("hostid-write", "hostid")
+    )
+    check("host id before the pool (preCreateHook)", host_id, zpool["preCreateHook"])
+    before = create.find(host_id)
+    check("host id in disko's script, before zpool create", True,
+          0 <= before < create.find("zpool create"))  # fmt: skip
     (made_pool,) = [c for c in commands if c[:3] == ["zpool", "create", "-f"]] or [[]]
     check("zpool create -o in disko's script", _pairs(pool_argv, "-o"), _pairs(made_pool, "-o"))
     check("zpool create -O in disko's script", created_o, _pairs(made_pool, "-O"))

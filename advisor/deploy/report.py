@@ -29,4 +29,7 @@ def render_export_result(console: Console, result: ExportResult) -> None:
         console.print(indent(Text(f"unchanged {path}", style="dim")))
     console.print()
     console.print(Text("Install it from that folder (docs/disko.md):"))
-    console.print(indent(Text(shlex.join(anywhere_command(layout.settings.hostname)))))
+    # One line, however narrow the terminal: it is copied as it is.
+    console.print(
+        indent(Text(shlex.join(anywhere_command(layout.settings.hostname)))), soft_wrap=True
+    )

@@ -205,20 +205,49 @@ MUTATIONS = {
         "@blank of rpool/local/root",
     ),
     "mount point": ('mountpoint = "/persist";', 'mountpoint = "/state";', "mount point"),
+    "host id": ("/etc/hostid.advisor 8f2a91c4", "/etc/hostid.advisor 0badc0de", "host id"),
+    # {esp}: the ESP's GUID in the export.
+    "partition GUID": ("{esp}", "0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f", "partition 1 guid"),
+}
+#: The same for zfs-native's key: created from the file, then the prompt set back.
+NATIVE_MUTATIONS = {
+    "prompt not set back": ("zfs set keylocation=prompt rpool", "true", "postCreateHook"),
+    "key from the prompt": (
+        'keylocation = "file:///tmp/secret.key";',
+        'keylocation = "prompt";',
+        "-O",
+    ),
+    "no encryption": ('encryption = "aes-256-gcm";', 'encryption = "off";', "encryption"),
 }
 
 
-@pytest.mark.parametrize("mutation", MUTATIONS)
+MUTATION_CASES = [("luks", m, *MUTATIONS[m]) for m in MUTATIONS] + [
+    ("zfs-native", m, *NATIVE_MUTATIONS[m]) for m in NATIVE_MUTATIONS
+]
+
+
+@pytest.mark.parametrize(
+    ("backend_name", "mutation", "old", "new", "item"),
+    MUTATION_CASES,
+    ids=[case[1] for case in MUTATION_CASES],
+)
 def test_a_wrong_export_fails_the_comparison(
-    plugins: LoadedPlugins, layout_file: Path, tmp_path: Path, mutation: str
+    plugins: LoadedPlugins,
+    layout_file: Path,
+    tmp_path: Path,
+    backend_name: str,
+    mutation: str,
+    old: str,
+    new: str,
+    item: str,
 ) -> None:
-    old, new, item = MUTATIONS[mutation]
-    spec = _spec(plugins, "luks", "one-disk", layout_file)
-    backend = plugins.backend("luks")
+    spec = _spec(plugins, backend_name, "one-disk", layout_file)
+    backend = plugins.backend(backend_name)
     text = render_disko(spec, backend)
-    assert text.count(old) == 1, old
+    old = old.format(esp=spec.members[0].esp_partuuid)
+    assert text.count(old) >= 1, old
     path = tmp_path / "disko.nix"
-    path.write_text(text.replace(old, new), encoding="utf-8")
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
     plan = build_plan(spec, backend, generate_hardware_config=False)
     found = differences(plan, nixeval.eval_disko(path), layout_datasets(spec.settings))
     assert found, mutation
