@@ -10,6 +10,8 @@ scripts lay the disks out as ``advisor install`` does (docs/disko.md):
   partition by its GUID, name and type code (the data partition's is the backend's);
 - the data partition's content from the backend (:meth:`Backend.disko_content`: a LUKS
   container with the install's ``luksFormat`` options, or the pool member itself);
+- the host id set before the pool is created, by the plan's own steps (the pool's
+  ``preCreateHook``);
 - the pool's properties (``POOL_PROPERTIES``, ``FILESYSTEM_PROPERTIES``, the overrides,
   the backend's ``pool_encryption``), with one generic change: a key read from the
   prompt is read from :data:`KEY_FILE` at creation, and ``keylocation=prompt`` is set
@@ -224,11 +226,24 @@ def _zpool(plan: Plan, backend: Backend, datasets: Sequence[Dataset]) -> dict[st
         "mode": spec.topology or "",
         "options": {**POOL_PROPERTIES, **spec.pool_options},
         "rootFsOptions": {**FILESYSTEM_PROPERTIES, **spec.dataset_options, **created},
+        "preCreateHook": host_id_hook(plan),
     }
     if after:
         zpool["postCreateHook"] = after
     zpool["datasets"] = _datasets(plan, datasets)
     return zpool
+
+
+def host_id_hook(plan: Plan) -> str:
+    """The plan's steps that set the live system's host id (``hostid-write``,
+    ``hostid``), as the shell commands of the pool's ``preCreateHook``: the pool records
+    the host id it is created under, and NixOS imports it without force only under the
+    same one (``networking.hostId``, ``boot.zfs.forceImportRoot = false``). Run again,
+    they write the same id."""
+    steps = [step for step in plan.steps if step.id in ("hostid-write", "hostid")]
+    if len(steps) != 2:  # the plan always has both (_hostid_steps)
+        raise ValueError("the plan has no host id steps")
+    return " && ".join(shlex.join(step.argv) for step in steps)
 
 
 def key_at_creation(encryption: Mapping[str, str], pool: str) -> tuple[dict[str, str], str]:
