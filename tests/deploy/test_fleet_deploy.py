@@ -294,3 +294,15 @@ def test_run_logged_appends_both_streams_to_a_private_log(tmp_path: Path) -> Non
         runner.run_logged([str(tmp_path / "none")], log)
     with pytest.raises(runner.CommandError, match="did not finish within"):
         runner.run_logged(["sleep", "5"], log, timeout=0.2)
+
+
+def test_json_results_and_a_warning_without_a_lock_file(fleet: Fleet) -> None:
+    (fleet.flake / "flake.lock").unlink()
+    result = fleet.deploy("--host", "web2", "--host", "db1", "--json", fail="db1")
+    assert result.returncode == 1
+    assert "nix flake lock" in result.stderr
+    data = json.loads(result.stdout)
+    assert [(r["host"], r["status"]) for r in data] == [("web2", "ok"), ("db1", "failed")]
+    assert data[1]["detail"] == "exit status 1"
+    assert data[1]["log"] == str(fleet.logs / "db1.log")
+    assert data[0]["initrd_host_key_fingerprint"] is None
