@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from advisor import runner
+from advisor.deploy.export import DISKO_FILE
+from advisor.deploy.fleet import FLAKE_FILE, HOSTS_FOLDER, MANIFEST_FILE, read_manifest
 from advisor.deploy.inventory import Host, Inventory, Passphrase
 from advisor.errors import UsageError
 from advisor.files import make_private_dirs
@@ -106,21 +108,33 @@ Progress = Callable[[str, str, HostResult | None], None]
 
 def selected(request: DeployRequest) -> list[Host]:
     """The hosts to deploy, in the inventory's order; a :class:`UsageError` for a
-    ``--host`` the inventory does not have, or a host ``advisor fleet`` did not write."""
+    ``--host`` the inventory does not have, or a host the flake was not written for as
+    the inventory has it now: disko erases the disks the flake names, so they must be
+    the inventory's (and a fixed host id the one the pool is made under)."""
     wanted = {request.inventory.host(name).name for name in request.hosts}
     hosts = [h for h in request.inventory.hosts if not wanted or h.name in wanted]
     flake = request.flake
-    if not (flake / "flake.nix").is_file():
+    again = f"run 'advisor fleet --inventory {request.inventory.path} --out {flake}' again"
+    if not (flake / FLAKE_FILE).is_file() or not (flake / MANIFEST_FILE).is_file():
         raise UsageError(
-            f"--flake {str(flake)!r} holds no flake.nix: write it first with 'advisor fleet "
-            f"--inventory {request.inventory.path} --out {flake}'"
+            f"--flake {str(flake)!r} holds no {FLAKE_FILE} and {MANIFEST_FILE}: write them "
+            f"first with 'advisor fleet --inventory {request.inventory.path} --out {flake}'"
         )
+    written = read_manifest(flake)
     for host in hosts:
-        if not (flake / "hosts" / host.name / "configuration.nix").is_file():
+        identity = written.get(host.name)
+        if identity is None or not (flake / HOSTS_FOLDER / host.name / DISKO_FILE).is_file():
+            raise UsageError(f"--flake {str(flake)!r} has no host {host.name!r}: {again}")
+        if identity.disks != host.disks:
             raise UsageError(
-                f"--flake {str(flake)!r} has no hosts/{host.name}: it was written from "
-                f"another inventory; run 'advisor fleet --inventory {request.inventory.path} "
-                f"--out {flake}' again"
+                f"host {host.name!r}: the flake was written for the disks "
+                f"{', '.join(identity.disks)}, the inventory names {', '.join(host.disks)}: "
+                f"{again}, so that the disks disko erases are the inventory's"
+            )
+        if host.fixed_host_id and identity.host_id != host.settings.host_id:
+            raise UsageError(
+                f"host {host.name!r}: the flake was written for host id {identity.host_id}, "
+                f"the inventory fixes {host.settings.host_id}: {again}"
             )
     return hosts
 

@@ -216,3 +216,22 @@ def test_a_hosts_files_are_the_exports_with_ssh_added(tmp_path: Path) -> None:
         assert ssh in text and keys in text
         without = text.replace("\n  # Remote access\n" + ssh, "").replace(keys, "")
         assert without == theirs["configuration.nix"]
+
+
+def test_the_flake_advisor_fleet_writes_is_the_one_deploy_takes(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    from test_fleet_deploy import STANDIN
+
+    inventory = write_inventory(tmp_path)
+    out = tmp_path / "out"
+    write_fleet(run_cli, inventory, out)
+    (tmp_path / "records").mkdir()
+    base = ["fleet", "deploy", "--inventory", str(inventory), "--flake", str(out)]
+    base += ["--nixos-anywhere", str(STANDIN), "--log-dir", str(tmp_path / "logs")]
+    dry = run_cli(*base, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert sum(1 for line in dry.stdout.splitlines() if not line.startswith("#")) == 3
+    result = run_cli(*base, "--host", "db1", env={"STANDIN_RECORDS": str(tmp_path / "records")})
+    assert result.returncode == 0, result.stderr
+    assert (out / "hosts" / "db1" / "hardware-configuration.nix").is_file()

@@ -12,21 +12,35 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleetdata import CANARY, NAMES, PASSWORD_CANARY, write_inventory
+from fleetdata import CANARY, NAMES, PASSWORD_CANARY, disk, write_inventory
 from helpers import RunCli
 
 STANDIN = Path(__file__).resolve().parent / "nixos_anywhere_standin.py"
 
 
-def fake_flake(folder: Path, names: tuple[str, ...] = NAMES) -> Path:
-    """A folder as 'advisor fleet' leaves it, as far as the deploy looks: flake.nix and
-    each host's configuration.nix (their content is the flake tests' business)."""
+#: The disks of each host of fleetdata's inventory, as fleet.json records them.
+DISKS = {"web1": [disk("web1")], "web2": [disk("web2")], "db1": [disk("db1", 1), disk("db1", 2)]}
+
+
+def fake_flake(folder: Path) -> Path:
+    """A folder as 'advisor fleet' leaves it, as far as the deploy looks: flake.nix,
+    fleet.json and each host's disko.nix (their content is the flake tests' business)."""
     folder.mkdir()
     (folder / "flake.nix").write_text("{ outputs = _: { }; }\n", encoding="utf-8")
     (folder / "flake.lock").write_text("{}\n", encoding="utf-8")
-    for name in names:
+    guid = "0f3e0c8a-6f0e-4f7b-9a0e-7b3c1d2e4f5a"
+    hosts = {}
+    for number, (name, disks) in enumerate(DISKS.items()):
         (folder / "hosts" / name).mkdir(parents=True)
-        (folder / "hosts" / name / "configuration.nix").write_text("{ }\n", encoding="utf-8")
+        (folder / "hosts" / name / "disko.nix").write_text("{ }\n", encoding="utf-8")
+        entries = [
+            {"disk": d, "esp_partuuid": guid, "data_partuuid": guid, "swap_partuuid": None}
+            for d in disks
+        ]
+        host_id = "8425e349" if name == "web1" else f"0000000{number}"
+        hosts[name] = {"host_id": host_id, "password_hash": None, "disks": entries}
+    manifest = {"version": 1, "hosts": hosts}
+    (folder / "fleet.json").write_text(json.dumps(manifest), encoding="utf-8")
     return folder
 
 
@@ -258,10 +272,36 @@ def test_a_missing_passphrase_stops_before_any_host(fleet: Fleet) -> None:
 
 
 def test_a_flake_without_the_host_is_refused(fleet: Fleet) -> None:
-    (fleet.flake / "hosts" / "db1" / "configuration.nix").unlink()
+    (fleet.flake / "hosts" / "db1" / "disko.nix").unlink()
     result = fleet.deploy("--dry-run")
     assert result.returncode == 2
-    assert "has no hosts/db1" in result.stderr
+    assert "has no host 'db1'" in result.stderr
+
+
+def test_a_flake_written_for_other_disks_is_refused(fleet: Fleet) -> None:
+    """disko erases the disks the flake names: they must be the inventory's."""
+    text = fleet.inventory.read_text().replace(disk("db1", 2), disk("db1", 3))
+    fleet.inventory.write_text(text)
+    result = fleet.deploy()
+    assert result.returncode == 2
+    assert "host 'db1': the flake was written for the disks" in result.stderr
+    assert "advisor fleet --inventory" in result.stderr
+    assert fleet.calls() == []
+    # A fixed host id changed since: the pool would be made under the old one.
+    fleet.inventory.write_text(
+        text.replace(disk("db1", 3), disk("db1", 2)).replace("8425e349", "8425e34a")
+    )
+    result = fleet.deploy("--host", "web1")
+    assert result.returncode == 2
+    assert "host 'web1': the flake was written for host id 8425e349" in result.stderr
+    assert fleet.calls() == []
+
+
+def test_a_folder_advisor_fleet_did_not_write_is_refused(fleet: Fleet) -> None:
+    (fleet.flake / "fleet.json").unlink()
+    result = fleet.deploy("--dry-run")
+    assert result.returncode == 2
+    assert "holds no flake.nix and fleet.json" in result.stderr
 
 
 def test_a_missing_program_is_exit_2(fleet: Fleet) -> None:
