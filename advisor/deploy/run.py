@@ -347,16 +347,24 @@ def deploy(
     clock: Callable[[], float] = time.monotonic,
 ) -> list[HostResult]:
     """Run ``runs``, at most ``jobs`` at once, in their order; every result, in the same
-    order. ``progress`` is called from the threads, one call at a time."""
+    order. ``progress`` is called from the threads, one call at a time. Interrupted
+    (Ctrl-C), no host that has not started starts; those running get the terminal's
+    interrupt too, and are waited for."""
     lock = threading.Lock()
 
     def report(host: str, event: str, result: HostResult | None) -> None:
         with lock:
             progress(host, event, result)
 
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fleet") as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fleet")
+    try:
         futures = [pool.submit(run_host, run, report, clock) for run in runs]
         return [future.result() for future in futures]
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def deploy_fleet(

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -346,3 +351,28 @@ def test_json_results_and_a_warning_without_a_lock_file(fleet: Fleet) -> None:
     assert data[1]["detail"] == "exit status 1"
     assert data[1]["log"] == str(fleet.logs / "db1.log")
     assert data[0]["initrd_host_key_fingerprint"] is None
+
+
+def test_interrupted_no_further_host_starts(fleet: Fleet) -> None:
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while the first of
+    three hosts runs one at a time: it stops, the other two never start, exit 130."""
+    argv = [sys.executable, "-m", "advisor", "fleet", "deploy", "--inventory"]
+    argv += [str(fleet.inventory), "--flake", str(fleet.flake), "--jobs", "1"]
+    argv += ["--nixos-anywhere", str(STANDIN), "--log-dir", str(fleet.logs)]
+    (fleet.folder / "tmp").mkdir()
+    env = {**os.environ, "STANDIN_RECORDS": str(fleet.records), "STANDIN_SLEEP": "30"}
+    env["TMPDIR"] = str(fleet.folder / "tmp")
+    child = subprocess.Popen(
+        argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    log = fleet.logs / "web1.log"
+    deadline = time.monotonic() + 30
+    while "### stand-in installing web1" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "web1 never started"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGINT)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 130, stderr
+    assert sorted(p.name for p in fleet.logs.iterdir()) == ["web1.log"]
+    # The passphrases' folder is gone too.
+    assert list((fleet.folder / "tmp").iterdir()) == []
