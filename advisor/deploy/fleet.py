@@ -23,18 +23,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from advisor import secrets, validate
-from advisor.deploy.disko import check_exportable, render_disko
-from advisor.deploy.export import DISKO_FILE, check_unlock, export_layout, export_spec
+from advisor.deploy.disko import check_exportable
+from advisor.deploy.export import export_spec, host_files
 from advisor.deploy.inventory import Host, Inventory, host_error, read_inventory
 from advisor.errors import UsageError
 from advisor.files import sync_directories, write_atomically
 from advisor.install.session import InstallRequest, validate_spec
-from advisor.layoutfile import layout_datasets
-from advisor.models import AttrPath, InstallSpec, Member, NixFragment, RemoteUnlock
-from advisor.nixos.generate import Contribution, FlakeHost, generate, render_flake
-from advisor.nixos.write import INITRD_HOST_KEY, check_out_dir, differs
+from advisor.models import AttrPath, InstallSpec, Member, NixFragment
+from advisor.nixos.generate import Contribution, FlakeHost, render_flake
+from advisor.nixos.write import check_out_dir, differs
 from advisor.pluginmanager import LoadedPlugins
-from advisor.settings import read_authorized_keys, unlock_method
 
 #: What a fleet's folder holds besides each host's files.
 FLAKE_FILE = "flake.nix"
@@ -304,38 +302,16 @@ def write_fleet(
 
 
 def _files(fleet_host: FleetHost, plugins: LoadedPlugins, hashed: str) -> dict[str, str]:
+    """The host's files as ``advisor export disko`` makes them (``disko.nix``,
+    ``configuration.nix``, ``advisor.json``), with :func:`access_fragment` added, and
+    remote unlock kept (``persist_keys``): ``fleet deploy`` puts the initrd's host key on
+    the target's /persist itself (``--extra-files``)."""
     host = fleet_host.host
-    return _for_host(host, lambda: host_files_with_access(fleet_host.spec, plugins, hashed, host))
-
-
-def host_files_with_access(
-    spec: InstallSpec, plugins: LoadedPlugins, hashed_password: str, host: Host
-) -> dict[str, str]:
-    """``spec``'s files as the export's :func:`~advisor.deploy.export.host_files` makes
-    them (``disko.nix``, ``configuration.nix``, ``advisor.json``), from the same pieces,
-    with two differences a fleet needs: :func:`access_fragment` is added, and remote
-    unlock is kept, where the export refuses it because it cannot put the initrd's host
-    key on the target's /persist: ``fleet deploy`` does (``--extra-files``). (To fold
-    into ``host_files`` as keyword options once the export takes them.)"""
-    check_unlock(spec, plugins)
-    backend = plugins.backend(spec.backend)
-    datasets = layout_datasets(spec.settings)
-    disko = render_disko(spec, backend, datasets)
-    keys = spec.settings.remote_unlock_keys
-    # build_layout asks where to make the initrd key (--persist-root): not here.
-    bare = replace(spec, settings=replace(spec.settings, remote_unlock_keys=None))
-    layout = export_layout(bare, plugins, hashed_password)
-    if keys is not None:
-        remote = RemoteUnlock(read_authorized_keys(keys), INITRD_HOST_KEY)
-        layout = replace(layout, settings=spec.settings, remote_unlock=remote)
-    method = unlock_method(layout.settings, plugins.unlock_methods)
-    extra = [
-        Contribution(f"plugin {name}", fragment)
-        for name, fragment in plugins.nix_fragments(layout, backend)
-    ]
-    files = dict(generate(layout, backend, extra + access_fragment(host), datasets, method).files)
-    del files[FLAKE_FILE]
-    return {DISKO_FILE: disko, **files}
+    extra = access_fragment(host)
+    return _for_host(
+        host,
+        lambda: host_files(fleet_host.spec, plugins, hashed, extra=extra, persist_keys=True)[1],
+    )
 
 
 def _hash(host: Host, path: Path, earlier: str | None) -> str:

@@ -194,19 +194,18 @@ def test_what_the_export_refuses_is_exit_2_naming_the_host(
 
 
 def test_a_hosts_files_are_the_exports_with_ssh_added(tmp_path: Path) -> None:
-    """fleet.host_files_with_access builds from the export's pieces: for a host without
-    remote unlock, its files are export.host_files' but for the SSH section, so the two
-    cannot drift apart."""
+    """For a host without remote unlock, the fleet's files are what 'advisor export
+    disko' writes for it, but for the SSH section."""
     from advisor.deploy.export import host_files
-    from advisor.deploy.fleet import host_files_with_access, host_spec
+    from advisor.deploy.fleet import FleetHost, _files, host_spec
     from advisor.deploy.inventory import read_inventory
     from advisor.pluginmanager import load_plugins
 
     plugins = load_plugins(environ={})
     inventory = read_inventory(write_inventory(tmp_path), plugins)
     for host in inventory.hosts[1:]:  # web2 and db1: no remote unlock
-        spec, _ = host_spec(host, plugins, None)
-        ours = host_files_with_access(spec, plugins, HASH, host)
+        spec, new = host_spec(host, plugins, None)
+        ours = _files(FleetHost(host, spec, new), plugins, HASH)
         _, theirs = host_files(spec, plugins, HASH)
         assert ours["disko.nix"] == theirs["disko.nix"]
         assert ours["advisor.json"] == theirs["advisor.json"]
