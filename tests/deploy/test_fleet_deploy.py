@@ -186,6 +186,16 @@ def test_a_failing_host_does_not_stop_the_others(fleet: Fleet) -> None:
     # web1 ran first and failed; the two after it ran all the same.
     assert [c["host"] for c in fleet.calls()] == ["web1", "web2", "db1"]
     assert "web1: FAILED" in result.stderr and "exit status 1" in result.stderr
+    # A line as each host starts and ends, in the order they did (one job: in turn).
+    events = [line for line in result.stderr.splitlines() if line.split(":")[0] in NAMES]
+    assert [e.split(" in ")[0].split(" after ")[0] for e in events] == [
+        "web1: started",
+        "web1: FAILED",
+        "web2: started",
+        "web2: done",
+        "db1: started",
+        "db1: done",
+    ]
     assert f"see {fleet.logs / 'web1.log'}" in result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:4]}
     assert rows["web1"][1] == "FAILED" and rows["web1"][3] == str(fleet.logs / "web1.log")
