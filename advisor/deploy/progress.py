@@ -30,7 +30,8 @@ def progress_printer(printer: LinePrinter) -> Progress:
 
 
 def summary_lines(results: Sequence[HostResult], rerun: Sequence[str]) -> list[str]:
-    """The table of ``results`` (host, status, seconds, log), then for each failed host
+    """The table of ``results`` (host, status, seconds, log), the initrd SSH host key's
+    fingerprint of each host installed with remote unlock, then for each failed host
     the command that runs it again alone: ``rerun`` (the deploy's own command line, its
     ``--host`` options left out) with ``--host NAME``."""
     rows = [("host", "status", "seconds", "log")] + [
@@ -46,6 +47,10 @@ def summary_lines(results: Sequence[HostResult], rerun: Sequence[str]) -> list[s
     failed = [r for r in results if not r.ok]
     done = len(results) - len(failed)
     lines.append(f"{done} of {len(results)} host(s) installed, {len(failed)} failed")
+    for result in results:
+        if result.ok and result.initrd_key:
+            # To compare at the first unlock over SSH: this run made the key.
+            lines.append(f"initrd SSH host key of {result.host}: {result.initrd_key}")
     for result in failed:
         lines.append(
             f"run {result.host} again alone: {shlex.join([*rerun, '--host', result.host])}"

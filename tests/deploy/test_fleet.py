@@ -234,3 +234,18 @@ def test_the_flake_advisor_fleet_writes_is_the_one_deploy_takes(
     result = run_cli(*base, "--host", "db1", env={"STANDIN_RECORDS": str(tmp_path / "records")})
     assert result.returncode == 0, result.stderr
     assert (out / "hosts" / "db1" / "hardware-configuration.nix").is_file()
+
+
+def test_a_swap_partition_keeps_its_guid_too(run_cli: RunCli, tmp_path: Path) -> None:
+    inventory = write_inventory(tmp_path)
+    text = inventory.read_text().replace('topology = "mirror"', 'topology = "mirror"\nswap = "4G"')
+    inventory.write_text(text)
+    out = tmp_path / "out"
+    write_fleet(run_cli, inventory, out)
+    manifest = json.loads((out / "fleet.json").read_text())
+    swaps = [d["swap_partuuid"] for d in manifest["hosts"]["db1"]["disks"]]
+    assert all(swaps) and len(set(swaps)) == 2
+    assert manifest["hosts"]["web1"]["disks"][0]["swap_partuuid"] is None
+    disko = (out / "hosts" / "db1" / "disko.nix").read_text()
+    assert all(guid in disko for guid in swaps)
+    assert write_fleet(run_cli, inventory, out)["written"] == []

@@ -151,6 +151,8 @@ def test_remote_unlock_gets_a_new_initrd_host_key_on_persist(fleet: Fleet) -> No
     }
     log = (fleet.logs / "web1.log").read_text()
     assert "# initrd SSH host key: SHA256:" in log
+    fingerprint = log.split("# initrd SSH host key: ")[1].split()[0]
+    assert f"initrd SSH host key of web1: {fingerprint}" in result.stdout
 
 
 def test_no_secret_in_any_argv_log_or_output(fleet: Fleet) -> None:
