@@ -796,64 +796,23 @@ def _layout_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     settings.add_arguments(parser, command)
 
 
-def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
-    """The options of 'advisor install' and, with ``plan``, of 'advisor plan': the same
-    options, so a plan is made from exactly what an install gets; the help of those a plan
-    does not use says so."""
-
+def _pool_arguments(parser: argparse.ArgumentParser, disk_metavar: str, disk_help: str) -> None:
+    """The options that shape the pool, shared by 'install', 'plan' and 'export disko'
+    with the same meaning: the disks (named as ``disk_metavar`` and ``disk_help`` say),
+    topology, swap, the pool's properties and the assessment the defaults come from."""
     from advisor.models import TOPOLOGIES
 
-    def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
-        return f"{text}; {for_plan}" if plan else text
-
-    parser.add_argument(
-        "--disk",
-        metavar="DISK-ID",
-        action="append",
-        default=[],
-        help="a disk to erase: its id (see 'advisor disks'); once per disk of the pool",
-    )
+    parser.add_argument("--disk", metavar=disk_metavar, action="append", default=[], help=disk_help)
     parser.add_argument(
         "--topology",
         choices=tuple(TOPOLOGIES),
         help="how the pool spans several disks (default: mirror for two; three or more need it)",
     )
     parser.add_argument(
-        "--allow-mixed-sizes",
-        action="store_true",
-        help="use disks that differ in size by more than 3%% (the pool uses only as much "
-        "of each as the smallest has)",
-    )
-    parser.add_argument(
         "--swap",
         metavar="SIZE",
         help="a swap partition of SIZE (such as 16G) on each disk, encrypted with a new "
         "random key at every boot (default: no swap)",
-    )
-    parser.add_argument(
-        "--yes-wipe",
-        metavar="DISK-ID",
-        action="append",
-        default=[],
-        help=install_only("confirm without a prompt; once per disk, each its id exactly"),
-    )
-    parser.add_argument(
-        "--from-assessment",
-        metavar="FILE",
-        type=Path,
-        help="an 'advisor assess --save' file: the backend and the TRIM default",
-    )
-    _layout_arguments(parser, "plan" if plan else "install")
-    parser.add_argument(
-        "--header-backup",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="with --header: a new file on another medium for the header's backup; once "
-        "per disk, in their order",
-    )
-    parser.add_argument(
-        "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
     )
     parser.add_argument(
         "--pool-option",
@@ -870,6 +829,52 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         action="append",
         default=[],
         help="add or replace a zpool create -O property (repeatable)",
+    )
+    parser.add_argument(
+        "--from-assessment",
+        metavar="FILE",
+        type=Path,
+        help="an 'advisor assess --save' file: the backend and the TRIM default",
+    )
+
+
+def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
+    """The options of 'advisor install' and, with ``plan``, of 'advisor plan': the same
+    options, so a plan is made from exactly what an install gets; the help of those a plan
+    does not use says so."""
+
+    def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
+        return f"{text}; {for_plan}" if plan else text
+
+    _pool_arguments(
+        parser,
+        "DISK-ID",
+        "a disk to erase: its id (see 'advisor disks'); once per disk of the pool",
+    )
+    parser.add_argument(
+        "--allow-mixed-sizes",
+        action="store_true",
+        help="use disks that differ in size by more than 3%% (the pool uses only as much "
+        "of each as the smallest has)",
+    )
+    parser.add_argument(
+        "--yes-wipe",
+        metavar="DISK-ID",
+        action="append",
+        default=[],
+        help=install_only("confirm without a prompt; once per disk, each its id exactly"),
+    )
+    _layout_arguments(parser, "plan" if plan else "install")
+    parser.add_argument(
+        "--header-backup",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="with --header: a new file on another medium for the header's backup; once "
+        "per disk, in their order",
+    )
+    parser.add_argument(
+        "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
     )
     parser.add_argument(
         "--passphrase-file",
@@ -958,50 +963,14 @@ def _export_arguments(parser: argparse.ArgumentParser, command: str | None) -> N
     """The options of 'advisor export disko': the layout's as 'plan' takes them (the
     backend, the settings, the disks, topology, swap and pool properties), or a saved
     plan, and where to write."""
-    from advisor.models import TOPOLOGIES
 
     parser.add_argument(
         "--out", metavar="DIR", type=Path, required=True, help="where to write the files"
     )
-    parser.add_argument(
-        "--disk",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="a disk of the target machine as /dev/disk/by-id/...; once per disk of the pool",
-    )
-    parser.add_argument(
-        "--topology",
-        choices=tuple(TOPOLOGIES),
-        help="how the pool spans several disks (default: mirror for two; three or more need it)",
-    )
-    parser.add_argument(
-        "--swap",
-        metavar="SIZE",
-        help="a swap partition of SIZE (such as 16G) on each disk, encrypted with a new "
-        "random key at every boot (default: no swap)",
-    )
-    parser.add_argument(
-        "--pool-option",
-        metavar="PROP=VALUE",
-        type=_key_value,
-        action="append",
-        default=[],
-        help="add or replace a zpool create -o property (repeatable)",
-    )
-    parser.add_argument(
-        "--fs-option",
-        metavar="PROP=VALUE",
-        type=_key_value,
-        action="append",
-        default=[],
-        help="add or replace a zpool create -O property (repeatable)",
-    )
-    parser.add_argument(
-        "--from-assessment",
-        metavar="FILE",
-        type=Path,
-        help="an 'advisor assess --save' file: the backend and the TRIM default",
+    _pool_arguments(
+        parser,
+        "PATH",
+        "a disk of the target machine as /dev/disk/by-id/...; once per disk of the pool",
     )
     parser.add_argument(
         "--plan",
