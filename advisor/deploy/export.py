@@ -31,8 +31,8 @@ from advisor.nixos.write import (
     INITRD_HOST_KEY,
     ConfigRequest,
     build_layout,
+    changed_files,
     check_out_dir,
-    differs,
 )
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import read_authorized_keys, unlock_method
@@ -264,13 +264,7 @@ def write_export(
     check_out_dir(out)
     layout, files = host_files(spec, plugins, secrets.hash_password(password))
     files[FLAKE_FILE] = disko_flake(layout)
-    changed = {name: text for name, text in files.items() if differs(out / name, text)}
-    clashing = [name for name in changed if (out / name).exists()]
-    if clashing and not force:
-        raise UsageError(
-            f"{', '.join(str(out / name) for name in clashing)} already exist(s) with other "
-            "content; use --force to replace"
-        )
+    changed = changed_files(out, files, force=force)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -31,7 +31,7 @@ from advisor.files import sync_directories, write_atomically
 from advisor.install.session import InstallRequest, validate_spec
 from advisor.models import AttrPath, InstallSpec, Member, NixFragment
 from advisor.nixos.generate import Contribution, FlakeHost, render_flake
-from advisor.nixos.write import check_out_dir, differs
+from advisor.nixos.write import changed_files, check_out_dir
 from advisor.pluginmanager import LoadedPlugins
 
 #: What a fleet's folder holds besides each host's files.
@@ -348,11 +348,7 @@ def _write(
     *,
     force: bool,
 ) -> FleetResult:
-    changed = {name: text for name, text in files.items() if differs(out / name, text)}
-    clashing = [out / name for name in changed if (out / name).exists()]
-    if clashing and not force:
-        shown = ", ".join(map(str, clashing[:5])) + (" ..." if len(clashing) > 5 else "")
-        raise UsageError(f"{shown} already exist(s) with other content; use --force to replace")
+    changed = changed_files(out, files, force=force)
     for name, text in changed.items():
         try:
             (out / name).parent.mkdir(parents=True, exist_ok=True)

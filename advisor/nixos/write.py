@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from advisor import secrets, validate
 from advisor.backups import trust_from_answers
@@ -42,6 +42,9 @@ from advisor.settings import (
     unlock_method,
     unlock_options,
 )
+
+#: A file's name below an output folder: a plain name, or a path for a tree of files.
+_Name = TypeVar("_Name", str, Path)
 
 #: Paths on the installed system; the files are written below the persist root given.
 INITRD_HOST_KEY = "/persist/etc/secrets/initrd/ssh_host_ed25519_key"
@@ -246,13 +249,7 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     ]
     files = generate(layout, backend, extra, layout_datasets(layout.settings), method).files
 
-    changed = {name: text for name, text in files.items() if differs(out / name, text)}
-    clashing = [name for name in changed if (out / name).exists()]
-    if clashing and not request.force:
-        raise UsageError(
-            f"{', '.join(str(out / n) for n in clashing)} already exist(s) with other content; "
-            "use --force to replace"
-        )
+    changed = changed_files(out, files, force=request.force)
 
     # The output directory first: if it cannot be made, no key has been written either.
     try:
@@ -301,6 +298,18 @@ def check_out_dir(out: Path) -> None:
     if not existing.is_dir():
         where = "" if existing == out else f": {str(existing)!r} is not a directory"
         raise UsageError(f"--out {str(out)!r} is not a directory{where}")
+
+
+def changed_files(out: Path, files: Mapping[_Name, str], *, force: bool) -> dict[_Name, str]:
+    """The ``files`` (text by name below ``out``) that ``out`` does not hold as they are:
+    the ones to write. Unless ``force``, a :class:`UsageError` naming those that exist with
+    other content (nothing is written then)."""
+    changed = {name: text for name, text in files.items() if differs(out / name, text)}
+    clashing = [out / name for name in changed if (out / name).exists()]
+    if clashing and not force:
+        shown = ", ".join(map(str, clashing[:5])) + (" ..." if len(clashing) > 5 else "")
+        raise UsageError(f"{shown} already exist(s) with other content; use --force to replace")
+    return changed
 
 
 def differs(path: Path, text: str) -> bool:
