@@ -9,9 +9,12 @@ Secrets: the disk passphrase of each host is read before any host starts (a file
 line, or a command's), written without a newline to a 0600 file in a 0700 temporary
 folder, and named to nixos-anywhere by ``--disk-encryption-keys``, which copies it to
 the target's ``/tmp`` for disko; the folder is removed when the run ends, however it
-ends. The passphrase is never in an argument, a log or a message. The initrd's SSH host
-key (for remote unlock) is made here too, into the files nixos-anywhere copies to the
-target's ``/persist`` (``--extra-files``): it is never written beside the flake.
+ends. The passphrase is never in an argument, a log or a message.
+
+The files nixos-anywhere copies to the target's ``/persist`` (``--extra-files``) are
+prepared here too: the host's configuration in ``/persist/etc/nixos``, where ``advisor
+install`` copies it and ``advisor check`` and ``advisor rekey`` read it, and the initrd's
+SSH host key for remote unlock, made at each run and never written beside the flake.
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ DEFAULT_JOBS = 4
 #: the build), and the file the host's configuration.nix imports.
 HARDWARE_BACKEND = "nixos-generate-config"
 HARDWARE_FILE = "hardware-configuration.nix"
+#: Where the target gets its host's files, as ``advisor install`` copies them (its
+#: ``copy-config`` step): ``/etc/nixos`` is kept on /persist.
+CONFIG_COPY = "/persist/etc/nixos"
 
 
 @dataclass(frozen=True)
@@ -199,7 +205,7 @@ def host_command(
         REMOTE_KEY_FILE,
         key_file,
     ]
-    hardware = flake.absolute() / "hosts" / host.name / HARDWARE_FILE
+    hardware = flake.absolute() / HOSTS_FOLDER / host.name / HARDWARE_FILE
     if not hardware.exists():
         argv += ["--generate-hardware-config", HARDWARE_BACKEND, str(hardware)]
     if extra_files is not None:
@@ -217,7 +223,8 @@ def dry_run_lines(request: DeployRequest, nixos_anywhere: str) -> list[str]:
     for host in selected(request):
         source = host.passphrase.describe() if host.passphrase else "no passphrase source"
         key = f"<passphrase of {host.name}: {source}>"
-        extra = f"<initrd SSH host key of {host.name}>" if _remote_unlock(host) else None
+        key_too = " and initrd SSH host key" if _remote_unlock(host) else ""
+        extra = f"<configuration{key_too} of {host.name}>"
         lines.append(f"# {host.name}: {host.target}")
         lines.append(shlex.join(host_command(host, request.flake, nixos_anywhere, key, extra)))
     return lines
@@ -274,34 +281,48 @@ def prepare_runs(
         folder = work / host.name
         key_file = folder / "disk.key"
         write_secret_file(key_file, read_passphrase(host).encode())
-        extra, fingerprint = None, None
-        if _remote_unlock(host):
-            extra, fingerprint = _extra_files(folder / "extra")
-        argv = host_command(host, flake, nixos_anywhere, str(key_file), extra)
+        extra = folder / "extra"
+        fingerprint = _extra_files(extra, flake / HOSTS_FOLDER / host.name, _remote_unlock(host))
+        argv = host_command(host, flake, nixos_anywhere, str(key_file), str(extra))
         runs.append(HostRun(host, argv, log_dir / f"{host.name}.log", fingerprint))
     return runs
 
 
-def _extra_files(root: Path) -> tuple[str, str]:
-    """A new initrd SSH host key at its place under ``root`` (the new system's ``/``), and
-    its fingerprint. nixos-anywhere copies the tree with its modes (``tar -p``), the top
-    folder's included, which becomes the target's root: so the root, /persist and
-    /persist/etc are 0755 (the system's), the folders below them 0700 and the key 0600."""
+def _extra_files(root: Path, host_folder: Path, remote_unlock: bool) -> str | None:
+    """The tree nixos-anywhere copies over the new system's ``/`` (``root``): the host's
+    files from ``host_folder`` (its configuration, layout record, disko.nix and, on a
+    re-run, hardware configuration) in :data:`CONFIG_COPY`, and with ``remote_unlock`` a
+    new initrd SSH host key at its place; the key's fingerprint, or ``None``.
+
+    nixos-anywhere copies the tree with its modes (``tar -p``), the top folder's
+    included, which becomes the target's root: so the root, /persist, /persist/etc and
+    /persist/etc/nixos are 0755 (the system's), the files keep the modes advisor wrote
+    them with, the key's folders are 0700 and the key 0600. Written to the root, either
+    would be lost at the first boot's rollback (nixos-anywhere issues 268 and 604)."""
+    config = root / CONFIG_COPY.lstrip("/")
+    root.mkdir()
+    root.chmod(0o755)  # whatever the umask
+    _make_tree(root, config, 0o755)
+    for path in sorted(host_folder.iterdir()):
+        if path.is_file():
+            shutil.copy2(path, config / path.name)
+    if not remote_unlock:
+        return None
     key = generate_ssh_host_key()
     path = root / INITRD_HOST_KEY.lstrip("/")
-    folders = [root, *reversed(path.relative_to(root).parents[:-1])]
-    for depth, folder in enumerate(folders):
-        mode = 0o755 if depth <= _PUBLIC_DEPTH else 0o700
-        absolute = root / folder if depth else root
-        absolute.mkdir(mode=mode)
-        absolute.chmod(mode)  # whatever the umask
+    _make_tree(root, path.parent, 0o700)
     write_secret_file(path, key.private_openssh)
-    return str(root), key.fingerprint
+    return key.fingerprint
 
 
-#: The folders of the extra files that are the system's own, by depth: /, /persist and
-#: /persist/etc.
-_PUBLIC_DEPTH = 2
+def _make_tree(root: Path, folder: Path, mode: int) -> None:
+    """``folder`` below ``root``, and each folder between them that is not there yet,
+    made with ``mode`` whatever the umask."""
+    relative = folder.relative_to(root)
+    for each in [*reversed(relative.parents[:-1]), relative]:
+        if not (root / each).exists():
+            (root / each).mkdir()
+            (root / each).chmod(mode)
 
 
 @contextmanager

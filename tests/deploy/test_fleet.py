@@ -234,6 +234,11 @@ def test_the_flake_advisor_fleet_writes_is_the_one_deploy_takes(
     result = run_cli(*base, "--host", "db1", env={"STANDIN_RECORDS": str(tmp_path / "records")})
     assert result.returncode == 0, result.stderr
     assert (out / "hosts" / "db1" / "hardware-configuration.nix").is_file()
+    # The host's files went to its /persist/etc/nixos, as advisor install copies them.
+    (record,) = [json.loads(p.read_text()) for p in (tmp_path / "records").iterdir()]
+    copied = {name for name in record["extra_files"] if name.startswith("persist/etc/nixos/")}
+    expected = {"configuration.nix", "advisor.json", "disko.nix"}
+    assert copied == {f"persist/etc/nixos/{name}" for name in expected}
 
 
 def test_a_swap_partition_keeps_its_guid_too(run_cli: RunCli, tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ STANDIN = Path(__file__).resolve().parent / "nixos_anywhere_standin.py"
 
 
 #: The disks of each host of fleetdata's inventory, as fleet.json records them.
+#: What every host's --extra-files holds of its configuration (the fake flake's host
+#: folder has only disko.nix; tests/deploy/test_fleet.py checks a real one's).
+CONFIG_COPY_TREE = {"persist/etc/nixos": "0o755", "persist/etc/nixos/disko.nix": "0o644"}
 DISKS = {"web1": [disk("web1")], "web2": [disk("web2")], "db1": [disk("db1", 1), disk("db1", 2)]}
 
 
@@ -131,9 +134,9 @@ def test_each_host_runs_nixos_anywhere_with_its_flake_key_and_target(fleet: Flee
         assert not Path(argv[4]).exists()
     assert calls["web1"]["argv"][-3:-1] == ["--extra-files", calls["web1"]["argv"][-2]]
     assert calls["web1"]["argv"][-1] == "root@192.0.2.11"
+    assert calls["web2"]["argv"][-5:-3] == ["--extra-files", calls["web2"]["argv"][-4]]
     assert calls["web2"]["argv"][-3:] == ["--ssh-port", "2222", "root@192.0.2.12"]
     assert calls["db1"]["argv"][-1] == "root@db1.example.org"
-    assert "--extra-files" not in calls["db1"]["argv"]
 
 
 def test_remote_unlock_gets_a_new_initrd_host_key_on_persist(fleet: Fleet) -> None:
@@ -145,6 +148,7 @@ def test_remote_unlock_gets_a_new_initrd_host_key_on_persist(fleet: Fleet) -> No
         ".": "0o755",
         "persist": "0o755",
         "persist/etc": "0o755",
+        **CONFIG_COPY_TREE,
         "persist/etc/secrets": "0o700",
         "persist/etc/secrets/initrd": "0o700",
         "persist/etc/secrets/initrd/ssh_host_ed25519_key": "0o600",
@@ -243,7 +247,8 @@ def test_dry_run_prints_the_commands_and_reads_no_secret(fleet: Fleet) -> None:
     assert len(commands) == 3
     assert "'<passphrase of web2: file " in commands[1]
     assert f"{fleet.folder / 'secrets' / 'web2.key'}>'" in commands[1]
-    assert "'<initrd SSH host key of web1>'" in commands[0]
+    assert "'<configuration and initrd SSH host key of web1>'" in commands[0]
+    assert "--extra-files '<configuration of db1>'" in commands[2]
     assert CANARY not in result.stdout
     assert not fleet.logs.exists()
 
