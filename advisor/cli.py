@@ -133,6 +133,28 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true", help="print what was written as JSON")
     config.set_defaults(run=cmd_config)
 
+    export = commands.add_parser(
+        "export",
+        help="hand the layout to other tools: 'export disko' for disko and nixos-anywhere",
+        description="Write the layout 'advisor install' makes for other tools to make it.",
+    )
+    targets = export.add_subparsers(dest="target", metavar="TARGET", required=True)
+    disko = targets.add_parser(
+        "disko",
+        help="disko.nix, the configuration and a flake for nixos-anywhere",
+        description=(
+            "Write disko.nix (the disks laid out exactly as 'advisor install' lays them "
+            "out), configuration.nix and advisor.json (as 'advisor config' writes them) and "
+            "flake.nix with disko's module, ready for 'nixos-anywhere --flake .#HOST "
+            "--disk-encryption-keys /tmp/secret.key FILE root@HOST'. Touches no disk: "
+            "the disks are named by their /dev/disk/by-id paths on the target machine. "
+            "The user's password is read from --password-file, or asked twice at a "
+            "terminal, and written only as a yescrypt hash. See docs/disko.md."
+        ),
+    )
+    _export_arguments(disko, command)
+    disko.set_defaults(run=cmd_export_disko)
+
     disks = commands.add_parser(
         "disks", help="list disks, whether each can be installed to, and why not"
     )
@@ -861,6 +883,143 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         action="store_true",
         help="cheap key derivation, for tests only: never for a real disk",
     )
+
+
+def _export_arguments(parser: argparse.ArgumentParser, command: str | None) -> None:
+    """The options of 'advisor export disko': the layout's as 'plan' takes them (the
+    backend, the settings, the disks, topology, swap and pool properties), or a saved
+    plan, and where to write."""
+    from advisor.models import TOPOLOGIES
+
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, required=True, help="where to write the files"
+    )
+    parser.add_argument(
+        "--disk",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a disk of the target machine as /dev/disk/by-id/...; once per disk of the pool",
+    )
+    parser.add_argument(
+        "--topology",
+        choices=tuple(TOPOLOGIES),
+        help="how the pool spans several disks (default: mirror for two; three or more need it)",
+    )
+    parser.add_argument(
+        "--swap",
+        metavar="SIZE",
+        help="a swap partition of SIZE (such as 16G) on each disk, encrypted with a new "
+        "random key at every boot (default: no swap)",
+    )
+    parser.add_argument(
+        "--pool-option",
+        metavar="PROP=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="add or replace a zpool create -o property (repeatable)",
+    )
+    parser.add_argument(
+        "--fs-option",
+        metavar="PROP=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="add or replace a zpool create -O property (repeatable)",
+    )
+    parser.add_argument(
+        "--from-assessment",
+        metavar="FILE",
+        type=Path,
+        help="an 'advisor assess --save' file: the backend and the TRIM default",
+    )
+    parser.add_argument(
+        "--plan",
+        metavar="FILE",
+        type=Path,
+        help="export the plan 'advisor plan --save FILE' saved (its disks, GUIDs, host id "
+        "and settings) instead of the options above",
+    )
+    if command in (None, "export"):
+        _layout_arguments(parser, "export")
+    parser.add_argument(
+        "--password-file",
+        metavar="FILE",
+        type=Path,
+        help="the user's password: FILE's first line (default: asked twice); only its "
+        "yescrypt hash is written",
+    )
+    parser.add_argument(
+        "--insecure-fast-kdf",
+        action="store_true",
+        help="cheap key derivation, for tests only: never for a real disk",
+    )
+    parser.add_argument("--force", action="store_true", help="replace existing files")
+    parser.add_argument("--json", action="store_true", help="print what was written as JSON")
+
+
+#: The export's options that a saved plan (--plan) fixes, besides the settings.
+_EXPORT_SPEC_OPTIONS = (
+    "backend", "disk", "from_assessment", "pool_option", "fs_option", "insecure_fast_kdf",
+    "topology", "swap",
+)  # fmt: skip
+
+
+def cmd_export_disko(args: argparse.Namespace) -> int:
+    from advisor import settings
+    from advisor.console import print_json, stdout_console
+    from advisor.deploy import export
+    from advisor.install.session import InstallRequest
+
+    plugins = _load_plugins()
+    if args.plan is not None:
+        given = [
+            "--" + name.replace("_", "-")
+            for name in _EXPORT_SPEC_OPTIONS
+            if getattr(args, name, None) not in (None, False, [])
+        ] + settings.given(args)
+        if given:
+            raise UsageError(
+                f"{', '.join(given)}: --plan {str(args.plan)!r} fixes these already; leave them out"
+            )
+        spec = export.saved_spec(args.plan, plugins)
+    else:
+        defaults: dict[str, Any] = {}
+        if args.from_assessment is not None:
+            from advisor.assessmentfile import read_assessment
+            from advisor.nixos.write import assessment_defaults, unlock_default
+
+            defaults = assessment_defaults(read_assessment(args.from_assessment))
+            defaults["unlock"] = unlock_default(defaults, _chosen_backend(args, defaults))
+        backend = _chosen_backend(args, defaults)
+        request = InstallRequest(
+            backend=backend,
+            settings=settings.from_arguments(
+                args,
+                trim=defaults.get("trim"),
+                ssd=defaults.get("ssd"),
+                backup_trust=defaults.get("backup_trust"),
+                unlock=defaults.get("unlock"),
+            ),
+            pool_options=dict(args.pool_option),
+            dataset_options=dict(args.fs_option),
+            fast_kdf=args.insecure_fast_kdf,
+            topology=args.topology,
+            swap_size=args.swap,
+        )
+        spec = export.export_spec(request, args.disk, plugins)
+    # Everything the export can refuse, before the password is asked for.
+    export.host_files(spec, plugins, hashed_password="")
+    password = _read_password(args.password_file)
+    result = export.write_export(spec, plugins, password, args.out, force=args.force)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    from advisor.deploy.report import render_export_result
+
+    render_export_result(stdout_console(), result)
+    return 0
 
 
 #: The install's own options that decide its spec, besides the settings: a saved plan

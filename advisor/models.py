@@ -12,6 +12,7 @@ from enum import IntEnum
 from typing import ClassVar
 
 from advisor.datasets import mounted_at
+from advisor.errors import PluginRefusal
 
 #: The version of the plugin contract this advisor implements. A backend declares the
 #: version it was written for in ``Backend.api_version`` (a literal); the core refuses a
@@ -198,6 +199,9 @@ class Backend:
         into (its :meth:`token_device` says where that header is, and its configuration
         adds ``Layout.unlock_options`` to each container's crypttab options). Empty (the
         default): a passphrase only.
+    ``disko_unsupported``
+        why the design cannot be handed to disko (``advisor export disko``), or ``None``
+        (the default): the export refuses a backend that says why, before anything else.
 
     Every method gets validated input and may refuse what it cannot serve by raising
     :class:`advisor.plugin.PluginRefusal` (a message for the user, exit status 2); any
@@ -213,6 +217,7 @@ class Backend:
     detached_header: ClassVar[bool] = False
     native_encryption: ClassVar[bool] = False
     unlock_carriers: ClassVar[frozenset[str]] = frozenset()
+    disko_unsupported: ClassVar[str | None] = None
 
     def gate(self, answers: Answers, system: SystemFacts) -> str | None:
         """Return why this backend must not be used with these answers, or ``None``.
@@ -280,6 +285,29 @@ class Backend:
         When not empty, the passphrase is fed to ``zpool create`` on stdin.
         """
         return {}
+
+    def disko_content(
+        self, spec: InstallSpec, member: Member, content: Mapping[str, object], key_file: str
+    ) -> Mapping[str, object]:
+        """The disko content of ``member``'s data partition (``advisor export disko``):
+        ``content`` (the pool's member, ``{"type": "zfs", ...}``) as the backend's
+        ``provision_steps`` would prepare it, such as wrapped in a LUKS container
+        (``{"type": "luks", ..., "content": content}``) whose passphrase disko reads from
+        ``key_file`` (nixos-anywhere's ``--disk-encryption-keys`` puts it there).
+
+        The default suits a backend that prepares no container: the pool is on the
+        partition (its ``pool_encryption``, if any, is written by the core). A backend
+        whose ``provision_steps`` do something for ``member`` must say how disko does the
+        same, or the export is refused: a container left out would be an unencrypted pool.
+        """
+        steps = self.provision_steps(spec, member)
+        if steps:
+            ids = ", ".join(step.id for step in steps)
+            raise PluginRefusal(
+                f"its install prepares each disk with steps of its own ({ids}) that it "
+                "does not say how to write for disko (Backend.disko_content)"
+            )
+        return content
 
     def rekey_steps(self, spec: RekeySpec) -> Sequence[Step]:
         """The steps that change the disk passphrase of an installed layout

@@ -5,6 +5,9 @@
   itself, never another family.
 - The top level imports no family, except the edges that wire them: ``advisor/cli.py``,
   and ``advisor/plugincheck.py``, which runs a plugin through every command's code.
+- One family composes two others for other tools: ``advisor/deploy`` (disko,
+  nixos-anywhere) imports ``install`` (the spec, its checks, the plan's declarations)
+  and ``nixos`` (the configuration), and no other.
 - A plugin in ``plugins/`` imports only ``advisor.plugin`` of the core (and, to build on
   one, another built-in backend's package, as a third party would).
 - The core never decides by a built-in backend's name: none is a string of its own in
@@ -21,7 +24,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = ROOT / "advisor"
-FAMILIES = ("assess", "nixos", "install", "check", "diff", "backup")
+FAMILIES = ("assess", "nixos", "install", "check", "diff", "backup", "deploy")
+#: The families a family may import besides itself: deploy hands the install's layout
+#: and its configuration to disko and nixos-anywhere, so it composes both.
+COMPOSES = {"deploy": {"install", "nixos"}}
 EDGES = {"cli.py", "__main__.py", "plugincheck.py"}
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 
@@ -48,17 +54,23 @@ def _core_modules() -> list[Path]:
     return sorted(CORE.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_a_core_module_imports_no_other_command_family(path: Path) -> None:
-    relative = path.relative_to(CORE)
+def _wrong_imports(relative: Path, path: Path) -> list[str]:
+    """The imports of ``path`` (``relative`` to ``advisor/``) of a family it may not use."""
     own = relative.parts[0] if len(relative.parts) > 1 else None
-    wrong = [
+    return [
         f"line {line}: {module}"
         for line, module in _imports(path)
         if (family := _family(module)) is not None
         and family != own
+        and family not in COMPOSES.get(own or "", set())
         and not (own is None and relative.name in EDGES)
     ]
+
+
+@pytest.mark.parametrize("path", _core_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_core_module_imports_no_other_command_family(path: Path) -> None:
+    relative = path.relative_to(CORE)
+    wrong = _wrong_imports(relative, path)
     assert not wrong, f"{relative} imports another command family: {wrong}"
 
 
@@ -98,5 +110,14 @@ def test_the_rules_catch_what_they_forbid(tmp_path: Path) -> None:
     )
     modules = [module for _, module in _imports(sample)]
     assert [_family(m) for m in modules] == ["install", None, "nixos", None]
+    # deploy may compose install and nixos, and only those; no other family may.
+    composing = tmp_path / "composing.py"
+    composing.write_text(
+        "from advisor.install.plan import build_plan\nfrom advisor.nixos import generate\n"
+        "from advisor.check import checks\n",
+        encoding="utf-8",
+    )
+    assert _wrong_imports(Path("deploy/x.py"), composing) == ["line 3: advisor.check"]
+    assert len(_wrong_imports(Path("check/x.py"), composing)) == 2
     constants = [n for n in ast.walk(ast.parse(sample.read_text())) if isinstance(n, ast.Constant)]
     assert any(n.value in BUILTIN_BACKENDS for n in constants)

@@ -43,6 +43,18 @@ FILESYSTEM_PROPERTIES: Mapping[str, str] = {
     "dnodesize": "auto",
     "mountpoint": "none",
 }
+#: The GPT every disk gets (:func:`_partition_step`), one declaration for the plan and
+#: ``advisor export disko``: the ESP first, from 1 MiB (sgdisk's numbers, names and type
+#: codes); the data partition (its type code is the backend's ``partition_type``) over
+#: the rest; with ``--swap`` a swap partition, numbered 3 but placed before the data one.
+ESP_NUMBER, ESP_NAME, ESP_TYPE, ESP_START = 1, "ESP", "EF00", "1M"
+DATA_NUMBER, DATA_NAME = 2, "data"
+SWAP_NUMBER, SWAP_NAME, SWAP_TYPE = 3, "swap", "8200"
+#: How the ESP is formatted (``mkfs.<ESP_FILESYSTEM>`` with these options: FAT32,
+#: labelled) and mounted.
+ESP_FILESYSTEM = "vfat"
+ESP_MKFS_OPTIONS = ("-F", "32", "-n", "ESP")
+ESP_MOUNT_OPTIONS = ("umask=0077",)
 #: Environment variables the dry-run script reads the secrets from.
 SECRET_VARIABLES = {
     "passphrase": "ADVISOR_PASSPHRASE",
@@ -173,7 +185,7 @@ def build_plan(
     check_installable(backend)
     check_overrides(spec.pool_options, spec.dataset_options)
     provision = [_provision_steps(backend, spec, member) for member in spec.members]
-    encryption = _pool_encryption(backend, spec)
+    encryption = pool_encryption_of(backend, spec)
     pool_devices = [pool_device_of(backend, spec, member) for member in spec.members]
     if not all(provision) and not encryption:
         # Defined, but empty for this spec: the pool would be created unencrypted.
@@ -181,7 +193,7 @@ def build_plan(
             f"{backend_owner(backend)} adds no encryption to this install: its "
             "provision_steps returned no step and its pool_encryption no property"
         )
-    configured = [_configured_device(backend, spec, member) for member in spec.members]
+    configured = [configured_device_of(backend, spec, member) for member in spec.members]
     enroll = [_unlock_steps(method, "enroll_steps", backend, spec, m) for m in spec.members]
     pool, root = spec.settings.pool, spec.root
     several = len(spec.members) > 1
@@ -332,12 +344,14 @@ def _partition_step(spec: InstallSpec, member: Member, backend: Backend) -> Step
     partition, so the data partition keeps its number (and its ``-part2`` link)."""
     swap: tuple[str, ...] = ()
     if spec.swap_size is not None and member.swap_partuuid is not None:
+        n = SWAP_NUMBER
         swap = (
-            f"--new=3:0:+{spec.swap_size}",
-            "--typecode=3:8200",
-            f"--partition-guid=3:{member.swap_partuuid}",
-            "--change-name=3:swap",
+            f"--new={n}:0:+{spec.swap_size}",
+            f"--typecode={n}:{SWAP_TYPE}",
+            f"--partition-guid={n}:{member.swap_partuuid}",
+            f"--change-name={n}:{SWAP_NAME}",
         )
+    esp, data = ESP_NUMBER, DATA_NUMBER
     return Step(
         "partition",
         f"Create the GPT on {member.disk_id}: ESP ({spec.esp_size}), "
@@ -348,15 +362,15 @@ def _partition_step(spec: InstallSpec, member: Member, backend: Backend) -> Step
             # Partition ends on a 1 MiB boundary too: LUKS2 with 4096-byte sectors
             # needs a size that is a multiple of them.
             "--align-end",
-            f"--new=1:1M:+{spec.esp_size}",
-            "--typecode=1:EF00",
-            f"--partition-guid=1:{member.esp_partuuid}",
-            "--change-name=1:ESP",
+            f"--new={esp}:{ESP_START}:+{spec.esp_size}",
+            f"--typecode={esp}:{ESP_TYPE}",
+            f"--partition-guid={esp}:{member.esp_partuuid}",
+            f"--change-name={esp}:{ESP_NAME}",
             *swap,
-            "--new=2:0:0",
-            f"--typecode=2:{backend.partition_type}",
-            f"--partition-guid=2:{member.data_partuuid}",
-            "--change-name=2:data",
+            f"--new={data}:0:0",
+            f"--typecode={data}:{backend.partition_type}",
+            f"--partition-guid={data}:{member.data_partuuid}",
+            f"--change-name={data}:{DATA_NAME}",
             member.disk,
         ),
         probe=("blkid", "--match-token", f"PARTUUID={member.data_partuuid}"),
@@ -379,8 +393,8 @@ def _esp_steps(member: Member) -> tuple[Step, ...]:
         Step(
             "format-esp",
             "Format the ESP (FAT32)",
-            ("mkfs.vfat", "-F", "32", "-n", "ESP", member.esp_device),
-            probe=("blkid", "--match-token", "TYPE=vfat", member.esp_device),
+            (f"mkfs.{ESP_FILESYSTEM}", *ESP_MKFS_OPTIONS, member.esp_device),
+            probe=("blkid", "--match-token", f"TYPE={ESP_FILESYSTEM}", member.esp_device),
             destructive=True,
         ),
     )
@@ -460,10 +474,11 @@ def _mount_steps(spec: InstallSpec, datasets: Sequence[Dataset]) -> list[Step]:
         ),
     ]
     for member, target in zip(spec.members, esps, strict=True):
-        mount = ("mount", "-t", "vfat", "-o", "umask=0077", member.esp_device, target)
+        options = ",".join(ESP_MOUNT_OPTIONS)
+        mount = ("mount", "-t", ESP_FILESYSTEM, "-o", options, member.esp_device, target)
         step = Step(
             "mount-esp",
-            f"Mount the ESP at {target} (umask=0077)",
+            f"Mount the ESP at {target} ({options})",
             mount,
             probe=("mountpoint", "-q", target),
             restore=(mount,),
@@ -615,7 +630,9 @@ def _command_problem(argv: object) -> str | None:
     return None
 
 
-def _pool_encryption(backend: Backend, spec: InstallSpec) -> Mapping[str, str]:
+def pool_encryption_of(backend: Backend, spec: InstallSpec) -> Mapping[str, str]:
+    """``backend.pool_encryption(spec)``, checked: the ``-O`` properties that encrypt
+    the pool; a plugin error names the backend."""
     encryption = call_backend(backend, "pool_encryption", spec)
     if not isinstance(encryption, Mapping) or not all(
         isinstance(key, str) and key and isinstance(value, str) for key, value in encryption.items()
@@ -645,9 +662,9 @@ def _check_unique(steps: Sequence[Step], backend: Backend) -> None:
         seen.add(step.id)
 
 
-def _configured_device(backend: Backend, spec: InstallSpec, member: Member) -> str:
+def configured_device_of(backend: Backend, spec: InstallSpec, member: Member) -> str:
     """The device of ``member`` the configuration unlocks or imports, as the backend
-    names it."""
+    names it (``advisor config --data-device``), checked."""
     device = call_backend(backend, "configured_device", spec, member)
     if not isinstance(device, str) or not device.startswith("/dev/disk/by-"):
         detail = f"configured_device must be a /dev/disk/by-* path, not {device!r}"

@@ -236,7 +236,7 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     # Validate everything first, so a typo does not cost a password hash.
     layout = build_layout(request, plugins, hashed_password="")
     out = request.out_dir
-    _check_out_dir(out)
+    check_out_dir(out)
     layout = replace(layout, hashed_password=secrets.hash_password(request.password))
     backend = plugins.backend(layout.backend)
     method = unlock_method(layout.settings, plugins.unlock_methods)
@@ -246,7 +246,7 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     ]
     files = generate(layout, backend, extra, layout_datasets(layout.settings), method).files
 
-    changed = {name: text for name, text in files.items() if _differs(out / name, text)}
+    changed = {name: text for name, text in files.items() if differs(out / name, text)}
     clashing = [name for name in changed if (out / name).exists()]
     if clashing and not request.force:
         raise UsageError(
@@ -292,7 +292,7 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
     )
 
 
-def _check_out_dir(out: Path) -> None:
+def check_out_dir(out: Path) -> None:
     """Refuse an ``--out`` that is not a directory and cannot become one: it, or the
     nearest of its parents that exists, is something else (a file)."""
     existing = next(
@@ -303,7 +303,7 @@ def _check_out_dir(out: Path) -> None:
         raise UsageError(f"--out {str(out)!r} is not a directory{where}")
 
 
-def _differs(path: Path, text: str) -> bool:
+def differs(path: Path, text: str) -> bool:
     try:
         return path.read_text(encoding="utf-8") != text
     except FileNotFoundError:

@@ -295,6 +295,45 @@ class LuksBackend(Backend):
     def pool_device(self, spec: InstallSpec, member: Member) -> str:
         return f"/dev/mapper/{member.luks_name}"
 
+    # The same container for disko (advisor export disko, docs/disko.md): disko's luks
+    # type runs `cryptsetup -q luksFormat DEVICE <extraFormatArgs> --key-file <passwordFile>`
+    # and `cryptsetup open DEVICE NAME [--allow-discards] <extraOpenArgs> ... --persistent`
+    # (disko lib/types/luks.nix), on the partition by its partition UUID as here.
+
+    def disko_content(
+        self, spec: InstallSpec, member: Member, content: Mapping[str, object], key_file: str
+    ) -> Mapping[str, object]:
+        """``member``'s container as disko's ``luks`` type, around ``content``: the same
+        name and luksFormat options as :meth:`format_step`, the open options of
+        :meth:`open_step` (``--allow-discards`` as disko's ``settings.allowDiscards``),
+        the passphrase from ``key_file``. Refused for a variant whose install does more
+        than format and open each disk, or keeps the header elsewhere: disko would leave
+        that out."""
+        ids = tuple(step.id for step in self.provision_steps(spec, member))
+        if ids != ("luks-format", "luks-open"):
+            raise PluginRefusal(
+                f"its install prepares each disk with {', '.join(ids)}, and disko's luks "
+                "type only formats and opens the container (luks-format, luks-open)"
+            )
+        if self.header_options(spec, member):
+            raise PluginRefusal(
+                "its header is not on the data partition, and disko has no detached headers "
+                "(disko issue 962)"
+            )
+        open_options = self.open_options(spec)
+        settings: dict[str, object] = {}
+        if "--allow-discards" in open_options:
+            settings["allowDiscards"] = True
+        return {
+            "type": "luks",
+            "name": member.luks_name,
+            "passwordFile": key_file,
+            "settings": settings,
+            "extraFormatArgs": list(self.format_options(spec)),
+            "extraOpenArgs": [option for option in open_options if option != "--allow-discards"],
+            "content": dict(content),
+        }
+
     # Changing the passphrase (advisor rekey). cryptsetup reads each passphrase as one
     # line of stdin when it has no --key-file and no terminal (cryptsetup(8), "NOTES ON
     # PASSPHRASE PROCESSING"): "old\nnew\n" answers luksAddKey's two questions, and the

@@ -5,7 +5,8 @@ let
   nixpkgs = { lib.nixosSystem = args: { _nixosSystem = args; }; };
   impermanence = { nixosModules.impermanence = "impermanence-module"; };
   sops-nix = { nixosModules.sops = "sops-module"; };
-  outputs = flake.outputs { self = { }; inherit nixpkgs impermanence sops-nix; };
+  disko = { nixosModules.disko = "disko-module"; };
+  outputs = flake.outputs { self = { }; inherit nixpkgs impermanence sops-nix disko; };
   show = module: if builtins.isPath module then toString module else module;
 in {
   inherit (flake) description inputs;
