@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +113,17 @@ if $PYTHON -m advisor check --root /mnt --before-reboot --record etc-nixos/advis
 """
 
 
-def assert_end_state(rw: Path, backend: str) -> None:
+#: The files ``advisor install`` writes to /etc/nixos and keeps in /persist/etc/nixos.
+INSTALLED_CONFIG = ("advisor.json", "configuration.nix", "flake.nix")
+
+
+def assert_end_state(
+    rw: Path, backend: str, config_files: Sequence[str] = INSTALLED_CONFIG
+) -> None:
     """What :func:`end_state_script` recorded in ``rw`` is the reference layout for
     ``backend``: the datasets and their blank snapshot, ashift 12, the encryption (ZFS's or
     LUKS2 with 4096-byte sectors), legacy mount points, the ESP mounted private, and the
-    configuration kept in /persist."""
+    configuration (``config_files``, sorted) kept in /persist."""
     zfs_list = (rw / "zfs-list.txt").read_text().split()
     for dataset in LAYOUT:
         assert dataset in zfs_list
@@ -135,11 +141,7 @@ def assert_end_state(rw: Path, backend: str) -> None:
     mounts = (rw / "mounts.txt").read_text()
     assert "/mnt/boot vfat" in mounts
     assert "fmask=0077" in mounts or "umask=0077" in mounts
-    assert (rw / "persist-config.txt").read_text().split() == [
-        "advisor.json",
-        "configuration.nix",
-        "flake.nix",
-    ]
+    assert (rw / "persist-config.txt").read_text().split() == list(config_files)
 
 
 def second_boot_script(backend: str, cfg: Mapping[str, Any]) -> str:
