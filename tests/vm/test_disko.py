@@ -103,6 +103,7 @@ echo esp > /mnt/boot/esp-canary
 ln -sfn /run/ro-store/hostid /etc/hostid
 bash create.sh > create-2.log 2>&1 || {{ result create2 failed; cat create-2.log; exit 1; }}
 {ids} > ids-2.txt
+result keylocation "$(zfs get -H -o value keylocation rpool)"
 rm {SECRET_KEY}
 zpool export rpool
 {close}
@@ -149,6 +150,9 @@ def test_disko_scripts_on_a_blank_disk_twice_then_boot(
     assert [f for f in formats if f in created] == formats
     assert [f for f in formats if f in rerun] == []
     assert "not creating zpool rpool as a pool with that name already exists" in rerun
+    # zfs-native: the key file at creation, the prompt afterwards (also after a re-run,
+    # which sets it to the file again first); the next boot asks for it.
+    assert results["keylocation"] == ("prompt" if backend == "zfs-native" else "none")
 
     # The same end state as advisor install's: the live system's host id (a link into a
     # read-only store) replaced by the configured one before the pool was created, the
