@@ -459,6 +459,75 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     backup.add_argument("--json", action="store_true", help="print JSON")
     backup.set_defaults(run=cmd_backup)
+
+    fleet = commands.add_parser(
+        "fleet",
+        help="write one flake for a fleet of machines from an inventory; 'fleet deploy' "
+        "installs them with nixos-anywhere",
+        description=(
+            "Read the inventory (TOML: a [[hosts]] table per machine, [defaults] for all; "
+            "docs/fleet.md) and write one flake with a nixosConfigurations entry per host "
+            "and, in hosts/NAME/, its configuration.nix, advisor.json and disko.nix. No "
+            "secret is written: password hashes only; the disk passphrases are read by "
+            "'advisor fleet deploy'. Touches no disk."
+        ),
+    )
+    fleet.add_argument("--inventory", metavar="FILE", type=Path, help="the inventory (required)")
+    fleet.add_argument("--out", metavar="DIR", type=Path, help="where to write (required)")
+    fleet.add_argument("--force", action="store_true", help="replace files that differ")
+    fleet.add_argument("--json", action="store_true", help="print what was written as JSON")
+    fleet.set_defaults(run=cmd_fleet)
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", metavar="ACTION")
+    deploy = fleet_commands.add_parser(
+        "deploy",
+        help="install every host of the fleet with nixos-anywhere, a few at a time",
+        description=(
+            "Run nixos-anywhere for each host of the inventory with the flake 'advisor "
+            "fleet' wrote: its disks partitioned and encrypted by disko with the passphrase "
+            "its inventory names (a file, or a command's output, passed in a 0600 file "
+            "removed afterwards), NixOS installed. At most --jobs hosts at once; each "
+            "host's output goes to its log; a failed host does not stop the others. Exit "
+            "1 when a host failed. See docs/fleet.md."
+        ),
+    )
+    deploy.add_argument(
+        "--inventory", metavar="FILE", type=Path, required=True, help="the inventory"
+    )
+    deploy.add_argument(
+        "--flake", metavar="DIR", type=Path, required=True, help="the folder 'advisor fleet' wrote"
+    )
+    deploy.add_argument(
+        "--host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="deploy this host only (repeatable; default: every host)",
+    )
+    deploy.add_argument(
+        "--jobs",
+        metavar="N",
+        type=int,
+        default=None,
+        help="hosts deployed at once (default: 4)",
+    )
+    deploy.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        type=Path,
+        help="one log per host there (default: a new folder in DIR-logs/ beside the flake)",
+    )
+    deploy.add_argument(
+        "--nixos-anywhere",
+        metavar="PATH",
+        help="the nixos-anywhere program (default: $ADVISOR_NIXOS_ANYWHERE, else PATH's)",
+    )
+    deploy.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each host's command (where the passphrase would come from, not it)",
+    )
+    deploy.add_argument("--json", action="store_true", help="print the results as JSON")
+    deploy.set_defaults(run=cmd_fleet_deploy)
     return parser
 
 
@@ -727,64 +796,23 @@ def _layout_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     settings.add_arguments(parser, command)
 
 
-def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
-    """The options of 'advisor install' and, with ``plan``, of 'advisor plan': the same
-    options, so a plan is made from exactly what an install gets; the help of those a plan
-    does not use says so."""
-
+def _pool_arguments(parser: argparse.ArgumentParser, disk_metavar: str, disk_help: str) -> None:
+    """The options that shape the pool, shared by 'install', 'plan' and 'export disko'
+    with the same meaning: the disks (named as ``disk_metavar`` and ``disk_help`` say),
+    topology, swap, the pool's properties and the assessment the defaults come from."""
     from advisor.models import TOPOLOGIES
 
-    def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
-        return f"{text}; {for_plan}" if plan else text
-
-    parser.add_argument(
-        "--disk",
-        metavar="DISK-ID",
-        action="append",
-        default=[],
-        help="a disk to erase: its id (see 'advisor disks'); once per disk of the pool",
-    )
+    parser.add_argument("--disk", metavar=disk_metavar, action="append", default=[], help=disk_help)
     parser.add_argument(
         "--topology",
         choices=tuple(TOPOLOGIES),
         help="how the pool spans several disks (default: mirror for two; three or more need it)",
     )
     parser.add_argument(
-        "--allow-mixed-sizes",
-        action="store_true",
-        help="use disks that differ in size by more than 3%% (the pool uses only as much "
-        "of each as the smallest has)",
-    )
-    parser.add_argument(
         "--swap",
         metavar="SIZE",
         help="a swap partition of SIZE (such as 16G) on each disk, encrypted with a new "
         "random key at every boot (default: no swap)",
-    )
-    parser.add_argument(
-        "--yes-wipe",
-        metavar="DISK-ID",
-        action="append",
-        default=[],
-        help=install_only("confirm without a prompt; once per disk, each its id exactly"),
-    )
-    parser.add_argument(
-        "--from-assessment",
-        metavar="FILE",
-        type=Path,
-        help="an 'advisor assess --save' file: the backend and the TRIM default",
-    )
-    _layout_arguments(parser, "plan" if plan else "install")
-    parser.add_argument(
-        "--header-backup",
-        metavar="FILE",
-        action="append",
-        default=[],
-        help="with --header: a new file on another medium for the header's backup; once "
-        "per disk, in their order",
-    )
-    parser.add_argument(
-        "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
     )
     parser.add_argument(
         "--pool-option",
@@ -801,6 +829,52 @@ def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -
         action="append",
         default=[],
         help="add or replace a zpool create -O property (repeatable)",
+    )
+    parser.add_argument(
+        "--from-assessment",
+        metavar="FILE",
+        type=Path,
+        help="an 'advisor assess --save' file: the backend and the TRIM default",
+    )
+
+
+def _install_arguments(parser: argparse.ArgumentParser, *, plan: bool = False) -> None:
+    """The options of 'advisor install' and, with ``plan``, of 'advisor plan': the same
+    options, so a plan is made from exactly what an install gets; the help of those a plan
+    does not use says so."""
+
+    def install_only(text: str, for_plan: str = "'plan' ignores it") -> str:
+        return f"{text}; {for_plan}" if plan else text
+
+    _pool_arguments(
+        parser,
+        "DISK-ID",
+        "a disk to erase: its id (see 'advisor disks'); once per disk of the pool",
+    )
+    parser.add_argument(
+        "--allow-mixed-sizes",
+        action="store_true",
+        help="use disks that differ in size by more than 3%% (the pool uses only as much "
+        "of each as the smallest has)",
+    )
+    parser.add_argument(
+        "--yes-wipe",
+        metavar="DISK-ID",
+        action="append",
+        default=[],
+        help=install_only("confirm without a prompt; once per disk, each its id exactly"),
+    )
+    _layout_arguments(parser, "plan" if plan else "install")
+    parser.add_argument(
+        "--header-backup",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="with --header: a new file on another medium for the header's backup; once "
+        "per disk, in their order",
+    )
+    parser.add_argument(
+        "--root", default="/mnt", help="where to mount the new system (default: /mnt)"
     )
     parser.add_argument(
         "--passphrase-file",
@@ -889,50 +963,14 @@ def _export_arguments(parser: argparse.ArgumentParser, command: str | None) -> N
     """The options of 'advisor export disko': the layout's as 'plan' takes them (the
     backend, the settings, the disks, topology, swap and pool properties), or a saved
     plan, and where to write."""
-    from advisor.models import TOPOLOGIES
 
     parser.add_argument(
         "--out", metavar="DIR", type=Path, required=True, help="where to write the files"
     )
-    parser.add_argument(
-        "--disk",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="a disk of the target machine as /dev/disk/by-id/...; once per disk of the pool",
-    )
-    parser.add_argument(
-        "--topology",
-        choices=tuple(TOPOLOGIES),
-        help="how the pool spans several disks (default: mirror for two; three or more need it)",
-    )
-    parser.add_argument(
-        "--swap",
-        metavar="SIZE",
-        help="a swap partition of SIZE (such as 16G) on each disk, encrypted with a new "
-        "random key at every boot (default: no swap)",
-    )
-    parser.add_argument(
-        "--pool-option",
-        metavar="PROP=VALUE",
-        type=_key_value,
-        action="append",
-        default=[],
-        help="add or replace a zpool create -o property (repeatable)",
-    )
-    parser.add_argument(
-        "--fs-option",
-        metavar="PROP=VALUE",
-        type=_key_value,
-        action="append",
-        default=[],
-        help="add or replace a zpool create -O property (repeatable)",
-    )
-    parser.add_argument(
-        "--from-assessment",
-        metavar="FILE",
-        type=Path,
-        help="an 'advisor assess --save' file: the backend and the TRIM default",
+    _pool_arguments(
+        parser,
+        "PATH",
+        "a disk of the target machine as /dev/disk/by-id/...; once per disk of the pool",
     )
     parser.add_argument(
         "--plan",
@@ -1437,6 +1475,55 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
         render_plugins(stdout_console(), plugins.records)
     return 1 if args.check and plugins.failures else 0
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    from advisor.console import print_json
+    from advisor.deploy.fleet import write_fleet
+
+    if args.inventory is None or args.out is None:
+        raise UsageError(
+            "give --inventory FILE and --out DIR (or 'advisor fleet deploy' to install)"
+        )
+    result = write_fleet(args.inventory, args.out, _load_plugins(), force=args.force)
+    if args.json:
+        print_json(result.to_json())
+    else:
+        sys.stdout.write("\n".join(result.lines()) + "\n")
+    return 0
+
+
+def cmd_fleet_deploy(args: argparse.Namespace) -> int:
+    from advisor.console import line_printer, print_json, warn
+    from advisor.deploy import run
+    from advisor.deploy.inventory import read_inventory
+    from advisor.deploy.progress import progress_printer, rerun_command, summary_lines
+
+    jobs = run.check_jobs(args.jobs if args.jobs is not None else run.DEFAULT_JOBS)
+    nixos_anywhere = run.program(args.nixos_anywhere, os.environ, dry_run=args.dry_run)
+    request = run.DeployRequest(
+        inventory=read_inventory(args.inventory, _load_plugins()),
+        flake=args.flake,
+        hosts=tuple(args.host),
+        jobs=jobs,
+        log_dir=args.log_dir,
+    )
+    if args.dry_run:
+        sys.stdout.write("\n".join(run.dry_run_lines(request, nixos_anywhere)) + "\n")
+        return 0
+    if not (args.flake / "flake.lock").exists():
+        warn(
+            f"{args.flake / 'flake.lock'} does not exist: each host resolves the flake's "
+            "inputs itself and may get another nixpkgs; run 'nix flake lock' there first"
+        )
+    results = run.deploy_fleet(request, nixos_anywhere, progress_printer(line_printer(stderr=True)))
+    if args.json:
+        print_json([result.to_json() for result in results])
+    else:
+        options = ["--nixos-anywhere", args.nixos_anywhere] if args.nixos_anywhere else []
+        rerun = rerun_command(args.inventory, args.flake, options)
+        sys.stdout.write("\n".join(summary_lines(results, rerun)) + "\n")
+    return 0 if all(result.ok for result in results) else 1
 
 
 def _check_writable(path: Path) -> None:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomically(
+    path: Path, data: bytes, mode: int = 0o644, *, sync_directory: bool = True
+) -> None:
     """Replace ``path`` with ``data`` in one step, with permissions exactly ``mode``.
 
     The temporary file is created in the same directory (so the rename stays on one file
     system) with ``mode`` from the start: a secret is never readable by others, not even
-    briefly. Parent directories must exist.
+    briefly. Parent directories must exist. ``sync_directory=False`` leaves the flush of
+    the directory entry to the caller, which writes many files to one directory and
+    flushes it once (:func:`sync_directories`).
     """
     # os.urandom(8).hex() is secrets.token_hex(8), without importing secrets and hmac.
     tmp = path.parent / f".{path.name}.{os.urandom(8).hex()}.tmp"
@@ -30,9 +35,16 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise
-    # The data is in place; failing to flush the directory entry does not undo that.
-    with contextlib.suppress(OSError):
-        _fsync_directory(path.parent)
+    if sync_directory:
+        sync_directories([path.parent])
+
+
+def sync_directories(directories: Iterable[Path]) -> None:
+    """Flush the entries of the renames in each of ``directories``, once each."""
+    for directory in dict.fromkeys(directories):
+        # The data is in place; failing to flush the directory entry does not undo that.
+        with contextlib.suppress(OSError):
+            _fsync_directory(directory)
 
 
 def make_private_dirs(directory: Path) -> None:

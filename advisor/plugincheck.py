@@ -2,7 +2,8 @@
 
 Loading a plugin calls only its discovery hooks. A backend's ``nix_fragments``,
 ``provision_steps``, ``pool_device`` and ``pool_encryption`` and the
-``advisor_nix_fragments`` hook run only in ``config``, ``plan`` and ``install``, and
+``advisor_nix_fragments`` hook run only in ``config``, ``plan`` and ``install``,
+``disko_content`` only in ``export disko``, and
 ``gate``, ``warnings`` and ``mitigations`` (a backend's and an unlock method's) in
 ``assess``, and ``rekey_steps`` in ``rekey``: a plugin broken there would pass
 a plain listing. The check runs all of them against sample layouts and install specs,
@@ -18,6 +19,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 from advisor.assess.assessment import assess, method_gate, method_notes
+from advisor.deploy.disko import disko_devices
 from advisor.errors import AdvisorError, PluginError, PluginRefusal, UsageError
 from advisor.install.plan import build_plan
 from advisor.install.rekey import rekey_steps_of
@@ -170,6 +172,9 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
         )
     if not isinstance(backend.native_encryption, bool):
         raise PluginError(f"backend {backend.name}: native_encryption must be True or False")
+    unsupported: object = backend.disko_unsupported  # typed, but a plugin's may be anything
+    if unsupported is not None and (not isinstance(unsupported, str) or not unsupported):
+        raise PluginError(f"backend {backend.name}: disko_unsupported must be None or a reason")
     if not backend.installable:
         return  # config and plan refuse it before calling it
     for layout, spec in samples(backend):
@@ -184,6 +189,10 @@ def _run_backend(plugins: LoadedPlugins, backend: Backend) -> None:
             build_plan(spec, backend, generate_hardware_config=True, datasets=datasets)
         with _refusal_allowed():
             _check_native_encryption(backend, spec)
+        if backend.disko_unsupported is None:
+            # What 'export disko' asks of it (disko_content); a refusal is an answer.
+            with _refusal_allowed():
+                disko_devices(spec, backend, layout_datasets(spec.settings))
         for recovery_key in (False, True):
             # What 'rekey' asks of it; none (it cannot rekey) and a refusal are answers.
             with _refusal_allowed():

@@ -6,7 +6,8 @@ message. Output is captured; the locale is fixed so messages can be matched. A c
 that needs the person (a PIN prompt, a touch of a security key) runs at the terminal
 instead (``terminal=True``): with this process's stdin, stdout and stderr, uncaptured.
 A command whose output is too long to hold (``zfs diff`` of a busy root) is read line by
-line as it writes (:func:`stream_lines`).
+line as it writes (:func:`stream_lines`); one that runs long and is read later
+(nixos-anywhere, for each host of a fleet) writes to a log file (:func:`run_logged`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from advisor.errors import AdvisorError
 
@@ -159,6 +161,48 @@ def stream_lines(
             raise CommandError(
                 argv, f"{argv[0]} exited with status {child.returncode}: {tail}", tail
             )
+
+
+def run_logged(
+    argv: Sequence[str],
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Run ``argv`` with its stdout and stderr appended to the file ``log`` (created
+    0600) as it writes them, its stdin empty; its exit status. Nothing is held in memory
+    however long it runs, and several can run at once (one per thread). Takes no secret:
+    a secret goes to the command in a file it names (nixos-anywhere's
+    ``--disk-encryption-keys``) or on stdin (:func:`run`). Raises :class:`CommandError`
+    when the program is missing or outlasts ``timeout`` seconds (it is killed then).
+    ``env`` is added after ``LC_ALL=C``."""
+    child_env = {**os.environ, "LC_ALL": "C", **(env or {})}
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(descriptor, "ab") as output:
+        try:
+            child = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=child_env,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise CommandError(argv, f"{argv[0]}: command not found") from None
+        except PermissionError:
+            raise CommandError(argv, f"{argv[0]}: not executable") from None
+        try:
+            return child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise CommandError(argv, f"{argv[0]} did not finish within {timeout:g} s") from None
+        finally:
+            if child.returncode is None:  # interrupted while waiting: do not leave it behind
+                child.kill()
+                child.wait()
 
 
 def run_pipeline(

@@ -8,6 +8,7 @@ never reaches a command line (it goes to a child process on stdin, through
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from advisor import runner
@@ -26,6 +27,9 @@ MIN_PASSPHRASE = 8
 # up front gives the user a clear message instead of mkpasswd's "Numerical result out of
 # range".
 _MAX_PASSWORD_BYTES = 511
+
+#: A yescrypt hash as mkpasswd prints it: ``$y$`` cost ``$`` salt ``$`` hash.
+_YESCRYPT = re.compile(r"\$y\$[./A-Za-z0-9]+\$[./A-Za-z0-9]+\$[./A-Za-z0-9]+")
 
 _MKPASSWD_MISSING = (
     "no yescrypt implementation was found: install mkpasswd "
@@ -46,8 +50,11 @@ def _check_password(password: str) -> None:
         raise UsageError(f"the password is longer than {_MAX_PASSWORD_BYTES} bytes")
 
 
-def hash_password(password: str) -> str:
-    """Return a yescrypt hash of ``password`` (``$y$...``) as ``mkpasswd`` makes it.
+def hash_password(password: str, like: str | None = None) -> str:
+    """Return a yescrypt hash of ``password`` (``$y$...``) as ``mkpasswd`` makes it:
+    with a new salt, or with the setting (cost and salt) of ``like``, an earlier yescrypt
+    hash, which it then equals if it is one of the same password (a file written again
+    stays the same).
 
     The hash goes into ``users.users.<name>.hashedPassword``. The password is passed to
     mkpasswd on stdin only, and no exception raised here contains it.
@@ -56,8 +63,12 @@ def hash_password(password: str) -> str:
     mkpasswd = runner.which("mkpasswd")
     if mkpasswd is None:
         raise UsageError(_MKPASSWD_MISSING)
+    argv = [mkpasswd, "--method=yescrypt", "--stdin"]
+    if like is not None and _YESCRYPT.fullmatch(like):
+        # Everything before the last "$" is the setting: method, cost and salt.
+        argv.insert(2, f"--salt={like.rsplit('$', 1)[0]}")
     try:
-        result = runner.run([mkpasswd, "--method=yescrypt", "--stdin"], secret=password)
+        result = runner.run(argv, secret=password)
     except runner.CommandError as exc:
         # The runner quotes the tool's stderr. mkpasswd does not echo its input, but if
         # some wrapper ever did, the quote would carry the password: drop it in that case.

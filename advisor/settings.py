@@ -131,6 +131,10 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 
+#: The settings that name a file, read later (maybe from another directory): made
+#: absolute where they are given (:func:`from_arguments`, a fleet's inventory).
+PATH_FIELDS = ("remote_unlock_keys", "layout")
+
 _DEFAULTS: Mapping[str, Any] = {f.name: f.default for f in fields(Settings)}
 _BOOLEAN = frozenset(f.name for f in fields(Settings) if f.type in ("bool", bool))
 _REPEATED = frozenset(f.name for f in fields(Settings) if str(f.type).startswith("tuple"))
@@ -177,7 +181,7 @@ def from_arguments(args: argparse.Namespace, **defaults: Any) -> Settings:
             values[option.field] = tuple(value) if option.field in _REPEATED else value
     if "host_id" not in values:
         values["host_id"] = validate.new_host_id()
-    for field in ("remote_unlock_keys", "layout"):
+    for field in PATH_FIELDS:
         if (path := values.get(field)) is not None:
             values[field] = str(Path(path).resolve())
     return Settings(**values)

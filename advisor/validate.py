@@ -239,6 +239,25 @@ _SSH_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 _SSH_HOST = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
 )
+# An IPv6 address as ssh(1) takes it after "user@": hex digits and colons (two at least).
+_IPV6 = re.compile(r"(?=(?:[^:]*:){2})[0-9A-Fa-f:]{2,39}")
+
+
+def ssh_target(value: str, option: str) -> str:
+    """An SSH destination, ``[user@]host`` (``host`` a DNS name, an IPv4 or IPv6 address),
+    as nixos-anywhere hands it to ssh(1): one word that cannot be read as an option;
+    ``option`` names the field in the message."""
+    user, at, host = value.rpartition("@")
+    if (at and not _SSH_USER.fullmatch(user)) or not (
+        _SSH_HOST.fullmatch(host) or _IPV6.fullmatch(host)
+    ):
+        raise UsageError(
+            f"{option} {value!r}: give [user@]host: a user of letters, digits and ._- and a "
+            "host name, IPv4 or IPv6 address (the port is a field of its own)"
+        )
+    return value
+
+
 # A dataset: a pool name, then parts of the characters ZFS allows (no @, # or %).
 _DATASET_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 

@@ -203,7 +203,19 @@ def example_luks_tries() -> str:
     return f"```python\n{source}\n```"
 
 
+def fleet_fields_table() -> str:
+    """Every field of a fleet inventory's host table, from its one declaration."""
+    from advisor.deploy.inventory import FIELDS, KINDS
+
+    rows = ["| field | type | in `[defaults]` | what |", "|---|---|---|---|"]
+    for field in FIELDS:
+        fleet = "yes" if field.fleet else "no (per host)"
+        rows.append(f"| `{field.name}` | {KINDS[field.kind]} | {fleet} | {field.help} |")
+    return "\n".join(rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
+    "fleet_fields": fleet_fields_table,
     "example_luks_tries": example_luks_tries,
     "plugin_api": public_api_table,
     "settings_fields": lambda: fields_table(models.Settings, {o.field: o.flag for o in OPTIONS}),

@@ -51,5 +51,8 @@
     nixos-generate-config = "nixos-install-tools";
     # advisor check reads the configuration with nix-instantiate (advisor/nixeval.py)
     nix-instantiate = "nix";
+    # pkgs/by-name/ni/nixos-anywhere/package.nix: installs src/nixos-anywhere.sh as
+    # bin/nixos-anywhere; advisor fleet deploy runs it (advisor/deploy/run.py)
+    nixos-anywhere = "nixos-anywhere";
   };
 }

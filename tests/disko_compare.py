@@ -59,11 +59,12 @@ def _data_contents(tree: Mapping[str, Any], member: Member) -> Any:
 
 
 def differences(plan: Plan, evaluated: Mapping[str, Any], datasets: Sequence[Dataset]) -> list[str]:
-    """Every way disko's evaluated configuration (``{"tree", "create"}``) differs from
-    ``plan``: partitions, ESP format, LUKS format and open arguments and mapper names,
-    pool members and topology, pool (-o) and root file system (-O) properties, the key
-    at creation, every dataset and each of its properties and mount points, the @blank
-    snapshots."""
+    """Every way disko's evaluated configuration (``{"tree", "create", "mount"}``) differs
+    from ``plan``: partitions, ESP format and mount, LUKS format and open arguments and
+    mapper names, pool members and topology, the host id, pool (-o) and root file
+    system (-O) properties, the key at creation, every dataset and each of its
+    properties and mount points, the @blank snapshots, and what the mount script
+    mounts where."""
     tree, create = evaluated["tree"], evaluated["create"]
     commands = script_commands(create)
     spec = plan.spec
@@ -231,7 +232,24 @@ def differences(plan: Plan, evaluated: Mapping[str, Any], datasets: Sequence[Dat
     for name, entry in disko_datasets.items():
         if name not in blank:
             check(f"dataset {name} has no hook", "", entry.get("postCreateHook"))
+    # disko's mount script mounts what the install's mount steps mount, where (its root
+    # is /mnt, the install's spec.root).
+    planned_mounts = sorted(
+        (s.argv[-2], s.argv[-1].removeprefix(spec.root).rstrip("/") or "/")
+        for s in plan.steps
+        if s.argv[:1] == ("mount",)
+    )
+    made_mounts = sorted(
+        (c[1], c[2].removeprefix(DISKO_ROOT).rstrip("/") or "/")
+        for c in script_commands(evaluated["mount"])
+        if c[:1] == ["mount"] and len(c) > 2
+    )
+    check("mounts (device, mount point)", planned_mounts, made_mounts)
     return found
+
+
+#: Where disko's mount script mounts the new system (disko's rootMountPoint default).
+DISKO_ROOT = "/mnt"
 
 
 def _sgdisk_partitions(words: Sequence[str]) -> dict[int, dict[str, str]]:

@@ -5,9 +5,10 @@
   itself, never another family.
 - The top level imports no family, except the edges that wire them: ``advisor/cli.py``,
   and ``advisor/plugincheck.py``, which runs a plugin through every command's code.
-- One family composes two others for other tools: ``advisor/deploy`` (disko,
-  nixos-anywhere) imports ``install`` (the spec, its checks, the plan's declarations)
-  and ``nixos`` (the configuration), and no other.
+- One family composes others for other tools: ``advisor/deploy`` (disko,
+  nixos-anywhere) imports ``install`` (the spec, its checks, the plan's declarations),
+  ``nixos`` (the configuration) and ``assess`` (a fleet host's profile scored), and no
+  other.
 - A plugin in ``plugins/`` imports only ``advisor.plugin`` of the core (and, to build on
   one, another built-in backend's package, as a third party would).
 - The core never decides by a built-in backend's name: none is a string of its own in
@@ -27,7 +28,9 @@ CORE = ROOT / "advisor"
 FAMILIES = ("assess", "nixos", "install", "check", "diff", "backup", "deploy")
 #: The families a family may import besides itself: deploy hands the install's layout
 #: and its configuration to disko and nixos-anywhere, so it composes both.
-COMPOSES = {"deploy": {"install", "nixos"}}
+#: A fleet's inventory may also name an assessment profile or answers file, scored by
+#: the assessment's own code (advisor/deploy/inventory.py).
+COMPOSES = {"deploy": {"install", "nixos", "assess"}}
 EDGES = {"cli.py", "__main__.py", "plugincheck.py"}
 BUILTIN_BACKENDS = {"luks", "zfs-native", "luks-detached"}
 

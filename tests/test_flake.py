@@ -45,6 +45,7 @@ RUN_BY_ADVISOR = {
     "cryptsetup": "advisor/check/probe.py",
     "zpool": "advisor/install/verify.py",
     "udevadm": "advisor/install/verify.py",  # the settle step's: verify settled
+    "nixos-anywhere": "advisor/deploy/run.py",  # advisor fleet deploy
 }
 
 

@@ -235,6 +235,15 @@ def test_assess_names_the_failing_backend(
             "--check: backend 'odd': rekey_steps returned NoneType, not Step",
         ),
         (
+            {"method": "disko_content", "body": "raise RuntimeError('boom')"},
+            "--check: backend 'odd': disko_content raised RuntimeError: boom",
+        ),
+        (
+            {"method": "disko_content", "body": "return {'type': 2}"},
+            "--check: backend 'odd': disko_content must return a disko content with a type, "
+            "not {'type': 2}",
+        ),
+        (
             {"hook_body": "return [NixFragment('X', {('networking', 'hostId'): 'deadbeef'})]"},
             '--check: conflicting values for networking.hostId: "8f2a91c4" from core and '
             '"deadbeef" from plugin odd',

@@ -80,12 +80,13 @@ def _parse(command: str, argv: list[str]) -> argparse.Namespace:
         "config": ["--out", "/tmp/out", "--data-device", "/dev/disk/by-id/d", "--esp-device", "e"],
         "install": ["--disk", "d"],
         "plan": ["--disk", "d"],
+        "export": ["disko", "--out", "/tmp/out"],
     }
     return build_parser().parse_args([command, *required[command], *argv])
 
 
 @settings(max_examples=60, **_SLOW)  # type: ignore[arg-type]
-@given(chosen=all_settings, command=st.sampled_from(["config", "install", "plan"]))
+@given(chosen=all_settings, command=st.sampled_from(["config", "install", "plan", "export"]))
 def test_settings_round_trip_through_the_command_line(chosen: Settings, command: str) -> None:
     args = _parse(command, settings_options.to_argv(chosen))
     assert settings_options.from_arguments(args) == chosen

@@ -1,4 +1,5 @@
-"""``advisor export``: the advisor's layout handed to other tools, disko and
-nixos-anywhere. The one family that imports two others: ``install`` (the spec, its
-checks and the plan's declarations) and ``nixos`` (the configuration), which it composes
-for those tools (docs/architecture.md)."""
+"""``advisor export`` and ``advisor fleet``: the advisor's layout handed to other tools,
+disko and nixos-anywhere. The one family that imports others: ``install`` (the spec,
+its checks and the plan's declarations) and ``nixos`` (the configuration), which it
+composes for those tools, and ``assess`` (a fleet's profiles scored to a backend)
+(docs/architecture.md)."""

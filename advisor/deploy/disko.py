@@ -28,7 +28,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from advisor import __version__, nix
-from advisor.datasets import DATASETS, Dataset
+from advisor.datasets import Dataset
 from advisor.errors import PluginError, UsageError
 from advisor.install.plan import (
     DATA_NAME,
@@ -50,6 +50,7 @@ from advisor.install.plan import (
     pool_device_of,
     pool_encryption_of,
 )
+from advisor.layoutfile import layout_datasets
 from advisor.models import Backend, InstallSpec, Member, esp_mountpoint
 from advisor.plugincall import backend_owner, blame, call_backend
 from advisor.settings import check_installable
@@ -76,10 +77,11 @@ def check_exportable(backend: Backend) -> None:
 
 
 def disko_devices(
-    spec: InstallSpec, backend: Backend, datasets: Sequence[Dataset] = DATASETS
+    spec: InstallSpec, backend: Backend, datasets: Sequence[Dataset] | None = None
 ) -> dict[str, object]:
     """The value of ``disko.devices`` that lays out ``spec``'s disks as ``advisor
-    install`` does with ``backend`` and ``datasets`` (the layout's: ``layout_datasets``):
+    install`` does with ``backend`` and ``datasets`` (by default the layout's,
+    ``layout_datasets(spec.settings)``: the core's and a layout file's):
     ``{"disk": {"disk1": ...}, "zpool": {<pool>: ...}}``, one disk per member (its
     ``tag``), in order.
 
@@ -89,13 +91,15 @@ def disko_devices(
     off a MiB boundary, ``PluginRefusal``/:class:`PluginError` for the backend's.
     """
     check_exportable(backend)
+    if datasets is None:
+        datasets = layout_datasets(spec.settings)
     plan = build_plan(spec, backend, generate_hardware_config=False, datasets=datasets)
     disks = {member.tag: _disk(spec, backend, member) for member in spec.members}
     return {"disk": disks, "zpool": {spec.settings.pool: _zpool(plan, backend, datasets)}}
 
 
 def render_disko(
-    spec: InstallSpec, backend: Backend, datasets: Sequence[Dataset] = DATASETS
+    spec: InstallSpec, backend: Backend, datasets: Sequence[Dataset] | None = None
 ) -> str:
     """``disko.nix``: a NixOS module setting ``disko.devices`` to :func:`disko_devices`.
 

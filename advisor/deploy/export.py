@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from advisor import secrets, validate
@@ -25,11 +25,17 @@ from advisor.install.executor import read_plan_file
 from advisor.install.plan import build_plan, configured_device_of
 from advisor.install.session import InstallRequest, choose_topology, validate_spec
 from advisor.layoutfile import layout_datasets
-from advisor.models import InstallSpec, Layout, Member
+from advisor.models import InstallSpec, Layout, Member, RemoteUnlock
 from advisor.nixos.generate import Contribution, flake_host, generate, render_flake
-from advisor.nixos.write import ConfigRequest, build_layout, check_out_dir, differs
+from advisor.nixos.write import (
+    INITRD_HOST_KEY,
+    ConfigRequest,
+    build_layout,
+    check_out_dir,
+    differs,
+)
 from advisor.pluginmanager import LoadedPlugins
-from advisor.settings import unlock_method
+from advisor.settings import read_authorized_keys, unlock_method
 
 #: The files an export writes, besides the configuration's.
 DISKO_FILE = "disko.nix"
@@ -115,14 +121,23 @@ def check_unlock(spec: InstallSpec, plugins: LoadedPlugins) -> None:
         )
 
 
-def export_layout(spec: InstallSpec, plugins: LoadedPlugins, hashed_password: str) -> Layout:
+def export_layout(
+    spec: InstallSpec, plugins: LoadedPlugins, hashed_password: str, *, persist_keys: bool = False
+) -> Layout:
     """The configuration's :class:`Layout` for ``spec``: the devices, settings and
     header backups the install's ``write-config`` step hands to ``advisor config``,
-    checked by the same ``build_layout``."""
+    checked by the same ``build_layout``.
+
+    ``persist_keys``: the caller puts the initrd's SSH host key on the target's /persist
+    itself (a fleet's deploy, through nixos-anywhere ``--extra-files``), so SSH unlock
+    (``remote_unlock_keys``) is configured without a ``--persist-root`` here; the key's
+    path is the one ``advisor config`` uses (``INITRD_HOST_KEY``)."""
     backend = plugins.backend(spec.backend)
+    keys = spec.settings.remote_unlock_keys if persist_keys else None
+    settings = spec.settings if keys is None else replace(spec.settings, remote_unlock_keys=None)
     request = ConfigRequest(
         backend=spec.backend,
-        settings=spec.settings,
+        settings=settings,
         out_dir=Path(),
         data_devices=tuple(configured_device_of(backend, spec, m) for m in spec.members),
         esp_devices=tuple(member.esp_device for member in spec.members),
@@ -130,17 +145,30 @@ def export_layout(spec: InstallSpec, plugins: LoadedPlugins, hashed_password: st
         swap_devices=tuple(m.swap_device for m in spec.members if m.swap_device is not None),
         header_backups=tuple(m.header_backup for m in spec.members if m.header_backup is not None),
     )
-    return build_layout(request, plugins, hashed_password)
+    layout = build_layout(request, plugins, hashed_password)
+    if keys is None:
+        return layout
+    remote = RemoteUnlock(read_authorized_keys(keys), INITRD_HOST_KEY)
+    return replace(layout, settings=spec.settings, remote_unlock=remote)
 
 
 def host_files(
-    spec: InstallSpec, plugins: LoadedPlugins, hashed_password: str
+    spec: InstallSpec,
+    plugins: LoadedPlugins,
+    hashed_password: str,
+    *,
+    extra: Sequence[Contribution] = (),
+    persist_keys: bool = False,
 ) -> tuple[Layout, dict[str, str]]:
     """``spec``'s layout and the files of its host: ``disko.nix`` and the configuration
     (``configuration.nix``, ``advisor.json``) as ``advisor config`` generates them,
-    without the configuration's own flake. Pure but for the plugins' code."""
+    without the configuration's own flake. Pure but for the plugins' code.
+
+    ``extra`` fragments are merged after the plugins' (a fleet's SSH access);
+    ``persist_keys`` accepts ``remote_unlock_keys`` for a caller that puts the initrd's
+    host key on /persist itself (:func:`export_layout`). A sops key is always refused."""
     check_unlock(spec, plugins)
-    if spec.settings.remote_unlock_keys is not None or spec.settings.sops:
+    if (spec.settings.remote_unlock_keys is not None and not persist_keys) or spec.settings.sops:
         raise UsageError(
             "--remote-unlock-keys and --sops make keys on the target's /persist, which the "
             "export cannot reach: export without them, and add them after the install "
@@ -149,13 +177,13 @@ def host_files(
     backend = plugins.backend(spec.backend)
     datasets: Sequence[Dataset] = layout_datasets(spec.settings)
     disko = render_disko(spec, backend, datasets)
-    layout = export_layout(spec, plugins, hashed_password)
+    layout = export_layout(spec, plugins, hashed_password, persist_keys=persist_keys)
     method = unlock_method(layout.settings, plugins.unlock_methods)
-    extra = [
+    contributions = [
         Contribution(f"plugin {name}", fragment)
         for name, fragment in plugins.nix_fragments(layout, backend)
     ]
-    files = dict(generate(layout, backend, extra, datasets, method).files)
+    files = dict(generate(layout, backend, [*contributions, *extra], datasets, method).files)
     del files[FLAKE_FILE]
     return layout, {DISKO_FILE: disko, **files}
 

@@ -291,3 +291,13 @@ def test_the_swap_must_keep_the_data_partition_on_a_mib(plugins: LoadedPlugins) 
     spec = export_spec(request, _disks(1), plugins)
     with pytest.raises(UsageError, match="whole MiB"):
         disko_devices(spec, plugins.backend("luks"))
+
+
+def test_the_layout_files_datasets_are_there_by_default(
+    plugins: LoadedPlugins, layout_file: Path
+) -> None:
+    spec = _spec(plugins, "zfs-native", "one-disk-full", layout_file)
+    devices: Any = disko_devices(spec, plugins.backend("zfs-native"))
+    names = set(devices["zpool"]["rpool"]["datasets"])
+    assert {"safe/postgres", "safe/postgres/wal", "local/cache", "local/root"} <= names
+    assert "postCreateHook" in devices["zpool"]["rpool"]["datasets"]["local/cache"]

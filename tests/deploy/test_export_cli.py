@@ -9,6 +9,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import nixeval
 import pytest
@@ -254,3 +255,20 @@ def test_the_assessment_chooses_the_backend(
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["backend"] == backend
     assert read_record(out / RECORD_FILE).backend == backend
+
+
+def test_the_flag_table_in_docs_matches_the_command() -> None:
+    import argparse
+
+    from advisor.cli import build_parser
+
+    def choices(parser: argparse.ArgumentParser) -> Any:
+        return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    disko = choices(choices(build_parser())["export"])["disko"]
+    options = {o for a in disko._actions for o in a.option_strings if o.startswith("--")}
+    text = (Path(__file__).resolve().parents[2] / "docs" / "disko.md").read_text(encoding="utf-8")
+    section = text.split("## Flags", 1)[1]
+    cells = re.findall(r"^\| ([^|]+) \|", section, re.MULTILINE)
+    documented = {flag for cell in cells for flag in re.findall(r"--[a-z0-9-]+", cell)}
+    assert documented == options - {"--help"}
