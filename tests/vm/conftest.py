@@ -14,6 +14,10 @@ from pathlib import Path
 import pytest
 from harness import Disk, MakeDisk, VmUnavailable, create_disk, find_kernel, find_vng
 
+# guest.py holds assertions the tests share (an install's end state, the next boot): let
+# pytest show the values in them as it does in the tests' own.
+pytest.register_assert_rewrite("guest")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(

@@ -13,20 +13,23 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
 
 import nixeval
 import pytest
 from guest import (
+    HEADER_DEVICE,
     HOST_ID,
     LIVE_HOSTID,
     PASSPHRASE,
     PASSWORD,
     TIMEOUT,
     TRACE,
+    assert_end_state,
+    assert_second_boot,
+    end_state_script,
     logged_commands,
     planned_commands,
-    rollback_command,
+    second_boot_script,
     write_secrets,
 )
 from harness import Disk, MakeDisk, run_in_vm
@@ -58,7 +61,6 @@ def install_args(backend: str, disk: str, rwdir: Path, *extra: str) -> str:
     return shlex.join([*spec_args(backend, disk), *run_args(disk, rwdir), *extra])
 
 
-HEADER_DEVICE = "/dev/disk/by-id/virtio-usbkey"
 #: What a restart undoes, played in the guest: mounts, the pool import, LUKS, the host id.
 RESTART = """umount -R /mnt 2>/dev/null || true
 zpool export rpool
@@ -100,92 +102,9 @@ $PYTHON -m advisor plan {plan} --save plan.json > plan.sh
 if {TRACE} $PYTHON -m advisor install {run} > install.out 2> install.err; then
   result install ok
 else result install failed; cat install.out install.err; exit 1; fi
-result hostid "$(hostid)"
-result hostid_file "$(stat -c %F /etc/hostid)"
-zpool status rpool > zpool-status.txt
-zpool get -H -o property,value ashift,autotrim rpool > zpool-get.txt
-zfs get -H -o name,property,value -r encryption,keystatus,mountpoint,canmount rpool > zfs-get.txt
-zfs list -H -t all -o name > zfs-list.txt
-findmnt -rn -o TARGET,FSTYPE,OPTIONS | awk '$1 ~ "^/mnt"' > mounts.txt
-cryptsetup status cryptroot > luks-status.txt 2>&1 || true
-cryptsetup luksDump {luks_header} > luks-dump.txt 2>&1 || true
-cp -r /mnt/etc/nixos etc-nixos
-ls /mnt/persist/etc/nixos > persist-config.txt
-echo gone > /mnt/etc/rollback-canary
-echo kept > /mnt/persist/kept-canary
-sync
-umount -R /mnt
-zpool export rpool
-# Just before the reboot: exported, and still what the configuration says (docs/check.md).
-if $PYTHON -m advisor check --root /mnt --before-reboot --record etc-nixos/advisor.json \
-  --json > check-before.json; then result check_before 0; else result check_before $?; fi
-{close}
+{end_state_script(luks_header)}{close}
 result phase1 ok
 """
-
-
-def phase_two(backend: str, rwdir: Path, cfg: dict[str, Any]) -> str:
-    """The next boot, with only what the generated configuration says."""
-    zfs = cfg["boot"]["zfs"]
-    # The installed system's host id is networking.hostId (NixOS writes /etc/hostid from
-    # it, into the initrd too): the pool is imported under it, as advisor check verifies.
-    lines = [f"zgenhostid -f {shlex.quote(cfg['networking']['hostId'])}"]
-    if backend != "zfs-native":
-        device = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]
-        header = ""
-        if "header" in device:
-            # A header file reaches the initrd through boot.initrd.secrets.
-            secrets = cfg["boot"]["initrd"].get("secrets", {})
-            header = f"--header {shlex.quote(secrets.get(device['header'], device['header']))}"
-        lines.append(
-            f"cryptsetup open {header} --key-file=- {shlex.quote(device['device'])} cryptroot"
-            f" < <(head -c {len(PASSPHRASE)} passphrase)"
-        )
-    lines.append(f"zpool import -d {shlex.quote(zfs['devNodes'])} -N rpool")
-    if backend == "zfs-native":
-        for root in zfs["requestEncryptionCredentials"]:
-            lines.append(f"zfs load-key {shlex.quote(root)} < passphrase")
-    lines.append('result keystatus "$(zfs get -H -o value keystatus rpool)"')
-    lines.append(rollback_command(cfg).strip())
-    root = cfg["fileSystems"]["/"]
-    persist = cfg["fileSystems"]["/persist"]
-    esp = cfg["fileSystems"]["/boot"]
-    lines += [
-        f"mount -t {root['fsType']} {root['device']} /mnt",
-        "if [ -e /mnt/etc/rollback-canary ]; then result rollback failed;"
-        " else result rollback ok; fi",
-        # After the reboot: advisor check on the rolled-back root, /persist mounted in it
-        # (and the header's backup medium, which the check compares with the header).
-        f"mkdir -p /mnt/persist && mount -t {persist['fsType']} {persist['device']} /mnt/persist",
-        *(
-            ["mkdir -p /tmp/backup", "mount -o ro /dev/disk/by-id/virtio-backup /tmp/backup"]
-            if backend == "luks-detached"
-            else []
-        ),
-        "if $PYTHON -m advisor check --root /mnt --json > check-after.json;"
-        " then result check_after 0; else result check_after $?; fi",
-        "umount /mnt/persist",
-        *(["umount /tmp/backup"] if backend == "luks-detached" else []),
-        "mkdir -p /tmp/persist /tmp/esp",
-        f"mount -t {persist['fsType']} {persist['device']} /tmp/persist",
-        "result persist $(cat /tmp/persist/kept-canary)",
-        "result persisted_config $(ls /tmp/persist/etc/nixos/configuration.nix)",
-        f"mount -t {esp['fsType']} -o {','.join(esp['options'])} {esp['device']} /tmp/esp",
-        'result esp_mode "$(stat -c %a /tmp/esp)"',
-        'result blank "$(zfs list -H -t snapshot -o name rpool/local/root@blank)"',
-        "umount /tmp/esp /tmp/persist /mnt",
-        "zpool export rpool",
-    ]
-    if backend == "luks-detached":
-        data = cfg["boot"]["initrd"]["luks"]["devices"]["cryptroot"]["device"]
-        lines += [
-            "cryptsetup close cryptroot",
-            f"if cryptsetup isLuks {data}; then result isluks yes; else result isluks no; fi",
-            # blkid still shows the GPT entry, but must find no content signature.
-            f'result blkid_type "$(blkid -p -o value -s TYPE {data} || true)"',
-            f'result signatures "$(wipefs --no-act --noheadings {data} | wc -l)"',
-        ]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("backend", ["luks", "zfs-native", "luks-detached"])
@@ -209,29 +128,7 @@ def test_install_then_boot(
     # The reviewed plan is the one that ran: the same commands, GUIDs and host id included.
     planned = planned_commands((rw / "plan.sh").read_text())
     assert planned and planned == logged_commands((rw / "state" / "install.log").read_text())
-    zfs_list = (rw / "zfs-list.txt").read_text().split()
-    for dataset in ("rpool/local/root", "rpool/local/root@blank", "rpool/local/nix",
-                    "rpool/safe/home", "rpool/safe/persist"):  # fmt: skip
-        assert dataset in zfs_list
-    assert "ashift\t12" in (rw / "zpool-get.txt").read_text()
-    zfs_get = (rw / "zfs-get.txt").read_text()
-    if backend == "zfs-native":
-        assert "rpool\tencryption\taes-256-gcm" in zfs_get
-        assert "rpool/safe/persist\tkeystatus\tavailable" in zfs_get
-    else:
-        assert "rpool\tencryption\toff" in zfs_get
-        assert "is active and is in use" in (rw / "luks-status.txt").read_text()
-        dump = (rw / "luks-dump.txt").read_text()
-        assert "Version:       \t2" in dump and "sector: 4096 [bytes]" in dump
-    assert "rpool/local/root\tmountpoint\tlegacy" in zfs_get
-    mounts = (rw / "mounts.txt").read_text()
-    assert "/mnt/boot vfat" in mounts
-    assert "fmask=0077" in mounts or "umask=0077" in mounts
-    assert (rw / "persist-config.txt").read_text().split() == [
-        "advisor.json",
-        "configuration.nix",
-        "flake.nix",
-    ]
+    assert_end_state(rw, backend)
 
     # Secrets: on stdin only. The trace holds every command line of the run.
     execs = (rw / "execve.log").read_text()
@@ -259,33 +156,9 @@ def test_install_then_boot(
         assert backup and (rw / "header.head").read_bytes()[: len(backup)] == backup
     # The next boot: the installed disk (and the header's); the backup medium is there for
     # advisor check only, the unlock does not use it.
-    second = run_in_vm(phase_two(backend, rw, cfg), disks, rwdir=rw, timeout=TIMEOUT)
+    second = run_in_vm(second_boot_script(backend, cfg), disks, rwdir=rw, timeout=TIMEOUT)
     assert second.returncode == 0, second.describe()
-    results = second.results
-    # advisor check passed before the reboot (the pool exported) and after it.
-    for stage in ("check_before", "check_after"):
-        report = json.loads((rw / f"{stage.replace('_', '-')}.json").read_text())
-        failed = [c for c in report["checks"] if c["status"] == "fail"]
-        assert (first if stage == "check_before" else second).results[stage] == "0", failed
-    before = {
-        c["id"]: c["status"] for c in json.loads((rw / "check-before.json").read_text())["checks"]
-    }
-    assert before["pool"] == "pass" and before["hostid"] == "pass"
-    assert before["blank"] == "skip"  # the pool exported: its snapshots are not listed
-    after = {
-        c["id"]: c["status"] for c in json.loads((rw / "check-after.json").read_text())["checks"]
-    }
-    assert after["root-dataset"] == "pass" and after["blank"] == "pass"
-    assert results["keystatus"] in ("available", "-")  # "-": not encrypted by ZFS
-    assert results["rollback"] == "ok"
-    assert results["persist"] == "kept"
-    assert results["persisted_config"] == "/tmp/persist/etc/nixos/configuration.nix"
-    assert results["esp_mode"] == "700"
-    assert results["blank"] == "rpool/local/root@blank"
-    if backend == "luks-detached":
-        assert results["isluks"] == "no"  # without its header, nothing says LUKS
-        assert results["blkid_type"] == ""  # no LUKS, no file system: nothing to see
-        assert results["signatures"] == "0"
+    assert_second_boot(rw, backend, first.results, second.results)
 
 
 def summary_script(root: str = "/mnt") -> str:
