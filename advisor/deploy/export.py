@@ -20,7 +20,6 @@ from advisor import secrets, validate
 from advisor.datasets import Dataset
 from advisor.deploy.disko import KEY_FILE, check_exportable, render_disko
 from advisor.errors import UsageError
-from advisor.files import write_atomically
 from advisor.install.executor import read_plan_file
 from advisor.install.plan import build_plan, configured_device_of
 from advisor.install.session import InstallRequest, choose_topology, validate_spec
@@ -33,6 +32,7 @@ from advisor.nixos.write import (
     build_layout,
     changed_files,
     check_out_dir,
+    write_files,
 )
 from advisor.pluginmanager import LoadedPlugins
 from advisor.settings import read_authorized_keys, unlock_method
@@ -269,11 +269,7 @@ def write_export(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"--out {str(out)!r} cannot be created: {error.strerror}") from None
-    for name, text in changed.items():
-        try:
-            write_atomically(out / name, text.encode())
-        except OSError as error:
-            raise UsageError(f"{out / name} cannot be written: {error.strerror}") from None
+    write_files(out, changed)
     return ExportResult(
         layout=layout,
         spec=spec,

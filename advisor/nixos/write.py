@@ -273,11 +273,7 @@ def write_configuration(request: ConfigRequest, plugins: LoadedPlugins) -> Confi
             f"--persist-root {str(persist)!r}: a key cannot be read or written there "
             f"({error.filename or persist}: {error.strerror})"
         ) from None
-    for name, text in changed.items():
-        try:
-            write_atomically(out / name, text.encode())
-        except OSError as error:
-            raise UsageError(f"{out / name} cannot be written: {error.strerror}") from None
+    write_files(out, changed)
     return ConfigResult(
         layout=layout,
         written=tuple(out / name for name in changed),
@@ -310,6 +306,16 @@ def changed_files(out: Path, files: Mapping[_Name, str], *, force: bool) -> dict
         shown = ", ".join(map(str, clashing[:5])) + (" ..." if len(clashing) > 5 else "")
         raise UsageError(f"{shown} already exist(s) with other content; use --force to replace")
     return changed
+
+
+def write_files(out: Path, files: Mapping[str, str]) -> None:
+    """Write each of ``files`` (text by name) into the folder ``out`` atomically; a
+    :class:`UsageError` for one that cannot be written."""
+    for name, text in files.items():
+        try:
+            write_atomically(out / name, text.encode())
+        except OSError as error:
+            raise UsageError(f"{out / name} cannot be written: {error.strerror}") from None
 
 
 def differs(path: Path, text: str) -> bool:

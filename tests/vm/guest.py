@@ -22,6 +22,27 @@ HOST_ID = "8f2a91c4"
 TRACE = "strace -f -qq -e trace=execve -s 4096 -o $RWDIR/execve.log"
 
 
+def leaked_secrets(
+    rwdir: Path,
+    canaries: Sequence[str] = (PASSPHRASE, PASSWORD),
+    *,
+    allowed: Sequence[str] = ("passphrase", "password"),
+    skip: Sequence[str] = (),
+) -> list[str]:
+    """The files below ``rwdir`` (the shared folder: logs, traces, generated files) that
+    hold one of the ``canaries``, but for the secret files the test wrote itself
+    (``allowed`` names), names starting with one of ``skip`` and disk images."""
+    return [
+        str(path.relative_to(rwdir))
+        for path in rwdir.rglob("*")
+        if path.is_file()
+        and path.name not in allowed
+        and not path.name.startswith(tuple(skip))
+        and not path.name.endswith(".img")
+        and any(canary.encode() in path.read_bytes() for canary in canaries)
+    ]
+
+
 def write_secrets(rwdir: Path) -> None:
     (rwdir / "passphrase").write_text(PASSPHRASE + "\n")
     (rwdir / "password").write_text(PASSWORD + "\n")

@@ -33,11 +33,11 @@ from guest import (
     HOST_ID,
     LIVE_HOSTID,
     PASSPHRASE,
-    PASSWORD,
     TIMEOUT,
     assert_end_state,
     assert_second_boot,
     end_state_script,
+    leaked_secrets,
     second_boot_script,
     write_secrets,
 )
@@ -168,13 +168,5 @@ def test_disko_scripts_on_a_blank_disk_twice_then_boot(
 
     # The passphrase went through /tmp/secret.key only: not in disko's traces (set -x),
     # the console or any file but the test's own secrets; the password only as its hash.
-    leaked = [
-        str(path.relative_to(rw))
-        for path in rw.rglob("*")
-        if path.is_file()
-        and path.name not in ("passphrase", "password")
-        and not path.name.endswith(".img")
-        and (PASSPHRASE.encode() in path.read_bytes() or PASSWORD.encode() in path.read_bytes())
-    ]
-    assert leaked == []
+    assert leaked_secrets(rw) == []
     assert PASSPHRASE not in result.stdout + result.stderr

@@ -27,6 +27,7 @@ from guest import (
     assert_end_state,
     assert_second_boot,
     end_state_script,
+    leaked_secrets,
     logged_commands,
     planned_commands,
     second_boot_script,
@@ -134,15 +135,7 @@ def test_install_then_boot(
     execs = (rw / "execve.log").read_text()
     for command in ("wipefs", "sgdisk", "zgenhostid", "zpool", "mkpasswd", 'advisor", "config'):
         assert command in execs, command
-    leaked = [
-        str(path.relative_to(rw))
-        for path in rw.rglob("*")
-        if path.is_file()
-        and path.name not in ("passphrase", "password")
-        and not path.name.endswith(".img")
-        and (PASSPHRASE.encode() in path.read_bytes() or PASSWORD.encode() in path.read_bytes())
-    ]
-    assert leaked == []
+    assert leaked_secrets(rw) == []
 
     # The generated configuration, as NixOS will read it.
     config = rw / "etc-nixos" / "configuration.nix"
