@@ -30,6 +30,6 @@ def render_export_result(console: Console, result: ExportResult) -> None:
     console.print()
     console.print(Text("Install it from that folder (docs/disko.md):"))
     # One line, however narrow the terminal: it is copied as it is.
-    console.print(
-        indent(Text(shlex.join(anywhere_command(layout.settings.hostname)))), soft_wrap=True
-    )
+    # (A Padding would crop it to the console's width.)
+    command = shlex.join(anywhere_command(layout.settings.hostname))
+    console.print(Text(f"  {command}"), soft_wrap=True)

@@ -229,6 +229,19 @@ def test_a_different_file_is_kept_without_force(
     assert set(_written(out)) == FILES
 
 
+def test_the_report_prints_the_whole_install_command(
+    run_cli: RunCli, tmp_path: Path, password_file: Path
+) -> None:
+    result = run_cli(*export_args(tmp_path / "out", password_file, "--disk", DISKS[0]))
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if "nixos-anywhere" in line]
+    assert line.split() == [
+        "nixos-anywhere", "--flake", "'.#atlas'", "--disk-encryption-keys", "/tmp/secret.key",
+        "PASSPHRASE-FILE", "--generate-hardware-config", "nixos-generate-config",
+        "./hardware-configuration.nix", "root@HOST",
+    ]  # fmt: skip
+
+
 def test_a_bad_plan_file_is_refused(run_cli: RunCli, tmp_path: Path, password_file: Path) -> None:
     out = tmp_path / "out"
     plan = tmp_path / "plan.json"
