@@ -22,7 +22,7 @@ from advisor.deploy.disko import KEY_FILE, check_exportable, render_disko
 from advisor.errors import UsageError
 from advisor.install.executor import read_plan_file
 from advisor.install.plan import build_plan, configured_device_of
-from advisor.install.session import InstallRequest, choose_topology, validate_spec
+from advisor.install.session import InstallRequest, request_spec, validate_spec
 from advisor.layoutfile import layout_datasets
 from advisor.models import InstallSpec, Layout, Member, RemoteUnlock
 from advisor.nixos.generate import Contribution, flake_host, generate, render_flake
@@ -67,18 +67,7 @@ def export_spec(
         )
         for number, disk in enumerate(disks, start=1)
     )
-    spec = InstallSpec(
-        backend=request.backend,
-        settings=request.settings,
-        members=members,
-        topology=choose_topology(len(members), request.topology),
-        root=request.root,
-        pool_options=dict(request.pool_options),
-        dataset_options=dict(request.dataset_options),
-        fast_kdf=request.fast_kdf,
-        swap_size=request.swap_size,
-    )
-    return validate_spec(spec, plugins)
+    return validate_spec(request_spec(request, members), plugins)
 
 
 def _disk_path(disk: str) -> str:

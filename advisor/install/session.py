@@ -93,20 +93,25 @@ def new_spec(
         )
         for number, disk in enumerate(disks, start=1)
     )
-    spec = InstallSpec(
+    spec = validate_spec(request_spec(request, members), plugins)
+    check_fresh_install(spec, disks, plugins)
+    return spec
+
+
+def request_spec(request: InstallRequest, members: Sequence[Member]) -> InstallSpec:
+    """The spec ``request`` asks for on ``members`` (its disks, partition GUIDs chosen),
+    the topology chosen for their number; not yet checked (:func:`validate_spec`)."""
+    return InstallSpec(
         backend=request.backend,
         settings=request.settings,
-        members=members,
-        topology=choose_topology(len(disks), request.topology),
+        members=tuple(members),
+        topology=choose_topology(len(members), request.topology),
         root=request.root,
         pool_options=dict(request.pool_options),
         dataset_options=dict(request.dataset_options),
         fast_kdf=request.fast_kdf,
         swap_size=request.swap_size,
     )
-    spec = validate_spec(spec, plugins)
-    check_fresh_install(spec, disks, plugins)
-    return spec
 
 
 def choose_topology(count: int, asked: str | None) -> str | None:
